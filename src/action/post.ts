@@ -1,0 +1,3 @@
+export async function runPost(): Promise<void> {
+  // finishes what main could not (issue 3)
+}

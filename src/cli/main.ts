@@ -1,0 +1,122 @@
+import { existsSync } from 'node:fs'
+import { access, constants, readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { utils as sshUtils } from 'ssh2'
+import { InputError, ValidationFailure, errorMessage } from '../util/errors.js'
+import { formatDuration } from '../util/duration.js'
+import { validate } from '../pipeline/validate.js'
+import { renderPlan } from '../pipeline/plan.js'
+import { conclusionLine } from '../report/render.js'
+import { killAllGroupsSync } from '../vm/process.js'
+import { TOOL_VERSION } from '../version.js'
+import { USAGE, parseArgs, type CliOptions } from './args.js'
+import { cliLogger } from './logger.js'
+
+export const EXIT_OK = 0
+export const EXIT_FAILED = 1
+export const EXIT_INPUT = 2
+
+/** Checks files and keys before anything starts: bad input exits 2 with nothing booted. */
+export async function checkInputs(o: CliOptions): Promise<void> {
+  if (o.runner !== undefined) {
+    try {
+      await access(o.runner, constants.X_OK)
+    } catch {
+      throw new InputError(`--runner ${o.runner}: not an executable file (expected result/bin/run-<host>-vm)`)
+    }
+  }
+  if (o.sshKey !== undefined) {
+    let text: Buffer
+    try {
+      text = await readFile(o.sshKey)
+    } catch {
+      throw new InputError(`--ssh-key ${o.sshKey}: cannot read the file`)
+    }
+    const parsed = sshUtils.parseKey(text)
+    if (parsed instanceof Error) throw new InputError(`--ssh-key ${o.sshKey}: not a private key ssh2 can use: ${parsed.message}`)
+  }
+  if (o.checksFile !== undefined && !existsSync(o.checksFile)) throw new InputError(`--checks ${o.checksFile}: no such file`)
+}
+
+export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+  let opts: CliOptions
+  try {
+    opts = parseArgs(argv)
+    if (opts.command === 'help') {
+      out(USAGE + '\n')
+      return EXIT_OK
+    }
+    if (opts.command === 'version') {
+      out(`nixos-vm-validate ${TOOL_VERSION}\n`)
+      return EXIT_OK
+    }
+    if (opts.checksFile === undefined && existsSync(resolve('tests/vm/checks.yml'))) {
+      opts.checksFile = resolve('tests/vm/checks.yml')
+    }
+    await checkInputs(opts)
+    if (opts.flake !== undefined && !opts.dryRun) {
+      throw new InputError('--flake: building with Nix is not available in this build; pass --runner')
+    }
+  } catch (err) {
+    process.stderr.write(`error: ${errorMessage(err)}\n`)
+    if (!(err instanceof InputError)) return EXIT_FAILED
+    process.stderr.write(`run "vm-automation help" for usage\n`)
+    return EXIT_INPUT
+  }
+  if (opts.dryRun) {
+    out(renderPlan({ ...opts }) + '\n')
+    return EXIT_OK
+  }
+  const logger = cliLogger(opts.verbose)
+  const controller = new AbortController()
+  let signals = 0
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++
+    if (signals === 1) {
+      logger.warning(`${sig}: stopping the VM and writing the report (again to force)`)
+      controller.abort()
+      return
+    }
+    killAllGroupsSync()
+    process.exit(130)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  try {
+    const report = await validate({
+      runner: opts.runner as string,
+      system: opts.system,
+      sshKey: opts.sshKey as string,
+      sshUser: opts.sshUser,
+      guestSshPort: opts.guestSshPort,
+      stages: opts.stages,
+      outDir: opts.outDir,
+      bootTimeoutMs: opts.bootTimeoutMs,
+      silenceTimeoutMs: opts.silenceTimeoutMs,
+      sshTimeoutMs: opts.sshTimeoutMs,
+      stageTimeoutMs: opts.stageTimeoutMs,
+      timeoutMs: opts.timeoutMs,
+      accel: opts.accel,
+      cpu: opts.cpu,
+      checksFile: opts.checksFile,
+      logger,
+      signal: controller.signal,
+      // Count from the process start, so the report includes Node start-up and the KVM probe.
+      startedAt: Math.round(performance.timeOrigin)
+    })
+    out(`${conclusionLine(report).replace(/\*\*/g, '')}\n`)
+    if (report.failure !== null && report.failure.excerpt !== '') {
+      out(`--- evidence (${report.failure.kind}) ---\n${report.failure.excerpt.split('\n').slice(-30).join('\n')}\n---\n`)
+    }
+    out(`report: ${opts.outDir}/report.json (total ${formatDuration(report.timings.totalMs)})\n`)
+    if (report.failure?.kind === 'input') return EXIT_INPUT
+    return report.conclusion === 'success' ? EXIT_OK : EXIT_FAILED
+  } catch (err) {
+    const kind = err instanceof ValidationFailure ? err.kind : 'tool-error'
+    process.stderr.write(`error (${kind}): ${errorMessage(err)}\n`)
+    return EXIT_FAILED
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}

@@ -1,0 +1,316 @@
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ValidationFailure, toFailure } from '../util/errors.js'
+import { formatDuration } from '../util/duration.js'
+import { Deadline } from '../util/time.js'
+import type { CheckResult, Failure, Report, StageName, StageResult } from '../report/model.js'
+import { renderJunit, renderSummary } from '../report/render.js'
+import { SshSession, waitForSsh } from '../ssh/client.js'
+import { decideAccelerator, qemuBinaryFromRunner, type AccelDecision } from '../vm/accel.js'
+import { KvmStallError, Machine } from '../vm/machine.js'
+import { hostSystem } from '../vm/system.js'
+import type { ValidateOptions } from './options.js'
+import { CHECK_STAGES, type StageContext } from '../checks/stages.js'
+import { loadChecks } from '../checks/config.js'
+import { TOOL_VERSION } from '../version.js'
+
+/** Files a run writes into --out; stale ones from an earlier run are removed first. */
+const ARTIFACT_PATTERN = /^(report\.json|console\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log)$/
+
+const KVM_WATCHDOG_MS = 20_000
+
+/**
+ * One validation run: boot → ssh → check stages → teardown. Never throws past a stage: every
+ * failure is classified into the report, and teardown (screenshot, QEMU stopped, artifacts written)
+ * runs on every path.
+ */
+export async function validate(o: ValidateOptions): Promise<Report> {
+  const t0 = o.startedAt ?? Date.now()
+  const log = o.logger
+  await prepareOutDir(o.outDir)
+  const host = hostSystem()
+  const report: Report = {
+    schemaVersion: 1,
+    tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
+    system: o.system,
+    accelerator: 'none',
+    emulated: host !== o.system,
+    hostSystem: host ?? process.arch,
+    runner: o.runner,
+    configuration: o.configuration,
+    conclusion: 'failure',
+    failure: null,
+    timings: { totalMs: 0, buildMs: o.buildMs },
+    stages: [],
+    artifacts: [],
+    startedAt: new Date(t0).toISOString()
+  }
+  const workDir = await mkdtemp(join(o.workRoot ?? tmpdir(), 'nvv-'))
+  let machine: Machine | undefined
+  let ssh: SshSession | undefined
+  const overall = new AbortController()
+  const onAbort = (): void => overall.abort()
+  o.signal?.addEventListener('abort', onAbort, { once: true })
+  const runTimer = o.timeoutMs > 0 ? setTimeout(() => overall.abort(), o.timeoutMs - (Date.now() - t0)) : undefined
+  const signal = overall.signal
+  const stageResult = (name: string, startMs: number): StageResult => {
+    const s: StageResult = { name, status: 'passed', durationMs: 0, startMs: startMs - t0, checks: [] }
+    report.stages.push(s)
+    return s
+  }
+  const failStage = async (stage: StageResult, err: unknown, started: number): Promise<void> => {
+    let f = toFailure(err)
+    if (f.kind === 'tool-error' && signal.aborted) f = cancelledFailure(o, t0)
+    stage.status = 'failed'
+    stage.durationMs = Date.now() - started
+    stage.message = f.message
+    report.failure = failureOf(stage.name, f)
+    log.stageEnd(stage.name, 'failed', stage.durationMs)
+    log.warning(`${stage.name} failed (${f.kind}): ${f.message}`)
+    if (machine !== undefined) await captureFailureEvidence(machine, ssh, o.outDir, f)
+  }
+
+  try {
+    const checks = await loadChecks(o.checksFile, o.stages)
+    const requested = new Set<StageName>(o.stages)
+    const runnerScript = await readFile(o.runner, 'utf8').catch(() => '')
+    const accel = await decideAccelerator({
+      choice: o.accel,
+      system: o.system,
+      cpu: 'max',
+      qemu: qemuBinaryFromRunner(runnerScript, o.system),
+      workDir
+    }).catch((err: unknown) => {
+      throw new ValidationFailure('input', String((err as Error).message))
+    })
+    log.info(`accelerator: ${accel.accelerator} — ${accel.reason} (probe ${formatDuration(accel.probeMs)})`)
+    report.acceleratorReason = accel.reason
+
+    // boot
+    const bootStart = Date.now()
+    const boot = stageResult('boot', bootStart)
+    log.stageStart('boot')
+    let sshWait: Promise<SshSession> | undefined
+    let sshAbort = new AbortController()
+    const sshDeadline = new Deadline(o.bootTimeoutMs + o.sshTimeoutMs)
+    const startSshWait = (m: Machine): Promise<SshSession> => {
+      const key = readFile(o.sshKey)
+      const p = key.then((privateKey) =>
+        waitForSsh(
+          { host: '127.0.0.1', port: m.sshPort, user: o.sshUser, privateKey },
+          {
+            deadline: sshDeadline,
+            signal: AbortSignal.any([sshAbort.signal, signal]),
+            abortWhen: () => m.fatal,
+            onAttempt: (n, d) => {
+              log.debug(`ssh attempt ${n}: ${d.lastError ?? 'ok'} (banner ${d.bannerSeen ?? 'none'})`)
+              if (n % 20 === 0) log.waiting(`ssh: attempt ${n}, banner ${d.bannerSeen ?? 'not seen yet'}`)
+            }
+          }
+        )
+      )
+      p.catch(() => undefined)
+      return p
+    }
+    try {
+      machine = await startMachine(o, workDir, accel, report, log)
+      if (requested.has('ssh')) sshWait = startSshWait(machine)
+      try {
+        await machine.waitForBoot({
+          deadline: new Deadline(o.bootTimeoutMs),
+          silenceMs: o.silenceTimeoutMs,
+          signal,
+          alsoReady: sshWait,
+          kvmWatchdogMs: o.accel === 'auto' ? KVM_WATCHDOG_MS : undefined
+        })
+      } catch (err) {
+        if (!(err instanceof KvmStallError)) throw err
+        // KVM passed the probe but this guest makes no progress under it: start over under TCG.
+        log.warning(`${err.message}; restarting the guest under TCG`)
+        sshAbort.abort()
+        await machine.stop(0)
+        sshAbort = new AbortController()
+        report.acceleratorReason = `KVM probe passed but the guest printed nothing within ${formatDuration(KVM_WATCHDOG_MS)} under KVM; fell back to TCG`
+        machine = await startMachine(o, workDir, { ...accel, accelerator: 'tcg' }, report, log)
+        if (requested.has('ssh')) sshWait = startSshWait(machine)
+        await machine.waitForBoot({
+          deadline: new Deadline(o.bootTimeoutMs),
+          silenceMs: o.silenceTimeoutMs,
+          signal,
+          alsoReady: sshWait
+        })
+      }
+      const readyAt = machine.readyAt ?? Date.now()
+      report.timings.bootMs = readyAt - machine.startedAt
+      boot.durationMs = Date.now() - bootStart
+      boot.message = machine.readyAt !== undefined ? 'login prompt / multi-user target on the console' : 'SSH answered before the console showed a login prompt'
+      log.stageEnd('boot', 'passed', boot.durationMs)
+    } catch (err) {
+      await failStage(boot, err, bootStart)
+    }
+
+    // ssh
+    if (requested.has('ssh') && report.failure === null && machine !== undefined && sshWait !== undefined) {
+      const sshStart = Date.now()
+      const stage = stageResult('ssh', sshStart)
+      log.stageStart('ssh')
+      sshDeadline.reset(o.sshTimeoutMs)
+      try {
+        ssh = await sshWait
+        report.timings.sshReadyMs = ssh.readyAt - machine.startedAt
+        const probe = await ssh.exec('uname -a; id', 30_000)
+        const check: CheckResult = {
+          name: `ssh ${o.sshUser}@guest`,
+          status: probe.code === 0 ? 'passed' : 'failed',
+          durationMs: probe.durationMs,
+          output: (probe.stdout + probe.stderr).trim()
+        }
+        stage.checks.push(check)
+        if (check.status === 'failed') {
+          throw new ValidationFailure('check-failed', `a command over SSH failed (exit ${probe.code})`, check.output)
+        }
+        stage.durationMs = Date.now() - sshStart
+        log.stageEnd('ssh', 'passed', stage.durationMs)
+      } catch (err) {
+        await failStage(stage, err, sshStart)
+      }
+    }
+
+    // check stages (issue 2): each runs its checks concurrently over the one connection
+    for (const name of o.stages) {
+      if (name === 'boot' || name === 'ssh') continue
+      const runStage = CHECK_STAGES[name]
+      const started = Date.now()
+      const stage = stageResult(name, started)
+      if (report.failure !== null || ssh === undefined || machine === undefined) {
+        stage.status = 'skipped'
+        stage.message = report.failure !== null ? `not run: ${report.failure.stage} failed` : 'not run: needs the ssh stage'
+        continue
+      }
+      log.stageStart(name)
+      const ctx: StageContext = { ssh, machine, options: o, checks, report, signal, deadline: new Deadline(o.stageTimeoutMs) }
+      try {
+        const results = await runStage(ctx)
+        stage.checks.push(...results)
+        stage.durationMs = Date.now() - started
+        const failed = results.filter((c) => c.status === 'failed')
+        if (results.length > 0 && results.every((c) => c.status === 'skipped')) stage.status = 'skipped'
+        if (failed.length > 0) {
+          const first = failed[0]
+          throw new ValidationFailure(
+            'check-failed',
+            `${failed.length} check${failed.length > 1 ? 's' : ''} failed: ${failed.map((c) => c.name).join(', ')}`,
+            first.output,
+            { check: first.name, file: first.file, line: first.line }
+          )
+        }
+        log.stageEnd(name, stage.status, stage.durationMs)
+      } catch (err) {
+        await failStage(stage, err, started)
+      }
+    }
+  } catch (err) {
+    // Failures outside a stage (bad checks file, accelerator choice) are input errors: no VM ran.
+    const f = toFailure(err)
+    report.failure = failureOf(report.stages.at(-1)?.name ?? 'setup', f)
+    log.warning(`${f.kind}: ${f.message}`)
+  } finally {
+    clearTimeout(runTimer)
+    o.signal?.removeEventListener('abort', onAbort)
+    if (machine !== undefined) {
+      const shot = await machine.screenshot(join(o.outDir, 'screenshot-final.png'))
+      if (shot === undefined) log.debug('no final screenshot (no display or QEMU gone)')
+      ssh?.close()
+      await machine.stop()
+      const stderr = machine.stderrTail(200)
+      if (stderr !== '') await writeFile(join(o.outDir, 'qemu-stderr.log'), stderr + '\n')
+    }
+    await rm(workDir, { recursive: true, force: true }).catch(() => undefined)
+    report.conclusion = report.failure === null ? 'success' : 'failure'
+    report.timings.totalMs = Date.now() - t0
+    await writeArtifacts(o.outDir, report)
+  }
+  return report
+}
+
+async function startMachine(
+  o: ValidateOptions,
+  workDir: string,
+  accel: AccelDecision,
+  report: Report,
+  log: ValidateOptions['logger']
+): Promise<Machine> {
+  const machine = new Machine({
+    runner: o.runner,
+    system: o.system,
+    accelerator: accel.accelerator,
+    workDir,
+    consoleLog: join(o.outDir, 'console.log'),
+    guestSshPort: o.guestSshPort,
+    cpu: o.cpu,
+    env: o.env,
+    logger: log
+  })
+  await machine.start()
+  report.accelerator = machine.accelerator
+  report.timings.preflightMs = machine.startedAt - (o.startedAt ?? machine.startedAt)
+  if (machine.pid !== undefined) o.onStarted?.({ pid: machine.pid, workDir })
+  log.info(`started ${o.runner} (pid ${machine.pid ?? '?'}, ${machine.accelerator}, ssh forward 127.0.0.1:${machine.sshPort})`)
+  return machine
+}
+
+function failureOf(stage: string, f: ValidationFailure): Failure {
+  const d = f.details as { check?: string; file?: string; line?: number }
+  return {
+    stage,
+    kind: f.kind,
+    message: f.message,
+    excerpt: f.excerpt,
+    ...(d.check !== undefined ? { check: d.check } : {}),
+    ...(d.file !== undefined ? { file: d.file } : {}),
+    ...(d.line !== undefined ? { line: d.line } : {})
+  }
+}
+
+function cancelledFailure(o: ValidateOptions, t0: number): ValidationFailure {
+  const byTimeout = o.timeoutMs > 0 && Date.now() - t0 >= o.timeoutMs - 50
+  return byTimeout
+    ? new ValidationFailure('stage-timeout', `the run exceeded its overall timeout of ${formatDuration(o.timeoutMs)}`)
+    : new ValidationFailure('cancelled', 'the run was cancelled')
+}
+
+/** At the moment of a failure: a screenshot and, when SSH works, the journal. */
+async function captureFailureEvidence(
+  machine: Machine,
+  ssh: SshSession | undefined,
+  outDir: string,
+  f: ValidationFailure
+): Promise<void> {
+  await machine.screenshot(join(outDir, 'screenshot-failure.png'))
+  if (ssh === undefined || ssh.closed) return
+  const journal = await ssh.exec('journalctl -b --no-pager -o short-monotonic 2>&1 | tail -n 20000', 60_000)
+  if (journal.stdout !== '') await writeFile(join(outDir, 'journal.txt'), journal.stdout)
+  const unit = (f.details as { unit?: string }).unit
+  if (unit !== undefined) {
+    const own = await ssh.exec(`journalctl -b --no-pager -u ${unit} 2>&1 | tail -n 500`, 30_000)
+    await writeFile(join(outDir, `journal-${unit.replace(/[^\w.@-]/g, '_')}.txt`), own.stdout)
+  }
+}
+
+async function prepareOutDir(outDir: string): Promise<void> {
+  await mkdir(outDir, { recursive: true })
+  for (const name of await readdir(outDir)) {
+    if (ARTIFACT_PATTERN.test(name)) await rm(join(outDir, name), { force: true })
+  }
+}
+
+/** report.json, junit.xml and summary.md: written on every path, from the one report model. */
+export async function writeArtifacts(outDir: string, report: Report): Promise<void> {
+  await mkdir(outDir, { recursive: true })
+  const present = (await readdir(outDir)).filter((n) => ARTIFACT_PATTERN.test(n))
+  report.artifacts = [...new Set([...present, 'report.json', 'junit.xml', 'summary.md'])].sort()
+  await writeFile(join(outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n')
+  await writeFile(join(outDir, 'junit.xml'), renderJunit(report))
+  await writeFile(join(outDir, 'summary.md'), renderSummary(report))
+}

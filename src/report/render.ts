@@ -1,0 +1,156 @@
+import { formatDuration } from '../util/duration.js'
+import type { Report, StageResult } from './model.js'
+
+const ICON: Record<string, string> = { passed: '✅', failed: '❌', skipped: '⏭️' }
+
+function escapeXml(s: string): string {
+  // XML 1.0 forbids most control characters even when escaped.
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '').replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+function mdCell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ')
+}
+
+/** Keeps the end of a long text (where the failure usually is), marking the cut. */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text
+  return `… (${text.length - max} characters cut)\n` + text.slice(text.length - max)
+}
+
+function fence(text: string): string {
+  const longest = Math.max(2, ...(text.match(/`+/g) ?? []).map((m) => m.length))
+  const f = '`'.repeat(longest + 1)
+  return `${f}text\n${text}\n${f}`
+}
+
+export function conclusionLine(r: Report): string {
+  const where = `${r.configuration !== undefined ? `${r.configuration} ` : ''}(${r.system})`
+  const accel = `${r.accelerator === 'kvm' ? 'KVM' : r.accelerator === 'tcg' ? 'TCG software emulation' : 'no VM'}${r.emulated ? ', emulated architecture' : ''}`
+  if (r.conclusion === 'success') {
+    const boot = r.timings.bootMs !== undefined ? `, booted in ${formatDuration(r.timings.bootMs)}` : ''
+    return `✅ **VM validation passed** for ${where}${boot} — ${accel}`
+  }
+  const f = r.failure
+  const what = f !== null ? `${f.stage}: **${f.kind}**${f.check !== undefined ? ` (${f.check})` : ''} — ${f.message}` : 'failed'
+  return `❌ **VM validation failed** for ${where} — ${what} — ${accel}`
+}
+
+/** A Mermaid gantt of the boot (kernel / initrd / userspace) and the stages; GitHub renders it. */
+export function timeline(r: Report): string {
+  const rows: string[] = []
+  const t0 = r.timings.preflightMs ?? 0
+  const b = r.boot
+  if (b?.kernelMs !== undefined) {
+    let at = t0
+    for (const [name, ms] of [
+      ['kernel', b.kernelMs],
+      ['initrd', b.initrdMs],
+      ['userspace', b.userspaceMs]
+    ] as const) {
+      if (ms === undefined) continue
+      rows.push(`    ${name} : a${rows.length}, ${Math.round(at)}, ${Math.max(1, Math.round(ms))}ms`)
+      at += ms
+    }
+  }
+  const stageRows = r.stages
+    .filter((s) => s.startMs !== undefined && s.status !== 'skipped')
+    .map(
+      (s, i) =>
+        `    ${s.name}${s.status === 'failed' ? ' (failed)' : ''} :${s.status === 'failed' ? 'crit, ' : ''}s${i}, ${Math.round(s.startMs ?? 0)}, ${Math.max(1, Math.round(s.durationMs))}ms`
+    )
+  if (rows.length === 0 && stageRows.length === 0) return ''
+  return [
+    '```mermaid',
+    'gantt',
+    '    dateFormat x',
+    '    axisFormat %M:%S',
+    ...(rows.length > 0 ? ['    section boot (systemd-analyze)', ...rows] : []),
+    ...(stageRows.length > 0 ? ['    section stages', ...stageRows] : []),
+    '```'
+  ].join('\n')
+}
+
+function stageTable(stages: StageResult[]): string {
+  const lines = ['| Stage | Result | Duration | Checks |', '| --- | --- | --- | --- |']
+  for (const s of stages) {
+    const failed = s.checks.filter((c) => c.status === 'failed').length
+    const checks = s.checks.length === 0 ? '' : `${s.checks.length - failed}/${s.checks.length} passed`
+    lines.push(`| ${s.name} | ${ICON[s.status] ?? ''} ${s.status} | ${formatDuration(s.durationMs)} | ${mdCell(checks || (s.message ?? ''))} |`)
+  }
+  return lines.join('\n')
+}
+
+export interface SummaryOptions {
+  artifactUrl?: string
+  /** Upper bound for the whole markdown (GitHub: 1 MiB per step summary). */
+  maxBytes?: number
+}
+
+/** summary.md and the job summary: one rendering of the report model. */
+export function renderSummary(r: Report, o: SummaryOptions = {}): string {
+  const maxBytes = o.maxBytes ?? 256 * 1024
+  const parts: string[] = [`## ${conclusionLine(r)}`, '']
+  parts.push(
+    `Accelerator: **${r.accelerator}**${r.acceleratorReason !== undefined ? ` — ${r.acceleratorReason}` : ''}` +
+      `${r.emulated ? ' · guest architecture emulated on this host' : ''} · host ${r.hostSystem}`
+  )
+  const t = r.timings
+  const times = [
+    t.buildMs !== undefined ? `build ${formatDuration(t.buildMs)}` : '',
+    t.bootMs !== undefined ? `boot ${formatDuration(t.bootMs)}` : '',
+    t.sshReadyMs !== undefined ? `SSH ready ${formatDuration(t.sshReadyMs)}` : '',
+    `total ${formatDuration(t.totalMs)}`
+  ].filter(Boolean)
+  parts.push(`Timings: ${times.join(' · ')}`, '')
+  parts.push(stageTable(r.stages), '')
+  const f = r.failure
+  if (f !== null) {
+    parts.push(`### Failure: ${f.kind} in stage \`${f.stage}\``, '', mdCell(f.message), '')
+    if (f.excerpt !== '') parts.push('<details open><summary>Evidence</summary>', '', fence(clip(f.excerpt, 12_000)), '', '</details>', '')
+  }
+  const failing = r.stages.flatMap((s) => s.checks.filter((c) => c.status === 'failed').map((c) => ({ s, c })))
+  if (failing.length > 0) {
+    parts.push('### Failing checks', '')
+    for (const { s, c } of failing.slice(0, 50)) {
+      parts.push(`<details><summary>${ICON.failed} ${escapeXml(s.name)} / ${escapeXml(c.name)} (${formatDuration(c.durationMs)})</summary>`, '', fence(clip(c.output, 4000)), '', '</details>', '')
+    }
+  }
+  const tl = timeline(r)
+  if (tl !== '') parts.push('### Timeline', '', tl, '')
+  if (r.boot?.blame !== undefined && r.boot.blame.length > 0) {
+    parts.push('<details><summary>Slowest units (systemd-analyze blame)</summary>', '', '| Unit | Time |', '| --- | --- |')
+    for (const u of r.boot.blame.slice(0, 10)) parts.push(`| ${mdCell(u.unit)} | ${formatDuration(u.ms)} |`)
+    parts.push('', '</details>', '')
+  }
+  if (o.artifactUrl !== undefined) parts.push(`Evidence (console log, screenshots, report): [artifact](${o.artifactUrl})`, '')
+  else if (r.artifacts.length > 0) parts.push(`Artifacts: ${r.artifacts.map((a) => `\`${a}\``).join(', ')}`, '')
+  let md = parts.join('\n')
+  if (Buffer.byteLength(md) > maxBytes) md = Buffer.from(md).subarray(0, maxBytes - 200).toString() + '\n\n… (summary cut to stay within the size limit)\n'
+  return md
+}
+
+/** junit.xml: one testsuite per stage, one testcase per check (a stage without checks is one case). */
+export function renderJunit(r: Report): string {
+  const suites = r.stages.map((s) => {
+    const cases = s.checks.length > 0 ? s.checks : [{ name: s.name, status: s.status, durationMs: s.durationMs, output: s.message ?? '' }]
+    const failures = cases.filter((c) => c.status === 'failed').length
+    const skipped = cases.filter((c) => c.status === 'skipped').length
+    const body = cases
+      .map((c) => {
+        const open = `    <testcase classname="${escapeXml(`${r.system}.${s.name}`)}" name="${escapeXml(c.name)}" time="${(c.durationMs / 1000).toFixed(3)}"`
+        if (c.status === 'failed') {
+          const msg = s.name === r.failure?.stage && r.failure.check === c.name ? r.failure.message : c.output.split('\n')[0] ?? ''
+          return `${open}>\n      <failure message="${escapeXml(clip(msg, 500))}">${escapeXml(clip(c.output, 20_000))}</failure>\n    </testcase>`
+        }
+        if (c.status === 'skipped') return `${open}>\n      <skipped message="${escapeXml(clip(c.output, 500))}"/>\n    </testcase>`
+        return `${open}/>`
+      })
+      .join('\n')
+    return `  <testsuite name="${escapeXml(s.name)}" tests="${cases.length}" failures="${failures}" skipped="${skipped}" time="${(s.durationMs / 1000).toFixed(3)}">\n${body}\n  </testsuite>`
+  })
+  const total = r.stages.reduce((n, s) => n + Math.max(1, s.checks.length), 0)
+  const failed = r.stages.reduce((n, s) => n + (s.checks.length > 0 ? s.checks.filter((c) => c.status === 'failed').length : s.status === 'failed' ? 1 : 0), 0)
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="nixos-vm-validate ${escapeXml(r.system)}" tests="${total}" failures="${failed}" time="${(r.timings.totalMs / 1000).toFixed(3)}">\n${suites.join('\n')}\n</testsuites>\n`
+}

@@ -1,0 +1,335 @@
+import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2'
+import { ValidationFailure } from '../util/errors.js'
+import { formatDuration } from '../util/duration.js'
+import type { Deadline } from '../util/time.js'
+
+export interface SshTarget {
+  host: string
+  port: number
+  user: string
+  privateKey: Buffer
+}
+
+export interface SshWaitOptions {
+  deadline: Deadline
+  /** Handshake + auth budget of one attempt (TCG guests are slow at key exchange). */
+  attemptTimeoutMs?: number
+  /**
+   * How long one attempt waits for the SSH banner. QEMU's user-mode forwarder accepts the TCP
+   * connection at once and then holds it while the guest has no listener, so a fresh attempt
+   * after a short wait finds sshd sooner than one long attempt.
+   */
+  bannerTimeoutMs?: number
+  /** Attempts in flight at once. */
+  maxParallel?: number
+  signal?: AbortSignal
+  /** Rejects when waiting is pointless (QEMU gone, guest panicked). */
+  abortWhen?: () => Error | undefined
+  onAttempt?: (attempt: number, diag: SshDiagnostics) => void
+  /** Auth rejections tolerated before ssh-auth (keys can land shortly after sshd starts). */
+  authRetries?: number
+}
+
+/** What the attempts saw: tells "nothing listens" from "sshd answers but refuses us". */
+export interface SshDiagnostics {
+  attempts: number
+  tcpConnected: number
+  bannerSeen: string | undefined
+  authRejected: number
+  lastError: string | undefined
+}
+
+export interface ExecResult {
+  command: string
+  code: number | null
+  signal: string | undefined
+  stdout: string
+  stderr: string
+  durationMs: number
+  timedOut: boolean
+}
+
+/** Delay before the next overlapping attempt: quick at first, then steady. */
+export function launchIntervalMs(attempt: number): number {
+  return Math.min(500, 100 * 2 ** Math.min(attempt, 3))
+}
+
+class AttemptError extends Error {
+  constructor(
+    message: string,
+    readonly auth: boolean
+  ) {
+    super(message)
+  }
+}
+
+interface Attempt {
+  promise: Promise<Client>
+  cancel: () => void
+}
+
+function attempt(target: SshTarget, timeoutMs: number, bannerTimeoutMs: number, diag: SshDiagnostics): Attempt {
+  const client = new Client()
+  let cancel: () => void = () => undefined
+  const promise = new Promise<Client>((resolve, reject) => {
+    let settled = false
+    let banner = false
+    const settle = (err?: Error): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      clearTimeout(bannerTimer)
+      if (err === undefined) {
+        resolve(client)
+        return
+      }
+      client.removeAllListeners('ready')
+      client.on('error', () => undefined)
+      client.end()
+      client.destroy()
+      reject(err)
+    }
+    cancel = () => settle(new AttemptError('cancelled', false))
+    const timer = setTimeout(
+      () => settle(new AttemptError(`no SSH session within ${formatDuration(timeoutMs)}`, false)),
+      timeoutMs
+    )
+    const bannerTimer = setTimeout(() => {
+      if (!banner) settle(new AttemptError(`no SSH banner within ${formatDuration(bannerTimeoutMs)}`, false))
+    }, bannerTimeoutMs)
+    const config: ConnectConfig = {
+      host: target.host,
+      port: target.port,
+      username: target.user,
+      privateKey: target.privateKey,
+      readyTimeout: timeoutMs,
+      keepaliveInterval: 10_000,
+      keepaliveCountMax: 6,
+      // The guest's host key is new on every build; the loopback forward is ours.
+      hostVerifier: () => true,
+      debug: (line: string) => {
+        const m = /Remote ident: '([^']*)'/.exec(line)
+        if (m !== null) {
+          diag.bannerSeen = m[1]
+          banner = true
+        }
+      }
+    }
+    client.on('ready', () => settle())
+    client.on('error', (err: Error & { level?: string }) => {
+      settle(new AttemptError(err.message, err.level === 'client-authentication'))
+    })
+    client.on('close', () => settle(new AttemptError('connection closed before the SSH session was ready', false)))
+    client.connect(config)
+    // ssh2 creates the socket synchronously in connect(); count TCP-level success.
+    const sock = (client as unknown as { _sock?: { once: (e: string, f: () => void) => void } })._sock
+    sock?.once('connect', () => diag.tcpConnected++)
+  })
+  return { promise, cancel }
+}
+
+/**
+ * Waits until an SSH session is established, with a clock deadline and per-attempt timeouts.
+ * Attempts overlap: QEMU's user-mode forwarder accepts every TCP connection at once and then holds
+ * it silently until the guest answers, so a single attempt would sit in a dead connection while
+ * sshd comes up. The first attempt that authenticates wins; the others are closed.
+ * Fails as `ssh-auth` when sshd answers but rejects the key, else `ssh-unreachable`.
+ */
+export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<SshSession> {
+  const diag: SshDiagnostics = {
+    attempts: 0,
+    tcpConnected: 0,
+    bannerSeen: undefined,
+    authRejected: 0,
+    lastError: undefined
+  }
+  const authRetries = o.authRetries ?? 3
+  const maxParallel = o.maxParallel ?? 8
+  const live = new Set<Attempt>()
+  let won: Client | undefined
+  let authFailure: ValidationFailure | undefined
+  let wake: () => void = () => undefined
+  let nextLaunch = 0
+  const cleanup = (): void => {
+    for (const a of live) a.cancel()
+    live.clear()
+  }
+  try {
+    for (;;) {
+      if (won !== undefined) return new SshSession(won, target)
+      if (authFailure !== undefined) throw authFailure
+      const stop = o.abortWhen?.()
+      if (stop !== undefined) throw stop
+      if (o.signal?.aborted) throw new ValidationFailure('cancelled', 'cancelled while waiting for SSH')
+      if (o.deadline.expired()) throw unreachable(target, diag)
+      if (live.size < maxParallel && Date.now() >= nextLaunch) {
+        diag.attempts++
+        const perAttempt = Math.max(1000, Math.min(o.attemptTimeoutMs ?? 20_000, o.deadline.remaining()))
+        const a = attempt(target, perAttempt, o.bannerTimeoutMs ?? 5000, diag)
+        live.add(a)
+        nextLaunch = Date.now() + launchIntervalMs(diag.attempts)
+        a.promise.then(
+          (client) => {
+            live.delete(a)
+            if (won === undefined) won = client
+            else client.end()
+            wake()
+          },
+          (err: AttemptError) => {
+            live.delete(a)
+            if (err.message !== 'cancelled') diag.lastError = err.message
+            if (err.auth) {
+              diag.authRejected++
+              if (diag.authRejected > authRetries) {
+                authFailure = new ValidationFailure(
+                  'ssh-auth',
+                  `sshd on the guest answered (${diag.bannerSeen ?? 'banner seen'}) but rejected user "${target.user}" with the given key ${diag.authRejected} times`,
+                  diagnosticsText(target, diag),
+                  { ...diag }
+                )
+              }
+            }
+            o.onAttempt?.(diag.attempts, diag)
+            wake()
+          }
+        )
+      }
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(t)
+          o.signal?.removeEventListener('abort', done)
+          resolve()
+        }
+        const t = setTimeout(done, Math.max(10, Math.min(nextLaunch - Date.now(), o.deadline.remaining(), 500)))
+        wake = done
+        o.signal?.addEventListener('abort', done, { once: true })
+      })
+    }
+  } finally {
+    cleanup()
+  }
+}
+
+function diagnosticsText(target: SshTarget, d: SshDiagnostics): string {
+  return [
+    `target: ${target.user}@${target.host}:${target.port} (QEMU user-net forward to the guest)`,
+    `attempts: ${d.attempts}; TCP connections accepted: ${d.tcpConnected}`,
+    `SSH banner seen: ${d.bannerSeen ?? 'never'}`,
+    `authentication rejections: ${d.authRejected}`,
+    `last error: ${d.lastError ?? 'none'}`
+  ].join('\n')
+}
+
+function unreachable(target: SshTarget, d: SshDiagnostics): ValidationFailure {
+  const why =
+    d.bannerSeen !== undefined
+      ? `sshd answered (${d.bannerSeen}) but no session could be set up`
+      : d.tcpConnected > 0
+        ? 'QEMU accepted the forwarded TCP connections but no SSH banner came back: nothing listens on the guest port (sshd not running, wrong port, or firewall)'
+        : 'no TCP connection to the forwarded port could be made'
+  return new ValidationFailure(
+    'ssh-unreachable',
+    `SSH did not become reachable after ${d.attempts} attempts: ${why}`,
+    diagnosticsText(target, d),
+    { ...d }
+  )
+}
+
+/** One SSH connection; commands run concurrently on their own channels, each with a timeout. */
+export class SshSession {
+  private sftpClient: Promise<SFTPWrapper> | undefined
+  closed = false
+  /** When the session was authenticated. */
+  readonly readyAt = Date.now()
+
+  constructor(
+    private readonly client: Client,
+    readonly target: SshTarget
+  ) {
+    client.on('close', () => (this.closed = true))
+    client.on('error', () => undefined)
+  }
+
+  exec(command: string, timeoutMs: number, stdin?: string): Promise<ExecResult> {
+    const started = Date.now()
+    return new Promise((resolve) => {
+      let stdout = ''
+      let stderr = ''
+      let timedOut = false
+      let settled = false
+      let channel: ClientChannel | undefined
+      const finish = (code: number | null, signal: string | undefined): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        resolve({ command, code, signal, stdout, stderr, durationMs: Date.now() - started, timedOut })
+      }
+      const timer = setTimeout(() => {
+        timedOut = true
+        try {
+          channel?.signal('KILL')
+        } catch {
+          // channel may already be gone
+        }
+        channel?.close()
+        finish(null, 'timeout')
+      }, timeoutMs)
+      if (this.closed) {
+        stderr = 'SSH connection is closed'
+        finish(null, 'closed')
+        return
+      }
+      this.client.exec(command, (err, ch) => {
+        if (err !== undefined && err !== null) {
+          stderr = `cannot open an SSH channel: ${err.message}`
+          finish(null, 'channel')
+          return
+        }
+        channel = ch
+        ch.on('data', (d: Buffer) => (stdout = capped(stdout + d.toString())))
+        ch.stderr.on('data', (d: Buffer) => (stderr = capped(stderr + d.toString())))
+        ch.on('exit', (code: number | null, signal?: string) => {
+          if (typeof code === 'number') this.lastExit.set(ch, code)
+          if (signal !== undefined) this.lastSignal.set(ch, signal)
+        })
+        ch.on('close', () => finish(this.lastExit.get(ch) ?? null, this.lastSignal.get(ch)))
+        if (stdin !== undefined) ch.end(stdin)
+        else ch.end()
+      })
+    })
+  }
+
+  private readonly lastExit = new WeakMap<ClientChannel, number>()
+  private readonly lastSignal = new WeakMap<ClientChannel, string>()
+
+  private sftp(): Promise<SFTPWrapper> {
+    this.sftpClient ??= new Promise((resolve, reject) =>
+      this.client.sftp((err, sftp) => (err ? reject(err) : resolve(sftp)))
+    )
+    return this.sftpClient
+  }
+
+  /** Copies a file into the guest over SFTP. */
+  async putFile(localPath: string, remotePath: string, mode = 0o755): Promise<void> {
+    const sftp = await this.sftp()
+    await new Promise<void>((resolve, reject) =>
+      sftp.fastPut(localPath, remotePath, { mode }, (err) => (err ? reject(err) : resolve()))
+    )
+  }
+
+  close(): void {
+    this.closed = true
+    this.client.end()
+  }
+}
+
+const MAX_OUTPUT = 1024 * 1024
+function capped(s: string): string {
+  return s.length > MAX_OUTPUT ? s.slice(-MAX_OUTPUT) : s
+}
+
+/** Quotes a word for a POSIX shell on the guest. */
+export function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
+}
+
