@@ -6,7 +6,10 @@ import { join, relative } from 'node:path'
 
 const fresh = mkdtempSync(join(tmpdir(), 'nvv-dist-'))
 try {
-  execFileSync('node', ['scripts/package.mjs'], { stdio: 'inherit', env: { ...process.env, PACKAGE_OUT: fresh } })
+  execFileSync('node', ['scripts/package.mjs'], {
+    stdio: 'inherit',
+    env: { ...process.env, PACKAGE_OUT: fresh }
+  })
   const list = (root) => {
     const out = []
     const walk = (d) => {
@@ -25,10 +28,13 @@ try {
   for (const f of new Set([...a, ...b])) {
     if (!a.includes(f)) diffs.push(`missing in dist/: ${f}`)
     else if (!b.includes(f)) diffs.push(`stale file in dist/: ${f}`)
-    else if (!readFileSync(join('dist', f)).equals(readFileSync(join(fresh, f)))) diffs.push(`differs: dist/${f}`)
+    else if (!readFileSync(join('dist', f)).equals(readFileSync(join(fresh, f))))
+      diffs.push(`differs: dist/${f}`)
   }
   if (diffs.length > 0) {
-    console.error(`dist/ does not match a fresh build of src/ — run "npm run package" and commit dist/:\n  ${diffs.join('\n  ')}`)
+    console.error(
+      `dist/ does not match a fresh build of src/ — run "npm run package" and commit dist/:\n  ${diffs.join('\n  ')}`
+    )
     process.exit(1)
   }
   console.log(`dist/ matches a fresh build (${a.length} files)`)

@@ -4,7 +4,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt_packages=(
   qemu-system-x86 qemu-system-arm qemu-system-gui qemu-utils qemu-user-static binfmt-support
-  mmdebstrap e2fsprogs cpio busybox-static openssh-client zstd xz-utils
+  mmdebstrap debian-archive-keyring e2fsprogs cpio busybox-static openssh-client zstd xz-utils
   nix-bin
 )
 missing=()

@@ -88,7 +88,8 @@ function nixParse(file: string): { ok: boolean; output: string } {
  */
 function pathLiterals(parsed: string): string[] {
   const outsideStrings = parsed.replace(/"(?:[^"\\]|\\.)*"/g, '""')
-  return [...outsideStrings.matchAll(/(?<![\w.)])\/[\w.+\-/]+/g)].map((m) => m[0])
+  // A path starts with "/" and a name character; "//" is the attribute-set update operator.
+  return [...outsideStrings.matchAll(/(?<![\w.)])\/[\w.+-][\w.+\-/]*/g)].map((m) => m[0])
 }
 
 /** `name = mkVm "system";` pairs of the nixosConfigurations block of flake.nix. */

@@ -12,8 +12,14 @@ describe('stripAnsi', () => {
 
 describe('classifyLine', () => {
   it.each([
-    ['[    2.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100', 'kernel-panic'],
-    ['You are in emergency mode. After logging in, type "journalctl -xb" to view', 'emergency-mode'],
+    [
+      '[    2.1] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100',
+      'kernel-panic'
+    ],
+    [
+      'You are in emergency mode. After logging in, type "journalctl -xb" to view',
+      'emergency-mode'
+    ],
     ['Cannot open access to console, the root account is locked.', 'emergency-mode'],
     ['An error occurred in stage 1 of the boot process, which must mount the', 'emergency-mode'],
     ['nixos-vm login: ', 'ready'],
@@ -39,7 +45,13 @@ describe('ConsoleMonitor', () => {
   it('reports each kind once and keeps the panic context in the excerpt', () => {
     const events: ConsoleEvent[] = []
     const m = new ConsoleMonitor((e) => events.push(e))
-    const lines = ['Run /init as init process', 'switch_root: can\'t execute \'/nonexistent\'', 'Kernel panic - not syncing: Attempted to kill init!', 'CPU: 0 PID: 1', 'Kernel panic - not syncing: again']
+    const lines = [
+      'Run /init as init process',
+      "switch_root: can't execute '/nonexistent'",
+      'Kernel panic - not syncing: Attempted to kill init!',
+      'CPU: 0 PID: 1',
+      'Kernel panic - not syncing: again'
+    ]
     m.push(lines.join('\n') + '\n')
     expect(events.map((e) => e.kind)).toEqual(['kernel-panic'])
     const excerpt = m.excerpt(events[0])

@@ -6,7 +6,7 @@ const __dirname = __nvvDirname(__filename);
 import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";
 /******/ var __webpack_modules__ = ({
 
-/***/ 656:
+/***/ 547:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -26,16 +26,16 @@ module.exports = {
 
 /***/ }),
 
-/***/ 703:
+/***/ 335:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
-var errors = __nccwpck_require__(656);
-var types = __nccwpck_require__(254);
+var errors = __nccwpck_require__(547);
+var types = __nccwpck_require__(62);
 
-var Reader = __nccwpck_require__(996);
-var Writer = __nccwpck_require__(816);
+var Reader = __nccwpck_require__(444);
+var Writer = __nccwpck_require__(384);
 
 
 // --- Exports
@@ -60,16 +60,16 @@ for (var e in errors) {
 
 /***/ }),
 
-/***/ 996:
+/***/ 444:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(613);
-var Buffer = (__nccwpck_require__(803).Buffer);
+var Buffer = (__nccwpck_require__(227).Buffer);
 
-var ASN1 = __nccwpck_require__(254);
-var errors = __nccwpck_require__(656);
+var ASN1 = __nccwpck_require__(62);
+var errors = __nccwpck_require__(547);
 
 
 // --- Globals
@@ -329,7 +329,7 @@ module.exports = Reader;
 
 /***/ }),
 
-/***/ 254:
+/***/ 62:
 /***/ ((module) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -372,15 +372,15 @@ module.exports = {
 
 /***/ }),
 
-/***/ 816:
+/***/ 384:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
 
 var assert = __nccwpck_require__(613);
-var Buffer = (__nccwpck_require__(803).Buffer);
-var ASN1 = __nccwpck_require__(254);
-var errors = __nccwpck_require__(656);
+var Buffer = (__nccwpck_require__(227).Buffer);
+var ASN1 = __nccwpck_require__(62);
+var errors = __nccwpck_require__(547);
 
 
 // --- Globals
@@ -696,7 +696,7 @@ module.exports = Writer;
 
 /***/ }),
 
-/***/ 837:
+/***/ 901:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // Copyright 2011 Mark Cavage <mcavage@gmail.com> All rights reserved.
@@ -704,7 +704,7 @@ module.exports = Writer;
 // If you have no idea what ASN.1 or BER is, see this:
 // ftp://ftp.rsa.com/pub/pkcs/ascii/layman.asc
 
-var Ber = __nccwpck_require__(703);
+var Ber = __nccwpck_require__(335);
 
 
 
@@ -723,12 +723,12 @@ module.exports = {
 
 /***/ }),
 
-/***/ 686:
+/***/ 158:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-var crypto_hash_sha512 = (__nccwpck_require__(668).lowlevel).crypto_hash;
+var crypto_hash_sha512 = (__nccwpck_require__(900).lowlevel).crypto_hash;
 
 /*
  * This file is a 1:1 port from the OpenBSD blowfish.c and bcrypt_pbkdf.c. As a
@@ -1286,7 +1286,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 803:
+/***/ 227:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /* eslint-disable node/no-deprecated-api */
@@ -1370,7 +1370,7 @@ module.exports = safer
 
 /***/ }),
 
-/***/ 683:
+/***/ 907:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -1383,8 +1383,8 @@ const {
 
 const {
   CHANNEL_EXTENDED_DATATYPE: { STDERR },
-} = __nccwpck_require__(20);
-const { bufferSlice } = __nccwpck_require__(184);
+} = __nccwpck_require__(628);
+const { bufferSlice } = __nccwpck_require__(312);
 
 const PACKET_SIZE = 32 * 1024;
 const MAX_WINDOW = 2 * 1024 * 1024;
@@ -1672,7 +1672,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 849:
+/***/ 313:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -1683,14 +1683,14 @@ const { resolve } = __nccwpck_require__(928);
 const { readFile } = __nccwpck_require__(896);
 const { execFile, spawn } = __nccwpck_require__(317);
 
-const { isParsedKey, parseKey } = __nccwpck_require__(789);
+const { isParsedKey, parseKey } = __nccwpck_require__(141);
 
 const {
   makeBufferParser,
   readUInt32BE,
   writeUInt32BE,
   writeUInt32LE,
-} = __nccwpck_require__(184);
+} = __nccwpck_require__(312);
 
 function once(cb) {
   let called = false;
@@ -2802,7 +2802,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 297:
+/***/ 681:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -2837,11 +2837,11 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(20);
-const { init: cryptoInit } = __nccwpck_require__(888);
-const Protocol = __nccwpck_require__(841);
-const { parseKey } = __nccwpck_require__(789);
-const { SFTP } = __nccwpck_require__(615);
+} = __nccwpck_require__(628);
+const { init: cryptoInit } = __nccwpck_require__(640);
+const Protocol = __nccwpck_require__(409);
+const { parseKey } = __nccwpck_require__(141);
+const { SFTP } = __nccwpck_require__(724);
 const {
   bufferCopy,
   makeBufferParser,
@@ -2849,23 +2849,23 @@ const {
   readUInt32BE,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(184);
+} = __nccwpck_require__(312);
 
-const { AgentContext, createAgent, isAgent } = __nccwpck_require__(849);
+const { AgentContext, createAgent, isAgent } = __nccwpck_require__(313);
 const {
   Channel,
   MAX_WINDOW,
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(683);
+} = __nccwpck_require__(907);
 const {
   ChannelManager,
   generateAlgorithmList,
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(518);
+} = __nccwpck_require__(977);
 
 const bufferParser = makeBufferParser();
 const sigParser = makeBufferParser();
@@ -4985,7 +4985,7 @@ module.exports = Client;
 
 /***/ }),
 
-/***/ 137:
+/***/ 721:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -5012,7 +5012,7 @@ for (const ctor of [HttpAgent, HttpsAgent]) {
       const dstPort = options.port;
 
       if (Client === undefined)
-        Client = __nccwpck_require__(297);
+        Client = __nccwpck_require__(681);
 
       const client = new Client();
       let triedForward = false;
@@ -5076,7 +5076,7 @@ function decorateStream(stream, ctor, options) {
 
 /***/ }),
 
-/***/ 472:
+/***/ 936:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -5088,33 +5088,33 @@ const {
   CygwinAgent,
   OpenSSHAgent,
   PageantAgent,
-} = __nccwpck_require__(849);
+} = __nccwpck_require__(313);
 const {
   SSHTTPAgent: HTTPAgent,
   SSHTTPSAgent: HTTPSAgent,
-} = __nccwpck_require__(137);
-const { parseKey } = __nccwpck_require__(789);
+} = __nccwpck_require__(721);
+const { parseKey } = __nccwpck_require__(141);
 const {
   flagsToString,
   OPEN_MODE,
   STATUS_CODE,
   stringToFlags,
-} = __nccwpck_require__(615);
+} = __nccwpck_require__(724);
 
 module.exports = {
   AgentProtocol,
   BaseAgent,
   createAgent,
-  Client: __nccwpck_require__(297),
+  Client: __nccwpck_require__(681),
   CygwinAgent,
   HTTPAgent,
   HTTPSAgent,
   OpenSSHAgent,
   PageantAgent,
-  Server: __nccwpck_require__(605),
+  Server: __nccwpck_require__(661),
   utils: {
     parseKey,
-    ...__nccwpck_require__(489),
+    ...__nccwpck_require__(401),
     sftp: {
       flagsToString,
       OPEN_MODE,
@@ -5127,7 +5127,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 489:
+/***/ 401:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -5140,10 +5140,10 @@ const {
   randomBytes,
 } = __nccwpck_require__(982);
 
-const { Ber } = __nccwpck_require__(837);
-const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
+const { Ber } = __nccwpck_require__(901);
+const bcrypt_pbkdf = (__nccwpck_require__(158).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(888);
+const { CIPHER_INFO } = __nccwpck_require__(640);
 
 const SALT_LEN = 16;
 const DEFAULT_ROUNDS = 16;
@@ -5716,7 +5716,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 841:
+/***/ 409:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 /*
@@ -5761,7 +5761,7 @@ module.exports = {
 
 const { inspect } = __nccwpck_require__(23);
 
-const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(888);
+const { bindingAvailable, NullCipher, NullDecipher } = __nccwpck_require__(640);
 const {
   COMPAT_CHECKS,
   DISCONNECT_REASON,
@@ -5769,18 +5769,18 @@ const {
   MESSAGE,
   SIGNALS,
   TERMINAL_MODE,
-} = __nccwpck_require__(20);
+} = __nccwpck_require__(628);
 const {
   DEFAULT_KEXINIT_CLIENT,
   DEFAULT_KEXINIT_SERVER,
   KexInit,
   kexinit,
   onKEXPayload,
-} = __nccwpck_require__(637);
+} = __nccwpck_require__(557);
 const {
   parseKey,
-} = __nccwpck_require__(789);
-const MESSAGE_HANDLERS = __nccwpck_require__(244);
+} = __nccwpck_require__(141);
+const MESSAGE_HANDLERS = __nccwpck_require__(324);
 const {
   bufferCopy,
   bufferFill,
@@ -5788,15 +5788,15 @@ const {
   convertSignature,
   sendPacket,
   writeUInt32BE,
-} = __nccwpck_require__(184);
+} = __nccwpck_require__(312);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(592);
+} = __nccwpck_require__(72);
 
-const MODULE_VER = (__nccwpck_require__(342)/* .version */ .rE);
+const MODULE_VER = (__nccwpck_require__(413)/* .version */ .rE);
 
 const VALID_DISCONNECT_REASONS = new Map(
   Object.values(DISCONNECT_REASON).map((n) => [n, 1])
@@ -7859,7 +7859,7 @@ module.exports = Protocol;
 
 /***/ }),
 
-/***/ 615:
+/***/ 724:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -7880,7 +7880,7 @@ const {
   bufferSlice,
   makeBufferParser,
   writeUInt32BE,
-} = __nccwpck_require__(184);
+} = __nccwpck_require__(312);
 
 const ATTR = {
   SIZE: 0x00000001,
@@ -11460,7 +11460,7 @@ const {
   ERR_INVALID_ARG_TYPE,
   ERR_OUT_OF_RANGE,
   validateNumber
-} = __nccwpck_require__(208);
+} = __nccwpck_require__(32);
 
 const kMinPoolSpace = 128;
 
@@ -11918,7 +11918,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 20:
+/***/ 628:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -11930,7 +11930,7 @@ try {
   cpuInfo = __nccwpck_require__(573)();
 } catch {}
 
-const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(888);
+const { bindingAvailable, CIPHER_INFO, MAC_INFO } = __nccwpck_require__(640);
 
 const eddsaSupported = (() => {
   if (typeof crypto.sign === 'function'
@@ -12281,7 +12281,7 @@ module.exports.DISCONNECT_REASON_BY_VALUE =
 
 /***/ }),
 
-/***/ 888:
+/***/ 640:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -12296,7 +12296,7 @@ const {
   createCipheriv, createDecipheriv, createHmac, randomFillSync, timingSafeEqual
 } = __nccwpck_require__(982);
 
-const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(184);
+const { readUInt32BE, writeUInt32BE } = __nccwpck_require__(312);
 
 const FastBuffer = Buffer[Symbol.species];
 const MAX_SEQNO = 2 ** 32 - 1;
@@ -12313,7 +12313,7 @@ let AESGCMDecipher;
 let ChaChaPolyDecipher;
 let GenericDecipher;
 try {
-  binding = __nccwpck_require__(440);
+  binding = __nccwpck_require__(63);
   ({ AESGCMCipher, ChaChaPolyCipher, GenericCipher,
      AESGCMDecipher, ChaChaPolyDecipher, GenericDecipher } = binding);
 } catch {}
@@ -13867,7 +13867,7 @@ module.exports = {
     // eslint-disable-next-line no-async-promise-executor
     return new Promise(async (resolve, reject) => {
       try {
-        POLY1305_WASM_MODULE = await __nccwpck_require__(830)();
+        POLY1305_WASM_MODULE = await __nccwpck_require__(294)();
         POLY1305_RESULT_MALLOC = POLY1305_WASM_MODULE._malloc(16);
         poly1305_auth = POLY1305_WASM_MODULE.cwrap(
           'poly1305_auth',
@@ -13890,7 +13890,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 830:
+/***/ 294:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -13937,15 +13937,15 @@ else {}
 
 /***/ }),
 
-/***/ 244:
+/***/ 324:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
 const MESSAGE_HANDLERS = new Array(256);
 [
-  (__nccwpck_require__(637).HANDLERS),
-  __nccwpck_require__(964),
+  (__nccwpck_require__(557).HANDLERS),
+  __nccwpck_require__(516),
 ].forEach((handlers) => {
   // eslint-disable-next-line prefer-const
   for (let [type, handler] of Object.entries(handlers)) {
@@ -13960,7 +13960,7 @@ module.exports = MESSAGE_HANDLERS;
 
 /***/ }),
 
-/***/ 964:
+/***/ 516:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -13971,18 +13971,18 @@ const {
   doFatalError,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(184);
+} = __nccwpck_require__(312);
 
 const {
   CHANNEL_OPEN_FAILURE,
   COMPAT,
   MESSAGE,
   TERMINAL_MODE,
-} = __nccwpck_require__(20);
+} = __nccwpck_require__(628);
 
 const {
   parseKey,
-} = __nccwpck_require__(789);
+} = __nccwpck_require__(141);
 
 const TERMINAL_MODE_BY_VALUE =
   Array.from(Object.entries(TERMINAL_MODE))
@@ -15252,7 +15252,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 637:
+/***/ 557:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -15268,7 +15268,7 @@ const {
   randomFillSync,
 } = __nccwpck_require__(982);
 
-const { Ber } = __nccwpck_require__(837);
+const { Ber } = __nccwpck_require__(901);
 
 const {
   COMPAT,
@@ -15280,14 +15280,14 @@ const {
   DEFAULT_COMPRESSION,
   DISCONNECT_REASON,
   MESSAGE,
-} = __nccwpck_require__(20);
+} = __nccwpck_require__(628);
 const {
   CIPHER_INFO,
   createCipher,
   createDecipher,
   MAC_INFO,
-} = __nccwpck_require__(888);
-const { parseDERKey } = __nccwpck_require__(789);
+} = __nccwpck_require__(640);
+const { parseDERKey } = __nccwpck_require__(141);
 const {
   bufferFill,
   bufferParser,
@@ -15296,13 +15296,13 @@ const {
   FastBuffer,
   sigSSHToASN1,
   writeUInt32BE,
-} = __nccwpck_require__(184);
+} = __nccwpck_require__(312);
 const {
   PacketReader,
   PacketWriter,
   ZlibPacketReader,
   ZlibPacketWriter,
-} = __nccwpck_require__(592);
+} = __nccwpck_require__(72);
 
 let MESSAGE_HANDLERS;
 
@@ -17046,7 +17046,7 @@ function onKEXPayload(state, payload) {
       case MESSAGE.UNIMPLEMENTED:
       case MESSAGE.DEBUG:
         if (!MESSAGE_HANDLERS)
-          MESSAGE_HANDLERS = __nccwpck_require__(244);
+          MESSAGE_HANDLERS = __nccwpck_require__(324);
         return MESSAGE_HANDLERS[type](this, payload);
     }
   }
@@ -17054,7 +17054,7 @@ function onKEXPayload(state, payload) {
   switch (type) {
     case MESSAGE.DISCONNECT:
       if (!MESSAGE_HANDLERS)
-        MESSAGE_HANDLERS = __nccwpck_require__(244);
+        MESSAGE_HANDLERS = __nccwpck_require__(324);
       return MESSAGE_HANDLERS[type](this, payload);
     case MESSAGE.KEXINIT:
       if (!state.firstPacket) {
@@ -17167,7 +17167,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 789:
+/***/ 141:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -17189,18 +17189,18 @@ const {
 } = __nccwpck_require__(982);
 const supportedOpenSSLCiphers = getCiphers();
 
-const { Ber } = __nccwpck_require__(837);
-const bcrypt_pbkdf = (__nccwpck_require__(686).pbkdf);
+const { Ber } = __nccwpck_require__(901);
+const bcrypt_pbkdf = (__nccwpck_require__(158).pbkdf);
 
-const { CIPHER_INFO } = __nccwpck_require__(888);
-const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(20);
+const { CIPHER_INFO } = __nccwpck_require__(640);
+const { eddsaSupported, SUPPORTED_CIPHER } = __nccwpck_require__(628);
 const {
   bufferSlice,
   makeBufferParser,
   readString,
   readUInt32BE,
   writeUInt32BE,
-} = __nccwpck_require__(184);
+} = __nccwpck_require__(312);
 
 const SYM_HASH_ALGO = Symbol('Hash Algorithm');
 const SYM_PRIV_PEM = Symbol('Private key PEM');
@@ -18658,7 +18658,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 208:
+/***/ 32:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -18780,12 +18780,12 @@ exports.validateNumber = function validateNumber(value, name) {
 
 /***/ }),
 
-/***/ 184:
+/***/ 312:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const Ber = (__nccwpck_require__(837).Ber);
+const Ber = (__nccwpck_require__(901).Ber);
 
 let DISCONNECT_REASON;
 
@@ -18956,7 +18956,7 @@ module.exports = {
   doFatalError: (protocol, msg, level, reason) => {
     let err;
     if (DISCONNECT_REASON === undefined)
-      ({ DISCONNECT_REASON } = __nccwpck_require__(20));
+      ({ DISCONNECT_REASON } = __nccwpck_require__(628));
     if (msg instanceof Error) {
       // doFatalError(protocol, err[, reason])
       err = msg;
@@ -19143,7 +19143,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 592:
+/***/ 72:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -19405,7 +19405,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 605:
+/***/ 661:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 // TODO:
@@ -19433,13 +19433,13 @@ const {
   SUPPORTED_KEX,
   SUPPORTED_MAC,
   SUPPORTED_SERVER_HOST_KEY,
-} = __nccwpck_require__(20);
-const { init: cryptoInit } = __nccwpck_require__(888);
-const { KexInit } = __nccwpck_require__(637);
-const { parseKey } = __nccwpck_require__(789);
-const Protocol = __nccwpck_require__(841);
-const { SFTP } = __nccwpck_require__(615);
-const { writeUInt32BE } = __nccwpck_require__(184);
+} = __nccwpck_require__(628);
+const { init: cryptoInit } = __nccwpck_require__(640);
+const { KexInit } = __nccwpck_require__(557);
+const { parseKey } = __nccwpck_require__(141);
+const Protocol = __nccwpck_require__(409);
+const { SFTP } = __nccwpck_require__(724);
+const { writeUInt32BE } = __nccwpck_require__(312);
 
 const {
   Channel,
@@ -19447,7 +19447,7 @@ const {
   PACKET_SIZE,
   windowAdjust,
   WINDOW_THRESHOLD,
-} = __nccwpck_require__(683);
+} = __nccwpck_require__(907);
 
 const {
   ChannelManager,
@@ -19455,7 +19455,7 @@ const {
   isWritable,
   onChannelOpenFailure,
   onCHANNEL_CLOSE,
-} = __nccwpck_require__(518);
+} = __nccwpck_require__(977);
 
 const MAX_PENDING_AUTHS = 10;
 
@@ -20792,12 +20792,12 @@ module.exports.IncomingClient = Client;
 
 /***/ }),
 
-/***/ 518:
+/***/ 977:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
 
-const { SFTP } = __nccwpck_require__(615);
+const { SFTP } = __nccwpck_require__(724);
 
 const MAX_CHANNEL = 2 ** 32 - 1;
 
@@ -21135,7 +21135,7 @@ module.exports = {
 
 /***/ }),
 
-/***/ 668:
+/***/ 900:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 (function(nacl) {
@@ -23530,10 +23530,11 @@ nacl.setPRNG = function(fn) {
 
 /***/ }),
 
-/***/ 440:
-/***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
+/***/ 63:
+/***/ ((module) => {
 
-module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)(__nccwpck_require__.ab + "lib/protocol/crypto/build/Release/sshcrypto.node")
+module.exports = eval("require")("./crypto/build/Release/sshcrypto.node");
+
 
 /***/ }),
 
@@ -23649,7 +23650,7 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("zlib");
 
 /***/ }),
 
-/***/ 342:
+/***/ 413:
 /***/ ((module) => {
 
 module.exports = {"rE":"1.17.0"};
@@ -23702,8 +23703,8 @@ const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 ;// CONCATENATED MODULE: external "node:path"
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
-// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(472);
+// EXTERNAL MODULE: ../../work/main/node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(936);
 ;// CONCATENATED MODULE: ./src/util/errors.ts
 /** Failure kinds of report.json (design.md contract). A kind says who failed and how. */
 const FAILURE_KINDS = (/* unused pure expression or super */ null && ([
@@ -23990,9 +23991,13 @@ function renderJunit(r) {
 
 
 
-/** Delay before the next overlapping attempt: quick at first, then steady. */
+/**
+ * Delay before the next overlapping attempt: a few quick ones, then one a second. Each attempt
+ * costs the guest's sshd a fork (and re-exec): under slow emulation, many short attempts would keep
+ * sshd too busy to answer any of them.
+ */
 function launchIntervalMs(attempt) {
-    return Math.min(500, 100 * 2 ** Math.min(attempt, 3));
+    return attempt < 3 ? 250 : 1000;
 }
 class AttemptError extends Error {
     auth;
@@ -24054,7 +24059,8 @@ function attempt(target, timeoutMs, bannerTimeoutMs, diag) {
         client.on('close', () => settle(new AttemptError('connection closed before the SSH session was ready', false)));
         client.connect(config);
         // ssh2 creates the socket synchronously in connect(); count TCP-level success.
-        const sock = client._sock;
+        const sock = client
+            ._sock;
         sock?.once('connect', () => diag.tcpConnected++);
     });
     return { promise, cancel };
@@ -24075,7 +24081,7 @@ async function waitForSsh(target, o) {
         lastError: undefined
     };
     const authRetries = o.authRetries ?? 3;
-    const maxParallel = o.maxParallel ?? 8;
+    const maxParallel = o.maxParallel ?? 4;
     const live = new Set();
     let won;
     let authFailure;
@@ -24101,8 +24107,8 @@ async function waitForSsh(target, o) {
                 throw unreachable(target, diag);
             if (live.size < maxParallel && Date.now() >= nextLaunch) {
                 diag.attempts++;
-                const perAttempt = Math.max(1000, Math.min(o.attemptTimeoutMs ?? 20_000, o.deadline.remaining()));
-                const a = attempt(target, perAttempt, o.bannerTimeoutMs ?? 5000, diag);
+                const perAttempt = Math.max(1000, Math.min(o.attemptTimeoutMs ?? 60_000, o.deadline.remaining()));
+                const a = attempt(target, perAttempt, o.bannerTimeoutMs ?? 15_000, diag);
                 live.add(a);
                 nextLaunch = Date.now() + launchIntervalMs(diag.attempts);
                 a.promise.then((client) => {
@@ -24155,7 +24161,7 @@ function unreachable(target, d) {
     const why = d.bannerSeen !== undefined
         ? `sshd answered (${d.bannerSeen}) but no session could be set up`
         : d.tcpConnected > 0
-            ? 'QEMU accepted the forwarded TCP connections but no SSH banner came back: nothing listens on the guest port (sshd not running, wrong port, or firewall)'
+            ? 'QEMU accepted the forwarded TCP connections but no SSH banner came back: nothing answered on the guest port (sshd not running or not started yet, wrong port, or firewall)'
             : 'no TCP connection to the forwarded port could be made';
     return new ValidationFailure('ssh-unreachable', `SSH did not become reachable after ${d.attempts} attempts: ${why}`, diagnosticsText(target, d), { ...d });
 }
@@ -24186,7 +24192,15 @@ class SshSession {
                     return;
                 settled = true;
                 clearTimeout(timer);
-                resolve({ command, code, signal, stdout, stderr, durationMs: Date.now() - started, timedOut });
+                resolve({
+                    command,
+                    code,
+                    signal,
+                    stdout,
+                    stderr,
+                    durationMs: Date.now() - started,
+                    timedOut
+                });
             };
             const timer = setTimeout(() => {
                 timedOut = true;
@@ -24584,6 +24598,9 @@ function buildQemuOpts(input) {
     // default monitor, so stdout carries the guest's serial console and nothing else.
     words.push('-chardev', 'stdio,id=nvv-console,signal=off', '-serial', 'chardev:nvv-console');
     words.push('-qmp', `unix:${input.qmpSocket},server=on,wait=off`);
+    // A runner built with graphics = true would open a window (and fail on a headless runner);
+    // screendump still reads the emulated display.
+    words.push('-display', 'none');
     // A panicking guest with panic=-1 would otherwise reboot forever (NixOS runners have no -no-reboot).
     words.push('-no-reboot');
     // Force the accelerator that was proven: `accel=kvm:tcg` would fall back to TCG silently.
@@ -25716,6 +25733,8 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
 
 main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
+    // The run is over and its report written: nothing may keep a CI job waiting after this.
+    setTimeout(() => process.exit(code), 2000).unref();
 }, (err) => {
     process.stderr.write(`internal error: ${String(err)}\n`);
     process.exitCode = 1;

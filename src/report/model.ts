@@ -12,6 +12,8 @@ export interface CheckResult {
   /** Where the check was declared (checks file or e2e script), for annotations. */
   file?: string
   line?: number
+  /** The systemd unit the evidence is about (its journal is saved on failure). */
+  unit?: string
 }
 
 export interface StageResult {
@@ -32,6 +34,8 @@ export interface Failure {
   check?: string
   file?: string
   line?: number
+  /** Milliseconds from the runner's start to the moment the failure was detected. */
+  atMs?: number
 }
 
 export interface BootAnalysis {

@@ -12,15 +12,16 @@ export interface SshTarget {
 
 export interface SshWaitOptions {
   deadline: Deadline
-  /** Handshake + auth budget of one attempt (TCG guests are slow at key exchange). */
+  /** Handshake + auth budget of one attempt (TCG guests are slow at key exchange); default 60 s. */
   attemptTimeoutMs?: number
   /**
    * How long one attempt waits for the SSH banner. QEMU's user-mode forwarder accepts the TCP
    * connection at once and then holds it while the guest has no listener, so a fresh attempt
-   * after a short wait finds sshd sooner than one long attempt.
+   * after a while finds sshd sooner than one old attempt. Default 15 s: a slow emulated sshd can
+   * take seconds to send its banner.
    */
   bannerTimeoutMs?: number
-  /** Attempts in flight at once. */
+  /** Attempts in flight at once; default 4 (below sshd's MaxStartups). */
   maxParallel?: number
   signal?: AbortSignal
   /** Rejects when waiting is pointless (QEMU gone, guest panicked). */
@@ -49,9 +50,13 @@ export interface ExecResult {
   timedOut: boolean
 }
 
-/** Delay before the next overlapping attempt: quick at first, then steady. */
+/**
+ * Delay before the next overlapping attempt: a few quick ones, then one a second. Each attempt
+ * costs the guest's sshd a fork (and re-exec): under slow emulation, many short attempts would keep
+ * sshd too busy to answer any of them.
+ */
 export function launchIntervalMs(attempt: number): number {
-  return Math.min(500, 100 * 2 ** Math.min(attempt, 3))
+  return attempt < 3 ? 250 : 1000
 }
 
 class AttemptError extends Error {
@@ -68,7 +73,12 @@ interface Attempt {
   cancel: () => void
 }
 
-function attempt(target: SshTarget, timeoutMs: number, bannerTimeoutMs: number, diag: SshDiagnostics): Attempt {
+function attempt(
+  target: SshTarget,
+  timeoutMs: number,
+  bannerTimeoutMs: number,
+  diag: SshDiagnostics
+): Attempt {
   const client = new Client()
   let cancel: () => void = () => undefined
   const promise = new Promise<Client>((resolve, reject) => {
@@ -95,7 +105,8 @@ function attempt(target: SshTarget, timeoutMs: number, bannerTimeoutMs: number, 
       timeoutMs
     )
     const bannerTimer = setTimeout(() => {
-      if (!banner) settle(new AttemptError(`no SSH banner within ${formatDuration(bannerTimeoutMs)}`, false))
+      if (!banner)
+        settle(new AttemptError(`no SSH banner within ${formatDuration(bannerTimeoutMs)}`, false))
     }, bannerTimeoutMs)
     const config: ConnectConfig = {
       host: target.host,
@@ -119,10 +130,13 @@ function attempt(target: SshTarget, timeoutMs: number, bannerTimeoutMs: number, 
     client.on('error', (err: Error & { level?: string }) => {
       settle(new AttemptError(err.message, err.level === 'client-authentication'))
     })
-    client.on('close', () => settle(new AttemptError('connection closed before the SSH session was ready', false)))
+    client.on('close', () =>
+      settle(new AttemptError('connection closed before the SSH session was ready', false))
+    )
     client.connect(config)
     // ssh2 creates the socket synchronously in connect(); count TCP-level success.
-    const sock = (client as unknown as { _sock?: { once: (e: string, f: () => void) => void } })._sock
+    const sock = (client as unknown as { _sock?: { once: (e: string, f: () => void) => void } })
+      ._sock
     sock?.once('connect', () => diag.tcpConnected++)
   })
   return { promise, cancel }
@@ -144,7 +158,7 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
     lastError: undefined
   }
   const authRetries = o.authRetries ?? 3
-  const maxParallel = o.maxParallel ?? 8
+  const maxParallel = o.maxParallel ?? 4
   const live = new Set<Attempt>()
   let won: Client | undefined
   let authFailure: ValidationFailure | undefined
@@ -160,12 +174,16 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
       if (authFailure !== undefined) throw authFailure
       const stop = o.abortWhen?.()
       if (stop !== undefined) throw stop
-      if (o.signal?.aborted) throw new ValidationFailure('cancelled', 'cancelled while waiting for SSH')
+      if (o.signal?.aborted)
+        throw new ValidationFailure('cancelled', 'cancelled while waiting for SSH')
       if (o.deadline.expired()) throw unreachable(target, diag)
       if (live.size < maxParallel && Date.now() >= nextLaunch) {
         diag.attempts++
-        const perAttempt = Math.max(1000, Math.min(o.attemptTimeoutMs ?? 20_000, o.deadline.remaining()))
-        const a = attempt(target, perAttempt, o.bannerTimeoutMs ?? 5000, diag)
+        const perAttempt = Math.max(
+          1000,
+          Math.min(o.attemptTimeoutMs ?? 60_000, o.deadline.remaining())
+        )
+        const a = attempt(target, perAttempt, o.bannerTimeoutMs ?? 15_000, diag)
         live.add(a)
         nextLaunch = Date.now() + launchIntervalMs(diag.attempts)
         a.promise.then(
@@ -200,7 +218,10 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
           o.signal?.removeEventListener('abort', done)
           resolve()
         }
-        const t = setTimeout(done, Math.max(10, Math.min(nextLaunch - Date.now(), o.deadline.remaining(), 500)))
+        const t = setTimeout(
+          done,
+          Math.max(10, Math.min(nextLaunch - Date.now(), o.deadline.remaining(), 500))
+        )
         wake = done
         o.signal?.addEventListener('abort', done, { once: true })
       })
@@ -225,7 +246,7 @@ function unreachable(target: SshTarget, d: SshDiagnostics): ValidationFailure {
     d.bannerSeen !== undefined
       ? `sshd answered (${d.bannerSeen}) but no session could be set up`
       : d.tcpConnected > 0
-        ? 'QEMU accepted the forwarded TCP connections but no SSH banner came back: nothing listens on the guest port (sshd not running, wrong port, or firewall)'
+        ? 'QEMU accepted the forwarded TCP connections but no SSH banner came back: nothing answered on the guest port (sshd not running or not started yet, wrong port, or firewall)'
         : 'no TCP connection to the forwarded port could be made'
   return new ValidationFailure(
     'ssh-unreachable',
@@ -262,7 +283,15 @@ export class SshSession {
         if (settled) return
         settled = true
         clearTimeout(timer)
-        resolve({ command, code, signal, stdout, stderr, durationMs: Date.now() - started, timedOut })
+        resolve({
+          command,
+          code,
+          signal,
+          stdout,
+          stderr,
+          durationMs: Date.now() - started,
+          timedOut
+        })
       }
       const timer = setTimeout(() => {
         timedOut = true
@@ -332,4 +361,3 @@ function capped(s: string): string {
 export function shellQuote(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`
 }
-

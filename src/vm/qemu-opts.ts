@@ -32,6 +32,9 @@ export function buildQemuOpts(input: QemuOptsInput): string[] {
   // default monitor, so stdout carries the guest's serial console and nothing else.
   words.push('-chardev', 'stdio,id=nvv-console,signal=off', '-serial', 'chardev:nvv-console')
   words.push('-qmp', `unix:${input.qmpSocket},server=on,wait=off`)
+  // A runner built with graphics = true would open a window (and fail on a headless runner);
+  // screendump still reads the emulated display.
+  words.push('-display', 'none')
   // A panicking guest with panic=-1 would otherwise reboot forever (NixOS runners have no -no-reboot).
   words.push('-no-reboot')
   // Force the accelerator that was proven: `accel=kvm:tcg` would fall back to TCG silently.

@@ -1,0 +1,275 @@
+// npm run bench — measures the engine against the bare runner on the same guest, in one run.
+// Medians and ratios only: this machine is noisy, so every comparison has its baseline measured
+// here, interleaved with it.
+//
+//   A. boot+ssh: bare runner until sshd sends its banner (new probe every 100 ms) vs the CLI's
+//      boot+ssh (from the CLI's process start to an authenticated SSH session).
+//   B. aarch64 under TCG: the engine's CPU tuning (cortex-a72) vs the runner's own -cpu max.
+//   C. all default stages vs bare boot-to-sshd; checks concurrent vs one after another.
+//
+// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C picks parts.
+import { execFileSync, spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const CLI = join(ROOT, 'dist/cli/index.js')
+const RUNS = Number(process.env.BENCH_RUNS ?? 3)
+const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C').split(',')
+
+function guest(arch, variant = 'ok') {
+  const out = execFileSync(
+    'bash',
+    [join(ROOT, 'tests/fixtures/guest/build.sh'), '--arch', arch, '--variant', variant],
+    {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit']
+    }
+  )
+  const dir = out.trim().split('\n').at(-1)
+  const meta = JSON.parse(readFileSync(join(dir, 'guest.json'), 'utf8'))
+  return {
+    dir,
+    runner: join(dir, meta.runner),
+    key: join(dir, meta.sshKey),
+    system: `${arch}-linux`,
+    arch
+  }
+}
+
+function freePort() {
+  return new Promise((res) => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => res(port))
+    })
+  })
+}
+
+/** One TCP probe: resolves true when an SSH banner arrives within `ms`. */
+function bannerProbe(port, ms) {
+  return new Promise((res) => {
+    const sock = connect(port, '127.0.0.1')
+    const done = (ok) => {
+      clearTimeout(t)
+      sock.destroy()
+      res(ok)
+    }
+    const t = setTimeout(() => done(false), ms)
+    sock.on('data', (d) => done(d.toString().startsWith('SSH-')))
+    sock.on('error', () => done(false))
+    sock.on('close', () => done(false))
+  })
+}
+
+/** The bare runner with the engine's QEMU settings; ms from spawn until sshd's banner. */
+async function bareBootToSshd(g, cpu) {
+  const work = mkdtempSync(join(tmpdir(), 'nvv-bench-'))
+  mkdirSync(join(work, 'tmp'))
+  const port = await freePort()
+  const qemuOpts = [
+    '-machine accel=tcg',
+    '-no-reboot',
+    '-display none',
+    cpu ? `-cpu ${cpu}` : ''
+  ].join(' ')
+  const started = Date.now()
+  const child = spawn(g.runner, [], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+    env: {
+      ...process.env,
+      NIX_DISK_IMAGE: join(work, 'disk.qcow2'),
+      TMPDIR: join(work, 'tmp'),
+      USE_TMPDIR: '1',
+      QEMU_NET_OPTS: `hostfwd=tcp:127.0.0.1:${port}-:22`,
+      QEMU_OPTS: qemuOpts
+    }
+  })
+  let readyAt
+  const deadline = started + 15 * 60_000
+  const inflight = new Set()
+  while (readyAt === undefined && Date.now() < deadline) {
+    const p = bannerProbe(port, 10_000).then((ok) => {
+      inflight.delete(p)
+      if (ok && readyAt === undefined) readyAt = Date.now()
+    })
+    inflight.add(p)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  try {
+    process.kill(-child.pid, 'SIGKILL')
+  } catch {
+    // already gone
+  }
+  await Promise.all(inflight)
+  rmSync(work, { recursive: true, force: true })
+  if (readyAt === undefined) throw new Error('bare runner: sshd never answered')
+  return readyAt - started
+}
+
+/** The CLI; returns the report and the ms from its process start to SSH ready. */
+function cli(g, extra = [], env = {}) {
+  const out = mkdtempSync(join(tmpdir(), 'nvv-bench-out-'))
+  const started = Date.now()
+  return new Promise((res, rej) => {
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'validate',
+        '--runner',
+        g.runner,
+        '--system',
+        g.system,
+        '--ssh-key',
+        g.key,
+        '--out',
+        out,
+        ...extra
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, ...env }
+      }
+    )
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('close', (code) => {
+      const wall = Date.now() - started
+      let report
+      try {
+        report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))
+      } catch {
+        return rej(new Error(`no report (exit ${code}):\n${stderr}`))
+      }
+      rmSync(out, { recursive: true, force: true })
+      if (code !== 0)
+        return rej(
+          new Error(`CLI exit ${code}: ${report.failure?.kind} ${report.failure?.message}`)
+        )
+      const t = report.timings
+      // The verdict: when the last stage ended, counted from the CLI's process start.
+      const verdict = Math.max(...report.stages.map((s) => (s.startMs ?? 0) + s.durationMs))
+      res({
+        report,
+        wall,
+        sshReady: (t.preflightMs ?? 0) + (t.sshReadyMs ?? NaN),
+        verdict,
+        boot: t.bootMs
+      })
+    })
+  })
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+const sec = (ms) => `${(ms / 1000).toFixed(1)}s`
+const results = []
+function line(name, base, baseName, cand, candName) {
+  const ratio = median(cand) / median(base)
+  const row = {
+    name,
+    baseline: baseName,
+    candidate: candName,
+    baselineMedianMs: median(base),
+    candidateMedianMs: median(cand),
+    ratio,
+    runs: base.length,
+    baselineRuns: base,
+    candidateRuns: cand
+  }
+  results.push(row)
+  console.log(
+    `${name}\n  ${baseName}: median ${sec(median(base))}  [${base.map(sec).join(' ')}]\n  ${candName}: median ${sec(median(cand))}  [${cand.map(sec).join(' ')}]\n  ratio ${candName} / ${baseName} = ${ratio.toFixed(3)}\n`
+  )
+}
+
+const x86 = guest('x86_64')
+const arm = guest('aarch64')
+
+if (ONLY.includes('A')) {
+  for (const g of [x86, arm]) {
+    const bare = []
+    const engine = []
+    const cpu = g.arch === 'aarch64' ? 'cortex-a72' : undefined
+    for (let i = 0; i < RUNS; i++) {
+      // Interleave so drift in machine load hits both sides alike.
+      bare.push(await bareBootToSshd(g, cpu))
+      engine.push((await cli(g, ['--stages', 'boot,ssh'])).sshReady)
+    }
+    line(`A. ${g.system}: boot to SSH`, bare, 'bare runner to sshd banner', engine, 'CLI boot+ssh')
+  }
+}
+
+if (ONLY.includes('B')) {
+  const tuned = []
+  const max = []
+  const runs = Math.max(1, Number(process.env.BENCH_MAX_RUNS ?? Math.min(RUNS, 2)))
+  for (let i = 0; i < runs; i++) {
+    tuned.push((await cli(arm, ['--stages', 'boot'])).boot)
+    max.push((await cli(arm, ['--stages', 'boot', '--cpu', 'max'])).boot)
+  }
+  line(
+    'B. aarch64-linux TCG: boot to login prompt',
+    max,
+    'runner -cpu max',
+    tuned,
+    'engine tuning (cortex-a72)'
+  )
+  const r = results.at(-1)
+  console.log(`  speed-up: ${(1 / r.ratio).toFixed(2)}x\n`)
+}
+
+if (ONLY.includes('C')) {
+  const bare = []
+  const all = []
+  const wall = []
+  const conc = []
+  const seq = []
+  const checks = join(ROOT, 'bench/checks.yml')
+  for (let i = 0; i < RUNS; i++) {
+    bare.push(await bareBootToSshd(x86))
+    const full = await cli(x86, ['--checks', checks])
+    all.push(full.verdict)
+    wall.push(full.wall)
+    const stageMs = (r) =>
+      r.stages
+        .filter((s) => !['boot', 'ssh'].includes(s.name))
+        .reduce((n, s) => n + s.durationMs, 0)
+    conc.push(stageMs(full.report))
+    const one = await cli(x86, ['--checks', checks], { NVV_CHECK_CONCURRENCY: '1' })
+    seq.push(stageMs(one.report))
+  }
+  line(
+    'C1. x86_64-linux: all default stages to the verdict vs bare boot-to-sshd',
+    bare,
+    'bare runner to sshd banner',
+    all,
+    'CLI all stages'
+  )
+  console.log(
+    `  (whole CLI runs incl. screenshot, power-off and artifacts: median ${sec(median(wall))})\n`
+  )
+  line(
+    'C2. x86_64-linux: check stages, concurrent vs one after another',
+    seq,
+    'one at a time',
+    conc,
+    'concurrent'
+  )
+}
+
+mkdirSync(join(ROOT, '.bench'), { recursive: true })
+writeFileSync(
+  join(ROOT, '.bench/results.json'),
+  JSON.stringify({ at: new Date().toISOString(), runs: RUNS, results }, null, 2)
+)
+console.log('written .bench/results.json')
