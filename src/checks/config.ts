@@ -1,10 +1,129 @@
+import { readFile } from 'node:fs/promises'
+import { isAbsolute, relative } from 'node:path'
+import { InputError, errorMessage } from '../util/errors.js'
 import type { StageName } from '../report/model.js'
+import { defaultChecks } from './defaults.js'
+import { parseChecks } from './schema.js'
 
-/** The checks file model (tests/vm/checks.yml). Filled in by the checks stages. */
-export interface ChecksConfig {
-  source?: string
+/** Where a check was declared: the checks file (repo-relative when inside the repo) and line. */
+export interface Located {
+  file?: string
+  line?: number
 }
 
-export async function loadChecks(file: string | undefined, _stages: StageName[]): Promise<ChecksConfig> {
-  return { source: file }
+export interface SystemSpec extends Located {
+  timeoutMs: number
+}
+
+export interface ServiceSpec extends Located {
+  unit: string
+  /** A user unit of this user (`systemctl --user`). */
+  user?: string
+  timeoutMs: number
+}
+
+export interface DockerSpec extends Located {
+  users: (Located & { name: string })[]
+  timeoutMs: number
+}
+
+export interface UserSpec extends Located {
+  name: string
+  groups?: string[]
+  /** Login shell: a basename (`bash`) or a full path. */
+  shell?: string
+  home?: string
+  timeoutMs: number
+}
+
+export interface HomeManagerSpec extends Located {
+  user: string
+  /** Paths relative to the user's home. */
+  files: (Located & { path: string })[]
+  timeoutMs: number
+}
+
+export interface CommandSpec extends Located {
+  name: string
+  run: string
+  /** Regular expression (multi-line) matched against stdout + stderr. */
+  expect?: string
+  user?: string
+  timeoutMs: number
+}
+
+export interface NetworkSpec {
+  resolve: (Located & { name: string })[]
+  urls: (Located & { url: string })[]
+  timeoutMs: number
+}
+
+/** Budgets (milliseconds, MiB); undefined = measured and recorded only. */
+export interface PerformanceSpec extends Located {
+  bootTimeMs?: number
+  kernelMs?: number
+  initrdMs?: number
+  userspaceMs?: number
+  sshReadyMs?: number
+  memoryUsedMiB?: number
+  /** How long to wait for systemd to finish the boot ("Bootup is not yet finished"). */
+  timeoutMs: number
+  /** Declaration line of each budget key. */
+  lines: Partial<Record<PerformanceBudget, number>>
+}
+export type PerformanceBudget =
+  'bootTime' | 'kernel' | 'initrd' | 'userspace' | 'sshReady' | 'memoryUsedMiB'
+
+export interface E2eSpec extends Located {
+  /** As written: relative to the repository root (the working directory). */
+  script: string
+  /** Absolute path on the host. */
+  path: string
+  user?: string
+  timeoutMs: number
+}
+
+/** The checks file model (tests/vm/checks.yml), or the built-in defaults. */
+export interface ChecksConfig {
+  /** Absolute path of the checks file; undefined for the built-in defaults. */
+  source?: string
+  /** How errors and annotations name the file (repo-relative when inside the repo). */
+  label: string
+  system?: SystemSpec
+  services: ServiceSpec[]
+  docker?: DockerSpec
+  users: UserSpec[]
+  homeManager: HomeManagerSpec[]
+  packages: CommandSpec[]
+  commands: CommandSpec[]
+  network?: NetworkSpec
+  performance?: PerformanceSpec
+  e2e: E2eSpec[]
+}
+
+/** `path` as annotations and error messages show it: relative to `cwd` when inside it. */
+export function displayPath(path: string, cwd = process.cwd()): string {
+  const rel = relative(cwd, path)
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path
+}
+
+/**
+ * The checks of a run: the file when given (validated; errors name FILE:LINE and the allowed
+ * keys), else the built-in defaults. Throws InputError before anything starts.
+ * `stages` decides which references must resolve on the host now (e2e scripts).
+ */
+export async function loadChecks(
+  file: string | undefined,
+  stages: StageName[],
+  cwd = process.cwd()
+): Promise<ChecksConfig> {
+  if (file === undefined) return defaultChecks()
+  const label = displayPath(file, cwd)
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new InputError(`${label}: cannot read the checks file: ${errorMessage(err)}`)
+  }
+  return parseChecks(text, { source: file, label, root: cwd, checkScripts: stages.includes('e2e') })
 }

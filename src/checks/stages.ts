@@ -3,7 +3,16 @@ import type { SshSession } from '../ssh/client.js'
 import type { Deadline } from '../util/time.js'
 import type { Machine } from '../vm/machine.js'
 import type { ValidateOptions } from '../pipeline/options.js'
+import { formatDuration } from '../util/duration.js'
 import type { ChecksConfig } from './config.js'
+import { packagesStage } from './commands.js'
+import { e2eStage } from './e2e.js'
+import { networkStage } from './network.js'
+import { performanceStage } from './performance.js'
+import type { RunContext } from './run.js'
+import { servicesStage } from './services.js'
+import { systemStage } from './system.js'
+import { homeManagerStage, usersStage } from './users.js'
 
 export interface StageContext {
   ssh: SshSession
@@ -18,17 +27,33 @@ export interface StageContext {
 
 export type StageRunner = (ctx: StageContext) => Promise<CheckResult[]>
 
-const notYet: StageRunner = async () => [
-  { name: 'not implemented', status: 'skipped', durationMs: 0, output: 'this stage has no checks yet' }
-]
+function runContext(
+  ctx: StageContext,
+  stage: string
+): RunContext & { report: Report; outDir: string } {
+  const log = ctx.options.logger
+  return {
+    ssh: ctx.ssh,
+    sshUser: ctx.options.sshUser,
+    signal: ctx.signal,
+    deadline: ctx.deadline,
+    report: ctx.report,
+    outDir: ctx.options.outDir,
+    onResult: (r) => {
+      const where =
+        r.file !== undefined ? ` [${r.file}${r.line !== undefined ? `:${r.line}` : ''}]` : ''
+      log.debug(`${stage}: ${r.status} ${r.name} (${formatDuration(r.durationMs)})${where}`)
+    }
+  }
+}
 
 export const CHECK_STAGES: Record<Exclude<StageName, 'boot' | 'ssh'>, StageRunner> = {
-  system: notYet,
-  services: notYet,
-  users: notYet,
-  'home-manager': notYet,
-  packages: notYet,
-  network: notYet,
-  performance: notYet,
-  e2e: notYet
+  system: (ctx) => systemStage(runContext(ctx, 'system'), ctx.checks),
+  services: (ctx) => servicesStage(runContext(ctx, 'services'), ctx.checks),
+  users: (ctx) => usersStage(runContext(ctx, 'users'), ctx.checks),
+  'home-manager': (ctx) => homeManagerStage(runContext(ctx, 'home-manager'), ctx.checks),
+  packages: (ctx) => packagesStage(runContext(ctx, 'packages'), ctx.checks),
+  network: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks),
+  performance: (ctx) => performanceStage(runContext(ctx, 'performance'), ctx.checks),
+  e2e: (ctx) => e2eStage(runContext(ctx, 'e2e'), ctx.checks)
 }

@@ -6,7 +6,7 @@ import { formatDuration } from '../util/duration.js'
 import { Deadline } from '../util/time.js'
 import type { CheckResult, Failure, Report, StageName, StageResult } from '../report/model.js'
 import { renderJunit, renderSummary } from '../report/render.js'
-import { SshSession, waitForSsh } from '../ssh/client.js'
+import { SshSession, shellQuote, waitForSsh } from '../ssh/client.js'
 import { decideAccelerator, qemuBinaryFromRunner, type AccelDecision } from '../vm/accel.js'
 import { KvmStallError, Machine } from '../vm/machine.js'
 import { hostSystem } from '../vm/system.js'
@@ -16,7 +16,8 @@ import { loadChecks } from '../checks/config.js'
 import { TOOL_VERSION } from '../version.js'
 
 /** Files a run writes into --out; stale ones from an earlier run are removed first. */
-const ARTIFACT_PATTERN = /^(report\.json|console\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log)$/
+const ARTIFACT_PATTERN =
+  /^(report\.json|console\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|e2e-.*\.log)$/
 
 const KVM_WATCHDOG_MS = 20_000
 
@@ -52,20 +53,34 @@ export async function validate(o: ValidateOptions): Promise<Report> {
   const overall = new AbortController()
   const onAbort = (): void => overall.abort()
   o.signal?.addEventListener('abort', onAbort, { once: true })
-  const runTimer = o.timeoutMs > 0 ? setTimeout(() => overall.abort(), o.timeoutMs - (Date.now() - t0)) : undefined
+  const runTimer =
+    o.timeoutMs > 0 ? setTimeout(() => overall.abort(), o.timeoutMs - (Date.now() - t0)) : undefined
   const signal = overall.signal
+  let sshAbort = new AbortController()
   const stageResult = (name: string, startMs: number): StageResult => {
-    const s: StageResult = { name, status: 'passed', durationMs: 0, startMs: startMs - t0, checks: [] }
+    const s: StageResult = {
+      name,
+      status: 'passed',
+      durationMs: 0,
+      startMs: startMs - t0,
+      checks: []
+    }
     report.stages.push(s)
     return s
   }
   const failStage = async (stage: StageResult, err: unknown, started: number): Promise<void> => {
     let f = toFailure(err)
+    // A stage cut short (cancelled, out of time) still reports the checks it finished.
+    const partial = f.details.results
+    if (Array.isArray(partial) && stage.checks.length === 0)
+      stage.checks.push(...(partial as CheckResult[]))
     if (f.kind === 'tool-error' && signal.aborted) f = cancelledFailure(o, t0)
     stage.status = 'failed'
     stage.durationMs = Date.now() - started
     stage.message = f.message
     report.failure = failureOf(stage.name, f)
+    if (machine !== undefined && machine.startedAt > 0)
+      report.failure.atMs = Date.now() - machine.startedAt
     log.stageEnd(stage.name, 'failed', stage.durationMs)
     log.warning(`${stage.name} failed (${f.kind}): ${f.message}`)
     if (machine !== undefined) await captureFailureEvidence(machine, ssh, o.outDir, f)
@@ -84,7 +99,9 @@ export async function validate(o: ValidateOptions): Promise<Report> {
     }).catch((err: unknown) => {
       throw new ValidationFailure('input', String((err as Error).message))
     })
-    log.info(`accelerator: ${accel.accelerator} — ${accel.reason} (probe ${formatDuration(accel.probeMs)})`)
+    log.info(
+      `accelerator: ${accel.accelerator} — ${accel.reason} (probe ${formatDuration(accel.probeMs)})`
+    )
     report.acceleratorReason = accel.reason
 
     // boot
@@ -92,7 +109,6 @@ export async function validate(o: ValidateOptions): Promise<Report> {
     const boot = stageResult('boot', bootStart)
     log.stageStart('boot')
     let sshWait: Promise<SshSession> | undefined
-    let sshAbort = new AbortController()
     const sshDeadline = new Deadline(o.bootTimeoutMs + o.sshTimeoutMs)
     const startSshWait = (m: Machine): Promise<SshSession> => {
       const key = readFile(o.sshKey)
@@ -102,10 +118,15 @@ export async function validate(o: ValidateOptions): Promise<Report> {
           {
             deadline: sshDeadline,
             signal: AbortSignal.any([sshAbort.signal, signal]),
-            abortWhen: () => m.fatal,
+            abortWhen: () =>
+              m.fatal ??
+              (m.running ? undefined : new ValidationFailure('qemu-exited', 'the VM stopped')),
             onAttempt: (n, d) => {
-              log.debug(`ssh attempt ${n}: ${d.lastError ?? 'ok'} (banner ${d.bannerSeen ?? 'none'})`)
-              if (n % 20 === 0) log.waiting(`ssh: attempt ${n}, banner ${d.bannerSeen ?? 'not seen yet'}`)
+              log.debug(
+                `ssh attempt ${n}: ${d.lastError ?? 'ok'} (banner ${d.bannerSeen ?? 'none'})`
+              )
+              if (n % 20 === 0)
+                log.waiting(`ssh: attempt ${n}, banner ${d.bannerSeen ?? 'not seen yet'}`)
             }
           }
         )
@@ -144,14 +165,22 @@ export async function validate(o: ValidateOptions): Promise<Report> {
       const readyAt = machine.readyAt ?? Date.now()
       report.timings.bootMs = readyAt - machine.startedAt
       boot.durationMs = Date.now() - bootStart
-      boot.message = machine.readyAt !== undefined ? 'login prompt / multi-user target on the console' : 'SSH answered before the console showed a login prompt'
+      boot.message =
+        machine.readyAt !== undefined
+          ? 'login prompt / multi-user target on the console'
+          : 'SSH answered before the console showed a login prompt'
       log.stageEnd('boot', 'passed', boot.durationMs)
     } catch (err) {
       await failStage(boot, err, bootStart)
     }
 
     // ssh
-    if (requested.has('ssh') && report.failure === null && machine !== undefined && sshWait !== undefined) {
+    if (
+      requested.has('ssh') &&
+      report.failure === null &&
+      machine !== undefined &&
+      sshWait !== undefined
+    ) {
       const sshStart = Date.now()
       const stage = stageResult('ssh', sshStart)
       log.stageStart('ssh')
@@ -168,7 +197,11 @@ export async function validate(o: ValidateOptions): Promise<Report> {
         }
         stage.checks.push(check)
         if (check.status === 'failed') {
-          throw new ValidationFailure('check-failed', `a command over SSH failed (exit ${probe.code})`, check.output)
+          throw new ValidationFailure(
+            'check-failed',
+            `a command over SSH failed (exit ${probe.code})`,
+            check.output
+          )
         }
         stage.durationMs = Date.now() - sshStart
         log.stageEnd('ssh', 'passed', stage.durationMs)
@@ -185,24 +218,36 @@ export async function validate(o: ValidateOptions): Promise<Report> {
       const stage = stageResult(name, started)
       if (report.failure !== null || ssh === undefined || machine === undefined) {
         stage.status = 'skipped'
-        stage.message = report.failure !== null ? `not run: ${report.failure.stage} failed` : 'not run: needs the ssh stage'
+        stage.message =
+          report.failure !== null
+            ? `not run: ${report.failure.stage} failed`
+            : 'not run: needs the ssh stage'
         continue
       }
       log.stageStart(name)
-      const ctx: StageContext = { ssh, machine, options: o, checks, report, signal, deadline: new Deadline(o.stageTimeoutMs) }
+      const ctx: StageContext = {
+        ssh,
+        machine,
+        options: o,
+        checks,
+        report,
+        signal,
+        deadline: new Deadline(o.stageTimeoutMs)
+      }
       try {
         const results = await runStage(ctx)
         stage.checks.push(...results)
         stage.durationMs = Date.now() - started
         const failed = results.filter((c) => c.status === 'failed')
-        if (results.length > 0 && results.every((c) => c.status === 'skipped')) stage.status = 'skipped'
+        if (results.length > 0 && results.every((c) => c.status === 'skipped'))
+          stage.status = 'skipped'
         if (failed.length > 0) {
           const first = failed[0]
           throw new ValidationFailure(
             'check-failed',
             `${failed.length} check${failed.length > 1 ? 's' : ''} failed: ${failed.map((c) => c.name).join(', ')}`,
             first.output,
-            { check: first.name, file: first.file, line: first.line }
+            { check: first.name, file: first.file, line: first.line, unit: first.unit }
           )
         }
         log.stageEnd(name, stage.status, stage.durationMs)
@@ -218,6 +263,7 @@ export async function validate(o: ValidateOptions): Promise<Report> {
   } finally {
     clearTimeout(runTimer)
     o.signal?.removeEventListener('abort', onAbort)
+    sshAbort.abort() // an SSH wait still running (the boot failed) must not outlive the run
     if (machine !== undefined) {
       const shot = await machine.screenshot(join(o.outDir, 'screenshot-final.png'))
       if (shot === undefined) log.debug('no final screenshot (no display or QEMU gone)')
@@ -256,7 +302,9 @@ async function startMachine(
   report.accelerator = machine.accelerator
   report.timings.preflightMs = machine.startedAt - (o.startedAt ?? machine.startedAt)
   if (machine.pid !== undefined) o.onStarted?.({ pid: machine.pid, workDir })
-  log.info(`started ${o.runner} (pid ${machine.pid ?? '?'}, ${machine.accelerator}, ssh forward 127.0.0.1:${machine.sshPort})`)
+  log.info(
+    `started ${o.runner} (pid ${machine.pid ?? '?'}, ${machine.accelerator}, ssh forward 127.0.0.1:${machine.sshPort})`
+  )
   return machine
 }
 
@@ -276,7 +324,10 @@ function failureOf(stage: string, f: ValidationFailure): Failure {
 function cancelledFailure(o: ValidateOptions, t0: number): ValidationFailure {
   const byTimeout = o.timeoutMs > 0 && Date.now() - t0 >= o.timeoutMs - 50
   return byTimeout
-    ? new ValidationFailure('stage-timeout', `the run exceeded its overall timeout of ${formatDuration(o.timeoutMs)}`)
+    ? new ValidationFailure(
+        'stage-timeout',
+        `the run exceeded its overall timeout of ${formatDuration(o.timeoutMs)}`
+      )
     : new ValidationFailure('cancelled', 'the run was cancelled')
 }
 
@@ -289,11 +340,17 @@ async function captureFailureEvidence(
 ): Promise<void> {
   await machine.screenshot(join(outDir, 'screenshot-failure.png'))
   if (ssh === undefined || ssh.closed) return
-  const journal = await ssh.exec('journalctl -b --no-pager -o short-monotonic 2>&1 | tail -n 20000', 60_000)
+  const journal = await ssh.exec(
+    'journalctl -b --no-pager -o short-monotonic 2>&1 | tail -n 20000',
+    60_000
+  )
   if (journal.stdout !== '') await writeFile(join(outDir, 'journal.txt'), journal.stdout)
   const unit = (f.details as { unit?: string }).unit
   if (unit !== undefined) {
-    const own = await ssh.exec(`journalctl -b --no-pager -u ${unit} 2>&1 | tail -n 500`, 30_000)
+    const own = await ssh.exec(
+      `journalctl -b --no-pager -u ${shellQuote(unit)} 2>&1 | tail -n 500`,
+      30_000
+    )
     await writeFile(join(outDir, `journal-${unit.replace(/[^\w.@-]/g, '_')}.txt`), own.stdout)
   }
 }

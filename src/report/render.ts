@@ -1,12 +1,14 @@
 import { formatDuration } from '../util/duration.js'
-import type { Report, StageResult } from './model.js'
+import type { CheckResult, Report, StageResult } from './model.js'
 
 const ICON: Record<string, string> = { passed: '✅', failed: '❌', skipped: '⏭️' }
 
 function escapeXml(s: string): string {
   // XML 1.0 forbids most control characters even when escaped.
   // eslint-disable-next-line no-control-regex
-  return s.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '').replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`)
+  return s
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
+    .replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`)
 }
 
 function mdCell(s: string): string {
@@ -29,11 +31,15 @@ export function conclusionLine(r: Report): string {
   const where = `${r.configuration !== undefined ? `${r.configuration} ` : ''}(${r.system})`
   const accel = `${r.accelerator === 'kvm' ? 'KVM' : r.accelerator === 'tcg' ? 'TCG software emulation' : 'no VM'}${r.emulated ? ', emulated architecture' : ''}`
   if (r.conclusion === 'success') {
-    const boot = r.timings.bootMs !== undefined ? `, booted in ${formatDuration(r.timings.bootMs)}` : ''
+    const boot =
+      r.timings.bootMs !== undefined ? `, booted in ${formatDuration(r.timings.bootMs)}` : ''
     return `✅ **VM validation passed** for ${where}${boot} — ${accel}`
   }
   const f = r.failure
-  const what = f !== null ? `${f.stage}: **${f.kind}**${f.check !== undefined ? ` (${f.check})` : ''} — ${f.message}` : 'failed'
+  const what =
+    f !== null
+      ? `${f.stage}: **${f.kind}**${f.check !== undefined ? ` (${f.check})` : ''} — ${f.message}`
+      : 'failed'
   return `❌ **VM validation failed** for ${where} — ${what} — ${accel}`
 }
 
@@ -50,7 +56,9 @@ export function timeline(r: Report): string {
       ['userspace', b.userspaceMs]
     ] as const) {
       if (ms === undefined) continue
-      rows.push(`    ${name} : a${rows.length}, ${Math.round(at)}, ${Math.max(1, Math.round(ms))}ms`)
+      rows.push(
+        `    ${name} : a${rows.length}, ${Math.round(at)}, ${Math.max(1, Math.round(ms))}ms`
+      )
       at += ms
     }
   }
@@ -72,12 +80,44 @@ export function timeline(r: Report): string {
   ].join('\n')
 }
 
+/** "tests/vm/checks.yml:32" for a check declared in a file, else ''. */
+export function checkLocation(c: CheckResult): string {
+  return c.file !== undefined ? `${c.file}${c.line !== undefined ? `:${c.line}` : ''}` : ''
+}
+
+/** Every check of every stage (collapsed per stage; failed stages open). */
+function checksList(stages: StageResult[]): string {
+  const parts: string[] = []
+  for (const s of stages.filter((st) => st.checks.length > 0)) {
+    const failed = s.checks.some((c) => c.status === 'failed')
+    parts.push(
+      `<details${failed ? ' open' : ''}><summary>${ICON[s.status] ?? ''} ${escapeXml(s.name)}: ${s.checks.length} check${s.checks.length > 1 ? 's' : ''}</summary>`,
+      ''
+    )
+    parts.push('| | Check | Time | Declared at | Output |', '| --- | --- | --- | --- | --- |')
+    for (const c of s.checks) {
+      const first = c.output.split('\n').find((l) => l.trim() !== '') ?? ''
+      // Names and output are guest/user text: no raw HTML in the job summary.
+      const text = (t: string): string =>
+        mdCell(t).replace(/[<>&]/g, (ch) => `&#${ch.charCodeAt(0)};`)
+      parts.push(
+        `| ${ICON[c.status] ?? ''} | ${text(c.name)} | ${formatDuration(c.durationMs)} | ${text(checkLocation(c))} | ${text(clip(first, 160))} |`
+      )
+    }
+    parts.push('', '</details>', '')
+  }
+  return parts.join('\n')
+}
+
 function stageTable(stages: StageResult[]): string {
   const lines = ['| Stage | Result | Duration | Checks |', '| --- | --- | --- | --- |']
   for (const s of stages) {
     const failed = s.checks.filter((c) => c.status === 'failed').length
-    const checks = s.checks.length === 0 ? '' : `${s.checks.length - failed}/${s.checks.length} passed`
-    lines.push(`| ${s.name} | ${ICON[s.status] ?? ''} ${s.status} | ${formatDuration(s.durationMs)} | ${mdCell(checks || (s.message ?? ''))} |`)
+    const checks =
+      s.checks.length === 0 ? '' : `${s.checks.length - failed}/${s.checks.length} passed`
+    lines.push(
+      `| ${s.name} | ${ICON[s.status] ?? ''} ${s.status} | ${formatDuration(s.durationMs)} | ${mdCell(checks || (s.message ?? ''))} |`
+    )
   }
   return lines.join('\n')
 }
@@ -108,49 +148,100 @@ export function renderSummary(r: Report, o: SummaryOptions = {}): string {
   const f = r.failure
   if (f !== null) {
     parts.push(`### Failure: ${f.kind} in stage \`${f.stage}\``, '', mdCell(f.message), '')
-    if (f.excerpt !== '') parts.push('<details open><summary>Evidence</summary>', '', fence(clip(f.excerpt, 12_000)), '', '</details>', '')
+    if (f.excerpt !== '')
+      parts.push(
+        '<details open><summary>Evidence</summary>',
+        '',
+        fence(clip(f.excerpt, 12_000)),
+        '',
+        '</details>',
+        ''
+      )
   }
-  const failing = r.stages.flatMap((s) => s.checks.filter((c) => c.status === 'failed').map((c) => ({ s, c })))
+  const failing = r.stages.flatMap((s) =>
+    s.checks.filter((c) => c.status === 'failed').map((c) => ({ s, c }))
+  )
   if (failing.length > 0) {
     parts.push('### Failing checks', '')
     for (const { s, c } of failing.slice(0, 50)) {
-      parts.push(`<details><summary>${ICON.failed} ${escapeXml(s.name)} / ${escapeXml(c.name)} (${formatDuration(c.durationMs)})</summary>`, '', fence(clip(c.output, 4000)), '', '</details>', '')
+      const where = checkLocation(c)
+      parts.push(
+        `<details><summary>${ICON.failed} ${escapeXml(s.name)} / ${escapeXml(c.name)} (${formatDuration(c.durationMs)})${where !== '' ? ` — ${escapeXml(where)}` : ''}</summary>`,
+        '',
+        fence(clip(c.output, 4000)),
+        '',
+        '</details>',
+        ''
+      )
     }
   }
+  if (r.stages.some((s) => s.checks.length > 0)) parts.push('### Checks', '', checksList(r.stages))
   const tl = timeline(r)
   if (tl !== '') parts.push('### Timeline', '', tl, '')
   if (r.boot?.blame !== undefined && r.boot.blame.length > 0) {
-    parts.push('<details><summary>Slowest units (systemd-analyze blame)</summary>', '', '| Unit | Time |', '| --- | --- |')
-    for (const u of r.boot.blame.slice(0, 10)) parts.push(`| ${mdCell(u.unit)} | ${formatDuration(u.ms)} |`)
+    parts.push(
+      '<details><summary>Slowest units (systemd-analyze blame)</summary>',
+      '',
+      '| Unit | Time |',
+      '| --- | --- |'
+    )
+    for (const u of r.boot.blame.slice(0, 10))
+      parts.push(`| ${mdCell(u.unit)} | ${formatDuration(u.ms)} |`)
     parts.push('', '</details>', '')
   }
-  if (o.artifactUrl !== undefined) parts.push(`Evidence (console log, screenshots, report): [artifact](${o.artifactUrl})`, '')
-  else if (r.artifacts.length > 0) parts.push(`Artifacts: ${r.artifacts.map((a) => `\`${a}\``).join(', ')}`, '')
+  if (o.artifactUrl !== undefined)
+    parts.push(`Evidence (console log, screenshots, report): [artifact](${o.artifactUrl})`, '')
+  else if (r.artifacts.length > 0)
+    parts.push(`Artifacts: ${r.artifacts.map((a) => `\`${a}\``).join(', ')}`, '')
   let md = parts.join('\n')
-  if (Buffer.byteLength(md) > maxBytes) md = Buffer.from(md).subarray(0, maxBytes - 200).toString() + '\n\n… (summary cut to stay within the size limit)\n'
+  if (Buffer.byteLength(md) > maxBytes)
+    md =
+      Buffer.from(md)
+        .subarray(0, maxBytes - 200)
+        .toString() + '\n\n… (summary cut to stay within the size limit)\n'
   return md
 }
 
 /** junit.xml: one testsuite per stage, one testcase per check (a stage without checks is one case). */
 export function renderJunit(r: Report): string {
   const suites = r.stages.map((s) => {
-    const cases = s.checks.length > 0 ? s.checks : [{ name: s.name, status: s.status, durationMs: s.durationMs, output: s.message ?? '' }]
+    const cases =
+      s.checks.length > 0
+        ? s.checks
+        : [{ name: s.name, status: s.status, durationMs: s.durationMs, output: s.message ?? '' }]
     const failures = cases.filter((c) => c.status === 'failed').length
     const skipped = cases.filter((c) => c.status === 'skipped').length
     const body = cases
       .map((c) => {
-        const open = `    <testcase classname="${escapeXml(`${r.system}.${s.name}`)}" name="${escapeXml(c.name)}" time="${(c.durationMs / 1000).toFixed(3)}"`
+        const loc =
+          'file' in c && c.file !== undefined
+            ? ` file="${escapeXml(c.file)}"${c.line !== undefined ? ` line="${c.line}"` : ''}`
+            : ''
+        const open = `    <testcase classname="${escapeXml(`${r.system}.${s.name}`)}" name="${escapeXml(c.name)}" time="${(c.durationMs / 1000).toFixed(3)}"${loc}`
         if (c.status === 'failed') {
-          const msg = s.name === r.failure?.stage && r.failure.check === c.name ? r.failure.message : c.output.split('\n')[0] ?? ''
+          const msg =
+            s.name === r.failure?.stage && r.failure.check === c.name
+              ? r.failure.message
+              : (c.output.split('\n')[0] ?? '')
           return `${open}>\n      <failure message="${escapeXml(clip(msg, 500))}">${escapeXml(clip(c.output, 20_000))}</failure>\n    </testcase>`
         }
-        if (c.status === 'skipped') return `${open}>\n      <skipped message="${escapeXml(clip(c.output, 500))}"/>\n    </testcase>`
+        if (c.status === 'skipped')
+          return `${open}>\n      <skipped message="${escapeXml(clip(c.output, 500))}"/>\n    </testcase>`
         return `${open}/>`
       })
       .join('\n')
     return `  <testsuite name="${escapeXml(s.name)}" tests="${cases.length}" failures="${failures}" skipped="${skipped}" time="${(s.durationMs / 1000).toFixed(3)}">\n${body}\n  </testsuite>`
   })
   const total = r.stages.reduce((n, s) => n + Math.max(1, s.checks.length), 0)
-  const failed = r.stages.reduce((n, s) => n + (s.checks.length > 0 ? s.checks.filter((c) => c.status === 'failed').length : s.status === 'failed' ? 1 : 0), 0)
+  const failed = r.stages.reduce(
+    (n, s) =>
+      n +
+      (s.checks.length > 0
+        ? s.checks.filter((c) => c.status === 'failed').length
+        : s.status === 'failed'
+          ? 1
+          : 0),
+    0
+  )
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="nixos-vm-validate ${escapeXml(r.system)}" tests="${total}" failures="${failed}" time="${(r.timings.totalMs / 1000).toFixed(3)}">\n${suites.join('\n')}\n</testsuites>\n`
 }

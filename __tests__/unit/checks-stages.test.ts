@@ -1,0 +1,418 @@
+/**
+ * The stages against a scripted SSH session: what each one runs, how it waits, what it reports.
+ * The real guest is in __tests__/integration/checks.test.ts.
+ */
+import { describe, expect, it } from '@jest/globals'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { defaultChecks } from '../../src/checks/defaults.js'
+import { e2eStage } from '../../src/checks/e2e.js'
+import { performanceStage } from '../../src/checks/performance.js'
+import { runChecks, type CheckSpec, type RunContext } from '../../src/checks/run.js'
+import { parseChecks } from '../../src/checks/schema.js'
+import { servicesStage } from '../../src/checks/services.js'
+import { systemStage } from '../../src/checks/system.js'
+import { usersStage } from '../../src/checks/users.js'
+import { packagesStage } from '../../src/checks/commands.js'
+import type { Report } from '../../src/report/model.js'
+import type { ExecResult, SshSession } from '../../src/ssh/client.js'
+import { ValidationFailure } from '../../src/util/errors.js'
+import { Deadline, sleep } from '../../src/util/time.js'
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+
+type Reply = Partial<Pick<ExecResult, 'code' | 'stdout' | 'stderr'>> & { delayMs?: number }
+
+/** An SshSession double: replies by command, records calls and concurrency. */
+class FakeSsh {
+  closed = false
+  calls: string[] = []
+  puts: { local: string; remote: string; mode: number }[] = []
+  inFlight = 0
+  maxInFlight = 0
+  constructor(private readonly reply: (command: string, n: number) => Reply) {}
+
+  async exec(command: string, timeoutMs: number): Promise<ExecResult> {
+    this.calls.push(command)
+    const r = this.reply(command, this.calls.filter((c) => c === command).length)
+    this.inFlight++
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
+    const started = Date.now()
+    try {
+      const delay = r.delayMs ?? 1
+      if (delay > timeoutMs) {
+        await sleep(timeoutMs)
+        return {
+          command,
+          code: null,
+          signal: 'timeout',
+          stdout: '',
+          stderr: '',
+          durationMs: timeoutMs,
+          timedOut: true
+        }
+      }
+      await sleep(delay)
+      return {
+        command,
+        code: r.code ?? 0,
+        signal: undefined,
+        stdout: r.stdout ?? '',
+        stderr: r.stderr ?? '',
+        durationMs: Date.now() - started,
+        timedOut: false
+      }
+    } finally {
+      this.inFlight--
+    }
+  }
+
+  async putFile(local: string, remote: string, mode = 0o755): Promise<void> {
+    this.puts.push({ local, remote, mode })
+  }
+}
+
+function ctx(
+  ssh: FakeSsh,
+  o: Partial<RunContext> = {}
+): RunContext & { report: Report; outDir: string } {
+  return {
+    ssh: ssh as unknown as SshSession,
+    sshUser: 'root',
+    signal: new AbortController().signal,
+    deadline: new Deadline(60_000),
+    report: { timings: { totalMs: 0, sshReadyMs: 21_000 }, stages: [] } as unknown as Report,
+    outDir: mkdtempSync(join(tmpdir(), 'nvv-checks-out-')),
+    ...o
+  }
+}
+
+const spec = (name: string, ms: number, status: 'passed' | 'failed' = 'passed'): CheckSpec => ({
+  name,
+  timeoutMs: 10_000,
+  run: async () => {
+    await sleep(ms)
+    return { status, output: `${name} done` }
+  }
+})
+
+describe('runChecks', () => {
+  it('runs at most 4 at once over the one connection and keeps declaration order', async () => {
+    const ssh = new FakeSsh(() => ({ delayMs: 30 }))
+    const specs: CheckSpec[] = Array.from({ length: 10 }, (_, i) => ({
+      name: `c${i}`,
+      timeoutMs: 5000,
+      run: async (env) => {
+        const r = await env.ssh.exec(`echo ${i}`, 1000)
+        return { status: 'passed', output: r.command }
+      }
+    }))
+    const t0 = Date.now()
+    const results = await runChecks(ctx(ssh), specs)
+    expect(results.map((r) => r.name)).toEqual(specs.map((s) => s.name))
+    expect(ssh.maxInFlight).toBe(4)
+    expect(Date.now() - t0).toBeLessThan(30 * 10)
+  })
+
+  it('turns a thrown error into a failed check and annotates from the spec', async () => {
+    const [r] = await runChecks(ctx(new FakeSsh(() => ({}))), [
+      {
+        name: 'boom',
+        timeoutMs: 100,
+        file: 'checks.yml',
+        line: 7,
+        run: async () => Promise.reject(new Error('no sftp'))
+      }
+    ])
+    expect(r).toMatchObject({
+      name: 'boom',
+      status: 'failed',
+      output: 'the check could not run: no sftp',
+      file: 'checks.yml',
+      line: 7
+    })
+  })
+
+  it('bounds each check by its own timeout and by the stage budget', async () => {
+    const ssh = new FakeSsh(() => ({ delayMs: 5000 }))
+    const results = await runChecks(ctx(ssh), [
+      {
+        name: 'slow',
+        timeoutMs: 50,
+        run: async (env) => ({ status: 'failed', output: `remaining ${env.deadline.remaining()}` })
+      }
+    ])
+    expect(Number(results[0].output.split(' ')[1])).toBeLessThanOrEqual(50)
+    const err = await runChecks(
+      ctx(ssh, { deadline: new Deadline(40) }),
+      [spec('a', 100, 'failed'), spec('b', 1)],
+      1
+    ).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ValidationFailure)
+    const f = err as ValidationFailure
+    expect(f.kind).toBe('stage-timeout')
+    expect(f.details.check).toBe('a')
+    expect(
+      (f.details.results as { name: string; output: string }[]).map((r) => [r.name, r.output])
+    ).toEqual([
+      ['a', 'a done'],
+      ['b', "not run: the stage's time budget ran out before this check started"]
+    ])
+  })
+
+  it('throws with the finished results when the run is cancelled', async () => {
+    const ac = new AbortController()
+    setTimeout(() => ac.abort(), 20)
+    const err = (await runChecks(
+      ctx(new FakeSsh(() => ({})), { signal: ac.signal }),
+      [spec('a', 50), spec('b', 50)],
+      1
+    ).catch((e: unknown) => e)) as ValidationFailure
+    expect(err.kind).toBe('tool-error')
+    expect((err.details.results as { status: string }[]).map((r) => r.status)).toEqual([
+      'passed',
+      'skipped'
+    ])
+  })
+})
+
+describe('system stage', () => {
+  it('degraded: fails naming every failed unit with its last journal lines', async () => {
+    const ssh = new FakeSsh((c) => {
+      if (c.includes('is-system-running --wait')) return { code: 1, stdout: 'degraded\n' }
+      if (c.includes('list-units --failed'))
+        return {
+          stdout:
+            'broken-demo.service loaded failed failed Broken demo\nother.service loaded failed failed Other\n'
+        }
+      if (c.includes('-u broken-demo.service'))
+        return {
+          stdout: '[    9.1] nixos-vm sh[301]: broken-demo: cannot open /etc/broken-demo.conf\n'
+        }
+      if (c.includes('-u other.service')) return { stdout: '[   10.0] other: exit 3\n' }
+      return { code: 1 }
+    })
+    const results = await systemStage(
+      ctx(ssh, { deadline: new Deadline(600_000) }),
+      defaultChecks()
+    )
+    expect(results.map((r) => [r.name, r.status, r.unit])).toEqual([
+      ['system state', 'failed', 'broken-demo.service'],
+      ['failed unit broken-demo.service', 'failed', 'broken-demo.service'],
+      ['failed unit other.service', 'failed', 'other.service']
+    ])
+    const out = results[0].output
+    expect(out).toMatch(/^system state: degraded/)
+    expect(out).toContain('failed units (2): broken-demo.service, other.service')
+    expect(out).toContain('broken-demo: cannot open /etc/broken-demo.conf')
+    expect(out).toContain('other: exit 3')
+    // The default 5m, bounded on the guest too; with a stage budget below it, the budget.
+    expect(ssh.calls[0]).toMatch(/timeout 300 systemctl is-system-running --wait/)
+  })
+
+  it('running passes with one check', async () => {
+    const results = await systemStage(
+      ctx(new FakeSsh(() => ({ stdout: 'running\n' }))),
+      defaultChecks()
+    )
+    expect(results).toHaveLength(1)
+    expect(results[0]).toMatchObject({ name: 'system state', status: 'passed' })
+  })
+
+  it('still starting at the deadline: fails with the pending jobs', async () => {
+    const checks = parseChecks('system: { timeout: 2s }\n', { label: 'c.yml', root: ROOT })
+    const ssh = new FakeSsh((c) => {
+      if (c.includes('--wait')) return { code: 124, stdout: 'starting\n' }
+      if (c.includes('list-jobs'))
+        return { stdout: 'JOB UNIT TYPE STATE\n12 slow.service start running\n' }
+      return { stdout: '' }
+    })
+    const [r] = await systemStage(ctx(ssh), checks)
+    expect(r.status).toBe('failed')
+    expect(r.output).toMatch(/^system state: still "starting" after 2\.0s/)
+    expect(r.output).toContain('12 slow.service start running')
+    expect(r).toMatchObject({ file: 'c.yml', line: 1 })
+  })
+})
+
+describe('services stage', () => {
+  it('waits while a unit is activating, then passes; docker as each user', async () => {
+    const ssh = new FakeSsh((c, n) => {
+      if (c.includes('systemctl show') && c.includes('docker.service')) {
+        return {
+          stdout: `LoadState=loaded\nActiveState=${n < 2 ? 'activating' : 'active'}\nSubState=running\nResult=success\nSystemState=running\n`
+        }
+      }
+      if (c.includes('systemctl show'))
+        return {
+          stdout:
+            'LoadState=loaded\nActiveState=active\nSubState=running\nResult=success\nSystemState=running\n'
+        }
+      if (c.includes('docker info'))
+        return { stdout: 'server 20.10.24, storage overlay2, 0 running\n' }
+      return { code: 1 }
+    })
+    const results = await servicesStage(ctx(ssh), defaultChecks())
+    expect(results.map((r) => [r.name, r.status])).toEqual([
+      ['sshd.service', 'passed'],
+      ['docker.service', 'passed'],
+      ['docker daemon answers', 'passed'],
+      ['docker as baleen (no sudo)', 'passed']
+    ])
+    expect(ssh.calls.filter((c) => c.includes('docker.service;')).length).toBe(2)
+  })
+
+  it('a failed unit fails with its state and journal, naming the unit', async () => {
+    const ssh = new FakeSsh((c) => {
+      if (c.includes('systemctl show'))
+        return {
+          stdout:
+            'LoadState=loaded\nActiveState=failed\nSubState=failed\nResult=exit-code\nSystemState=degraded\n'
+        }
+      if (c.startsWith('journalctl'))
+        return { stdout: 'dockerd: failed to start daemon: error initializing graphdriver\n' }
+      if (c.includes('docker info'))
+        return {
+          code: 1,
+          stderr: 'permission denied while trying to connect to the Docker daemon socket'
+        }
+      return { code: 1 }
+    })
+    const results = await servicesStage(ctx(ssh), defaultChecks())
+    const docker = results.find((r) => r.name === 'docker.service')
+    expect(docker).toMatchObject({ status: 'failed', unit: 'docker.service' })
+    expect(docker?.output).toMatch(
+      /^docker\.service: failed \(failed\), load loaded, result exit-code\n/
+    )
+    expect(docker?.output).toContain('error initializing graphdriver')
+    expect(results.find((r) => r.name === 'docker as baleen (no sudo)')?.output).toMatch(
+      /baleen cannot reach the Docker socket without sudo/
+    )
+  })
+})
+
+describe('users and packages stages', () => {
+  it('defaults explain themselves when the guest has no baleen', async () => {
+    const ssh = new FakeSsh(() => ({ code: 2, stderr: 'no such user: baleen' }))
+    const [r] = await usersStage(ctx(ssh), defaultChecks())
+    expect(r.status).toBe('failed')
+    expect(r.output).toMatch(
+      /the built-in default checks assume the user baleen; pass --checks FILE/
+    )
+  })
+
+  it('a missing package fails with the command, exit status and stderr', async () => {
+    const checks = parseChecks(
+      'packages:\n  - { name: neovim, run: "nvim --version", expect: "^NVIM v", user: baleen }\n',
+      { label: 'c.yml', root: ROOT }
+    )
+    const ssh = new FakeSsh(() => ({ code: 127, stderr: 'sh: 2: nvim: not found\n' }))
+    const [r] = await packagesStage(ctx(ssh), checks)
+    expect(r).toMatchObject({ name: 'neovim', status: 'failed', file: 'c.yml', line: 2 })
+    expect(r.output).toBe(
+      '$ nvim --version   (as baleen)\nexit 127 (command not found)\nsh: 2: nvim: not found'
+    )
+  })
+})
+
+describe('performance stage', () => {
+  it('retries while the boot is not finished, records report.boot, judges budgets', async () => {
+    const checks = parseChecks(
+      'performance:\n  bootTime: 10s\n  kernel: 30s\n  memoryUsedMiB: 1500\n  timeout: 20s\n',
+      { label: 'c.yml', root: ROOT }
+    )
+    const ssh = new FakeSsh((c, n) => {
+      if (c.startsWith('systemd-analyze time')) {
+        return n < 2
+          ? {
+              code: 1,
+              stdout:
+                'Bootup is not yet finished (org.freedesktop.systemd1.Manager.FinishTimestampMonotonic=0).\nPlease try again later.\n'
+            }
+          : { stdout: 'Startup finished in 3.094s (kernel) + 32.116s (userspace) = 35.211s\n' }
+      }
+      if (c.startsWith('systemd-analyze blame'))
+        return { stdout: '14.912s docker.service\n 2.052s ssh.service\n' }
+      if (c.startsWith('systemd-analyze critical-chain'))
+        return { stdout: 'graphical.target @31.708s\n└─multi-user.target @31.702s\n' }
+      if (c.startsWith('cat /proc/meminfo'))
+        return { stdout: 'MemTotal: 995352 kB\nMemAvailable: 744888 kB\n' }
+      return { code: 1 }
+    })
+    const c = ctx(ssh)
+    const results = await performanceStage(c, checks)
+    expect(ssh.calls.filter((x) => x.startsWith('systemd-analyze time'))).toHaveLength(2)
+    expect(c.report.boot).toEqual({
+      kernelMs: 3094,
+      userspaceMs: 32_116,
+      totalMs: 35_211,
+      blame: [
+        { unit: 'docker.service', ms: 14_912 },
+        { unit: 'ssh.service', ms: 2052 }
+      ],
+      criticalChain: 'graphical.target @31.708s\n└─multi-user.target @31.702s',
+      memoryUsedMiB: 245
+    })
+    const failed = results.filter((r) => r.status === 'failed')
+    expect(failed).toEqual([
+      {
+        name: 'boot time ≤ 10.0s',
+        status: 'failed',
+        durationMs: 0,
+        output: '35.2s exceeds the budget of 10.0s (by 25.2s)',
+        file: 'c.yml',
+        line: 2
+      }
+    ])
+    expect(results.find((r) => r.name.startsWith('memory used'))).toMatchObject({
+      status: 'passed',
+      line: 4
+    })
+  })
+})
+
+describe('e2e stage', () => {
+  it('copies the script to a fresh temp dir, runs it as the user, keeps the log, cleans up', async () => {
+    const checks = parseChecks(
+      'e2e:\n  - { script: tests/fixtures/checks/e2e-fail.sh, user: baleen, timeout: 1m }\n',
+      { label: 'c.yml', root: ROOT, checkScripts: true }
+    )
+    const ssh = new FakeSsh((c) => {
+      if (c.includes('mktemp -d')) return { stdout: '/tmp/nvv-e2e.Ab12\n' }
+      if (c.includes('e2e-fail.sh'))
+        return {
+          code: 127,
+          stdout:
+            '==> e2e-fail: step 1 ok (as baleen)\n/tmp/nvv-e2e.Ab12/e2e-fail.sh: 7: no-such-tool: not found\n'
+        }
+      return {}
+    })
+    const c = ctx(ssh)
+    const [r] = await e2eStage(c, checks)
+    expect(ssh.puts).toEqual([
+      {
+        local: join(ROOT, 'tests/fixtures/checks/e2e-fail.sh'),
+        remote: '/tmp/nvv-e2e.Ab12/e2e-fail.sh',
+        mode: 0o755
+      }
+    ])
+    expect(ssh.calls[1]).toMatch(
+      /runuser -u baleen -- sh -lc [\s\S]*exec timeout -k 5 \d+ \/tmp\/nvv-e2e\.Ab12\/e2e-fail\.sh 2>&1/
+    )
+    expect(ssh.calls.at(-1)).toBe('rm -rf /tmp/nvv-e2e.Ab12')
+    expect(r).toMatchObject({
+      name: 'tests/fixtures/checks/e2e-fail.sh (as baleen)',
+      status: 'failed',
+      file: 'tests/fixtures/checks/e2e-fail.sh',
+      line: 7
+    })
+    expect(r.output).toMatch(
+      /^tests\/fixtures\/checks\/e2e-fail\.sh as baleen: exit 127 \(command not found\)\n==> e2e-fail: step 1 ok/
+    )
+    expect(
+      readFileSync(join(c.outDir, 'e2e-tests_fixtures_checks_e2e-fail.sh.log'), 'utf8')
+    ).toContain('no-such-tool: not found')
+  })
+})

@@ -1,0 +1,239 @@
+import { ValidationFailure, errorMessage } from '../util/errors.js'
+import { formatDuration } from '../util/duration.js'
+import { Deadline, sleep } from '../util/time.js'
+import type { CheckResult, Status } from '../report/model.js'
+import { shellQuote, type ExecResult, type SshSession } from '../ssh/client.js'
+
+/** Output kept per check: the end, where the error usually is. */
+export const MAX_CHECK_OUTPUT = 4096
+/** Checks of one stage in flight at once over the one SSH connection. */
+export const CHECK_CONCURRENCY = 4
+
+/**
+ * Keeps the last `max` characters, marking the cut (a failure's cause is at the end). `head`
+ * keeps the start instead: a passed check's interesting line is its first (`git version …`).
+ */
+export function trimOutput(
+  text: string,
+  max = MAX_CHECK_OUTPUT,
+  keep: 'head' | 'tail' = 'tail'
+): string {
+  const t = text.replace(/\s+$/, '')
+  if (t.length <= max) return t
+  if (keep === 'head') {
+    const head = t.slice(0, max)
+    const nl = head.lastIndexOf('\n')
+    const kept = nl > max - 200 ? head.slice(0, nl) : head
+    return `${kept}\n… (${t.length - kept.length} characters cut)`
+  }
+  const tail = t.slice(t.length - max)
+  // Start at a line boundary when one is near, so the first kept line is whole.
+  const nl = tail.indexOf('\n')
+  const kept = nl >= 0 && nl < 200 ? tail.slice(nl + 1) : tail
+  return `… (${t.length - kept.length} characters cut)\n${kept}`
+}
+
+/** What a check needs while it runs. */
+export interface CheckEnv {
+  ssh: SshSession
+  /** The SSH login user: running as another user goes through runuser/su (root) or sudo. */
+  sshUser: string
+  /** This check's own deadline (its timeout, bounded by the stage's). */
+  deadline: Deadline
+  signal: AbortSignal
+}
+
+export interface CheckOutcome {
+  status: Status
+  output: string
+  /** The systemd unit the evidence is about (its journal is saved on failure). */
+  unit?: string
+  /** Overrides of the declared location (e2e: the script line that failed). */
+  file?: string
+  line?: number
+}
+
+export interface CheckSpec {
+  name: string
+  timeoutMs: number
+  file?: string
+  line?: number
+  unit?: string
+  run: (env: CheckEnv) => Promise<CheckOutcome>
+}
+
+export interface RunContext {
+  ssh: SshSession
+  sshUser: string
+  signal: AbortSignal
+  /** The stage's budget. */
+  deadline: Deadline
+  onResult?: (r: CheckResult) => void
+}
+
+/**
+ * Runs the checks of a stage, at most `limit` at once, each with its own timeout bounded by the
+ * stage deadline. Results come back in declaration order. A check that throws is failed with the
+ * error as its output; when the run is cancelled the stage throws (with the results so far in
+ * `details.results`) so the pipeline classifies it as cancelled / timed out.
+ */
+export async function runChecks(
+  ctx: RunContext,
+  specs: CheckSpec[],
+  limit = CHECK_CONCURRENCY
+): Promise<CheckResult[]> {
+  const results: (CheckResult | undefined)[] = new Array(specs.length).fill(undefined)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const i = next++
+      if (i >= specs.length) return
+      results[i] = await runOne(ctx, specs[i])
+      ctx.onResult?.(results[i] as CheckResult)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, specs.length) }, worker))
+  const done = results.filter((r): r is CheckResult => r !== undefined)
+  if (ctx.signal.aborted) {
+    throw new ValidationFailure(
+      'tool-error',
+      'the run was cancelled while checks were running',
+      '',
+      { results: done }
+    )
+  }
+  const failed = done.filter((r) => r.status === 'failed')
+  if (failed.length > 0 && ctx.deadline.expired()) {
+    const first = failed[0]
+    throw new ValidationFailure(
+      'stage-timeout',
+      `the stage ran out of its time budget; ${failed.length} check${failed.length > 1 ? 's' : ''} failed: ${failed.map((c) => c.name).join(', ')}`,
+      first.output,
+      { results: done, check: first.name, file: first.file, line: first.line, unit: first.unit }
+    )
+  }
+  return done
+}
+
+async function runOne(ctx: RunContext, spec: CheckSpec): Promise<CheckResult> {
+  const base: Pick<CheckResult, 'name' | 'file' | 'line'> = { name: spec.name }
+  if (spec.file !== undefined) base.file = spec.file
+  if (spec.line !== undefined) base.line = spec.line
+  const budget = Math.min(spec.timeoutMs, ctx.deadline.remaining())
+  if (ctx.signal.aborted)
+    return { ...base, status: 'skipped', durationMs: 0, output: 'not run: cancelled' }
+  if (budget <= 0) {
+    return {
+      ...base,
+      status: 'failed',
+      durationMs: 0,
+      output: `not run: the stage's time budget ran out before this check started`
+    }
+  }
+  const started = Date.now()
+  const deadline = new Deadline(budget)
+  let outcome: CheckOutcome
+  try {
+    outcome = ctx.ssh.closed
+      ? { status: 'failed', output: 'the SSH connection to the guest is closed' }
+      : await spec.run({ ssh: ctx.ssh, sshUser: ctx.sshUser, deadline, signal: ctx.signal })
+  } catch (err) {
+    outcome = { status: 'failed', output: `the check could not run: ${errorMessage(err)}` }
+  }
+  const r: CheckResult = {
+    ...base,
+    status: outcome.status,
+    durationMs: Date.now() - started,
+    output: trimOutput(
+      outcome.output,
+      MAX_CHECK_OUTPUT,
+      outcome.status === 'passed' ? 'head' : 'tail'
+    )
+  }
+  const unit = outcome.unit ?? spec.unit
+  if (unit !== undefined) r.unit = unit
+  if (outcome.file !== undefined) r.file = outcome.file
+  if (outcome.line !== undefined) r.line = outcome.line
+  return r
+}
+
+/**
+ * Runs a command in the guest, bounded by `timeoutMs` and the run's abort signal (an aborted
+ * command is left to die with the connection at teardown).
+ */
+export async function run(
+  env: Pick<CheckEnv, 'ssh' | 'signal'>,
+  command: string,
+  timeoutMs: number
+): Promise<ExecResult> {
+  if (env.signal.aborted) return aborted(command)
+  let onAbort: () => void = () => undefined
+  const abort = new Promise<ExecResult>((resolve) => {
+    onAbort = () => resolve(aborted(command))
+    env.signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([env.ssh.exec(command, Math.max(1, timeoutMs)), abort])
+  } finally {
+    env.signal.removeEventListener('abort', onAbort)
+  }
+}
+
+function aborted(command: string): ExecResult {
+  return {
+    command,
+    code: null,
+    signal: 'cancelled',
+    stdout: '',
+    stderr: 'cancelled',
+    durationMs: 0,
+    timedOut: false
+  }
+}
+
+/**
+ * `command` as `user`, in a login shell (the user's PATH: NixOS per-user profiles, Home Manager)
+ * from the user's home. As root: runuser (util-linux, also on NixOS), else su; as another SSH
+ * user: sudo -n. Without `user`, or as the SSH user itself: a login shell of the SSH user.
+ */
+export function asUser(command: string, user: string | undefined, sshUser: string): string {
+  const body = shellQuote(`cd "$HOME" 2>/dev/null || cd /\n${command}`)
+  if (user === undefined || user === sshUser) return `sh -lc ${body}`
+  const u = shellQuote(user)
+  if (sshUser !== 'root') return `sudo -n -H -u ${u} -- sh -lc ${body}`
+  return `if command -v runuser >/dev/null 2>&1; then exec runuser -u ${u} -- sh -lc ${body}; else exec su -s /bin/sh ${u} -c ${shellQuote(`exec sh -lc ${body}`)}; fi`
+}
+
+/** "exit 1" / "timed out after 30s" / "killed by SIGKILL": how a command ended. */
+export function describeExit(r: ExecResult, timeoutMs?: number): string {
+  if (r.timedOut) return `timed out after ${formatDuration(timeoutMs ?? r.durationMs)}`
+  if (r.signal === 'cancelled') return 'cancelled'
+  if (r.signal === 'closed' || r.signal === 'channel')
+    return r.stderr.trim() || 'SSH channel failed'
+  if (r.code === null)
+    return r.signal !== undefined ? `killed by SIG${r.signal}` : 'ended without an exit status'
+  return `exit ${r.code}${r.code === 127 ? ' (command not found)' : r.code === 126 ? ' (not executable)' : ''}`
+}
+
+/** stdout then stderr, each trimmed, for a check's output. */
+export function combined(r: ExecResult): string {
+  return [r.stdout.trimEnd(), r.stderr.trimEnd()].filter((s) => s !== '').join('\n')
+}
+
+/**
+ * Repeats `attempt` until it says done or the deadline passes; returns the last result.
+ * Every wait is bounded: attempts get what is left of the deadline.
+ */
+export async function poll<T>(
+  deadline: Deadline,
+  signal: AbortSignal,
+  attempt: (remainingMs: number) => Promise<{ done: boolean; value: T }>,
+  intervalMs = 1000
+): Promise<{ done: boolean; value: T }> {
+  for (;;) {
+    const r = await attempt(deadline.remaining())
+    if (r.done || deadline.expired() || signal.aborted) return r
+    await sleep(Math.min(intervalMs, deadline.remaining()), signal)
+    if (deadline.expired() || signal.aborted) return r
+  }
+}

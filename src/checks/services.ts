@@ -1,0 +1,206 @@
+import type { CheckResult } from '../report/model.js'
+import { shellQuote } from '../ssh/client.js'
+import type { ChecksConfig, ServiceSpec } from './config.js'
+import {
+  asUser,
+  combined,
+  describeExit,
+  poll,
+  run,
+  runChecks,
+  type CheckEnv,
+  type CheckOutcome,
+  type CheckSpec,
+  type RunContext
+} from './run.js'
+import { JOURNAL_LINES, unitJournalCommand } from './system.js'
+
+export interface UnitState {
+  LoadState?: string
+  ActiveState?: string
+  SubState?: string
+  Result?: string
+  /** `systemctl is-system-running` (without --wait). */
+  SystemState?: string
+}
+
+/** KEY=VALUE lines of `systemctl show -p …` (plus our SystemState=) into an object. */
+export function parseUnitState(text: string): UnitState {
+  const out: Record<string, string> = {}
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)=(.*)$/.exec(line.trim())
+    if (m !== null) out[m[1]] = m[2]
+  }
+  return out as UnitState
+}
+
+/** What a unit's state means for "must be active": pass, keep waiting, or fail now. */
+export function judgeUnit(s: UnitState): 'active' | 'wait' | 'failed' | 'not-found' {
+  if (s.LoadState === 'not-found') return 'not-found'
+  if (s.ActiveState === 'active' || s.ActiveState === 'reloading') return 'active'
+  if (s.ActiveState === 'activating' || s.ActiveState === 'deactivating') return 'wait'
+  // Queued but not started yet while the boot is still in progress.
+  if (
+    s.ActiveState === 'inactive' &&
+    (s.SystemState === 'starting' || s.SystemState === 'initializing')
+  )
+    return 'wait'
+  return 'failed'
+}
+
+/** The guest command that prints a unit's state (system unit, or a user's unit). */
+export function unitStateCommand(unit: string, user: string | undefined, sshUser: string): string {
+  const u = shellQuote(unit)
+  const props = '-p LoadState -p ActiveState -p SubState -p Result'
+  if (user === undefined)
+    return `systemctl show ${props} ${u}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
+  // The user manager runs only while the user has a session (or lingers): start it as a login
+  // would, then talk to it over its private socket (no D-Bus user session needed).
+  const q = shellQuote(user)
+  return [
+    `uid=$(id -u ${q}) || exit 3`,
+    `systemctl start "user@$uid.service" >/dev/null 2>&1 || true`,
+    asUser(
+      `XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR; systemctl --user show ${props} ${u}; echo "SystemState=$(systemctl --user is-system-running 2>/dev/null)"`,
+      user,
+      sshUser
+    )
+  ].join('\n')
+}
+
+function unitJournal(unit: string, user: string | undefined): string {
+  if (user === undefined) return unitJournalCommand(unit)
+  return `journalctl -b --user-unit ${shellQuote(unit)} _UID=$(id -u ${shellQuote(user)}) -n ${JOURNAL_LINES} --no-pager -o short-monotonic 2>&1`
+}
+
+/** Waits (bounded) for `unit` to be active; on failure the output has its state and journal. */
+export async function unitActive(
+  env: CheckEnv,
+  unit: string,
+  user: string | undefined
+): Promise<CheckOutcome & { state: UnitState }> {
+  const who = user !== undefined ? ` (user ${user})` : ''
+  const last = await poll(env.deadline, env.signal, async (remaining) => {
+    const r = await run(
+      env,
+      unitStateCommand(unit, user, env.sshUser),
+      Math.min(30_000, Math.max(1000, remaining))
+    )
+    const state = parseUnitState(r.stdout)
+    const verdict = r.code === 0 || state.ActiveState !== undefined ? judgeUnit(state) : 'failed'
+    return { done: verdict !== 'wait', value: { r, state, verdict } }
+  })
+  const { r, state, verdict } = last.value
+  const summary = `${unit}${who}: ${state.ActiveState ?? '?'} (${state.SubState ?? '?'}), load ${state.LoadState ?? '?'}, result ${state.Result ?? '?'}`
+  if (verdict === 'active') return { status: 'passed', output: summary, state }
+  if (state.ActiveState === undefined) {
+    return {
+      status: 'failed',
+      output: `cannot read the state of ${unit}${who}: ${describeExit(r)}\n${combined(r)}`,
+      state,
+      unit
+    }
+  }
+  if (verdict === 'not-found')
+    return {
+      status: 'failed',
+      output: `${unit}${who} does not exist on the guest (LoadState=not-found)`,
+      state
+    }
+  const journal = await run(env, unitJournal(unit, user), 30_000)
+  const waited =
+    verdict === 'wait' ? ` — still ${state.ActiveState} when the check's time ran out` : ''
+  return {
+    status: 'failed',
+    output: `${summary}${waited}\n\n── journalctl -b -u ${unit} -n ${JOURNAL_LINES}\n${combined(journal) || '(no journal lines)'}`,
+    state,
+    unit
+  }
+}
+
+/** Docker daemon answers (root), then as each user without sudo. */
+export function dockerInfoCommand(user: string | undefined, sshUser: string): string {
+  return asUser(
+    `docker info --format 'server {{.ServerVersion}}, storage {{.Driver}}, {{.ContainersRunning}} running'`,
+    user,
+    sshUser
+  )
+}
+
+async function dockerReaches(env: CheckEnv, user: string | undefined): Promise<CheckOutcome> {
+  const last = await poll(
+    env.deadline,
+    env.signal,
+    async (remaining) => {
+      const r = await run(
+        env,
+        dockerInfoCommand(user, env.sshUser),
+        Math.min(60_000, Math.max(1000, remaining))
+      )
+      const out = combined(r)
+      // The daemon may still be starting; a permission problem will not go away by waiting.
+      const retry =
+        r.code !== 0 &&
+        /Cannot connect to the Docker daemon|Is the docker daemon running/i.test(out)
+      return { done: !retry, value: r }
+    },
+    2000
+  )
+  const r = last.value
+  const out = combined(r)
+  if (r.code === 0) return { status: 'passed', output: out }
+  const hint =
+    user !== undefined && /permission denied/i.test(out)
+      ? `\n${user} cannot reach the Docker socket without sudo (is ${user} in the docker group?)`
+      : ''
+  return {
+    status: 'failed',
+    output: `docker info${user !== undefined ? ` as ${user}` : ''}: ${describeExit(r)}\n${out}${hint}`,
+    unit: 'docker.service'
+  }
+}
+
+function serviceName(s: ServiceSpec): string {
+  return s.user !== undefined ? `${s.unit} (user ${s.user})` : s.unit
+}
+
+/** Stage `services`: the services section and the docker section. */
+export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
+  const specs: CheckSpec[] = checks.services.map((s) => ({
+    name: serviceName(s),
+    timeoutMs: s.timeoutMs,
+    file: s.file,
+    line: s.line,
+    unit: s.user === undefined ? s.unit : undefined,
+    run: (env) => unitActive(env, s.unit, s.user)
+  }))
+  const docker = checks.docker
+  if (docker !== undefined) {
+    specs.push({
+      name: 'docker daemon answers',
+      timeoutMs: docker.timeoutMs,
+      file: docker.file,
+      line: docker.line,
+      run: (env) => dockerReaches(env, undefined)
+    })
+    for (const u of docker.users) {
+      specs.push({
+        name: `docker as ${u.name} (no sudo)`,
+        timeoutMs: docker.timeoutMs,
+        file: u.file,
+        line: u.line,
+        run: (env) => dockerReaches(env, u.name)
+      })
+    }
+  }
+  if (specs.length === 0)
+    return [
+      {
+        name: 'services',
+        status: 'skipped',
+        durationMs: 0,
+        output: `no services or docker section in ${checks.label}`
+      }
+    ]
+  return runChecks(ctx, specs)
+}

@@ -1,0 +1,152 @@
+import { formatDuration } from '../util/duration.js'
+import type { CheckResult } from '../report/model.js'
+import { shellQuote } from '../ssh/client.js'
+import type { ChecksConfig } from './config.js'
+import {
+  combined,
+  describeExit,
+  run,
+  runChecks,
+  type CheckEnv,
+  type CheckOutcome,
+  type RunContext
+} from './run.js'
+
+/** Journal lines shown per failed unit. */
+export const JOURNAL_LINES = 20
+/** Failed units described in detail (the list names all of them). */
+const MAX_UNITS_DETAILED = 8
+
+/** Unit names from `systemctl list-units --failed --plain --no-legend` (first column). */
+export function parseFailedUnits(text: string): string[] {
+  const units: string[] = []
+  for (const raw of text.split('\n')) {
+    // Older systemd prints a "●" marker even with --plain.
+    const first = raw
+      .trim()
+      .replace(/^[●*]\s*/, '')
+      .split(/\s+/)[0]
+    if (first !== undefined && first !== '' && /^[\w:.@\\-]+\.[a-z]+$/.test(first))
+      units.push(first)
+  }
+  return [...new Set(units)]
+}
+
+export function unitJournalCommand(unit: string, lines = JOURNAL_LINES): string {
+  return `journalctl -b -u ${shellQuote(unit)} -n ${lines} --no-pager -o short-monotonic 2>&1`
+}
+
+/**
+ * `systemctl is-system-running --wait` within the deadline (also bounded on the guest with
+ * timeout(1)). "running" passes; "degraded" fails and lists every failed unit with its last
+ * journal lines; still "starting" at the deadline fails with the pending jobs.
+ */
+export async function systemState(
+  env: CheckEnv,
+  timeoutMs: number
+): Promise<CheckOutcome & { failedUnits: string[]; journals: Map<string, string> }> {
+  const secs = Math.max(1, Math.floor(timeoutMs / 1000))
+  const wait = await run(
+    env,
+    `if command -v timeout >/dev/null 2>&1; then timeout ${secs} systemctl is-system-running --wait; else systemctl is-system-running --wait; fi`,
+    timeoutMs + 5000
+  )
+  const state = wait.stdout.trim().split('\n').at(-1)?.trim() ?? ''
+  const journals = new Map<string, string>()
+  if (wait.code === 0 && state === 'running') {
+    return {
+      status: 'passed',
+      output: `system state: running (${formatDuration(wait.durationMs)})`,
+      failedUnits: [],
+      journals
+    }
+  }
+  const timedOut = wait.timedOut || wait.code === 124
+  const failed = await run(
+    env,
+    'systemctl list-units --failed --plain --no-legend --no-pager 2>&1',
+    30_000
+  )
+  const failedUnits = parseFailedUnits(failed.stdout)
+  await Promise.all(
+    failedUnits.slice(0, MAX_UNITS_DETAILED).map(async (unit) => {
+      const j = await run(env, unitJournalCommand(unit), 30_000)
+      journals.set(unit, combined(j) || '(no journal lines)')
+    })
+  )
+  const lines: string[] = []
+  if (timedOut) {
+    lines.push(
+      `system state: still "${state || 'starting'}" after ${formatDuration(timeoutMs)} (systemctl is-system-running --wait)`
+    )
+    const jobs = await run(env, 'systemctl list-jobs --no-pager 2>&1 | head -n 30', 30_000)
+    lines.push('pending jobs:', combined(jobs) || '(none listed)')
+  } else {
+    lines.push(`system state: ${state || describeExit(wait)} (systemctl is-system-running)`)
+  }
+  if (failedUnits.length > 0) {
+    lines.push(`failed units (${failedUnits.length}): ${failedUnits.join(', ')}`)
+    for (const unit of failedUnits.slice(0, MAX_UNITS_DETAILED)) {
+      lines.push(
+        '',
+        `── ${unit} (journalctl -b -u ${unit} -n ${JOURNAL_LINES})`,
+        journals.get(unit) ?? ''
+      )
+    }
+  } else if (!timedOut) {
+    lines.push('failed units: none listed by systemctl list-units --failed')
+  }
+  const outcome: CheckOutcome & { failedUnits: string[]; journals: Map<string, string> } = {
+    status: 'failed',
+    output: perUnitBudget(lines.join('\n')),
+    failedUnits,
+    journals
+  }
+  if (failedUnits[0] !== undefined) outcome.unit = failedUnits[0]
+  return outcome
+}
+
+/** Keeps the whole failed-unit list when the journal part is long (the head matters here). */
+function perUnitBudget(text: string, max = 4000): string {
+  if (text.length <= max) return text
+  return text.slice(0, max - 40) + '\n… (more in journal.txt)'
+}
+
+/** Stage `system`: the state check, then one failed check per failed unit. */
+export async function systemStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
+  const spec = checks.system
+  if (spec === undefined)
+    return [
+      {
+        name: 'system state',
+        status: 'skipped',
+        durationMs: 0,
+        output: `no system section in ${checks.label}`
+      }
+    ]
+  let detail: Awaited<ReturnType<typeof systemState>> | undefined
+  const [state] = await runChecks(ctx, [
+    {
+      name: 'system state',
+      timeoutMs: spec.timeoutMs + 60_000,
+      file: spec.file,
+      line: spec.line,
+      run: async (env) =>
+        (detail = await systemState(env, Math.min(spec.timeoutMs, env.deadline.remaining())))
+    }
+  ])
+  const results = [state]
+  for (const unit of detail?.failedUnits ?? []) {
+    const r: CheckResult = {
+      name: `failed unit ${unit}`,
+      status: 'failed',
+      durationMs: 0,
+      output: detail?.journals.get(unit) ?? 'see journal.txt',
+      unit
+    }
+    if (spec.file !== undefined) r.file = spec.file
+    if (spec.line !== undefined) r.line = spec.line
+    results.push(r)
+  }
+  return results
+}
