@@ -10,6 +10,7 @@
 // BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C picks parts.
 import { execFileSync, spawn } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -234,7 +235,18 @@ if (ONLY.includes('C')) {
   const wall = []
   const conc = []
   const seq = []
-  const checks = join(ROOT, 'bench/checks.yml')
+  // The demo's checks (every default stage); the network stage reaches a server on this host.
+  const server = createHttpServer((_, res) => res.end('StoreDir: /nix/store\n'))
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  const dir = mkdtempSync(join(tmpdir(), 'nvv-bench-checks-'))
+  const checks = join(dir, 'checks.yml')
+  writeFileSync(
+    checks,
+    readFileSync(join(ROOT, 'tests/fixtures/demo/checks.yml'), 'utf8').replace(
+      '@PORT@',
+      String(server.address().port)
+    )
+  )
   for (let i = 0; i < RUNS; i++) {
     bare.push(await bareBootToSshd(x86))
     const full = await cli(x86, ['--checks', checks])

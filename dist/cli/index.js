@@ -32420,10 +32420,10 @@ async function withTimeout(p, ms, onTimeout) {
 const ICON = { passed: '✅', failed: '❌', skipped: '⏭️' };
 function escapeXml(s) {
     // XML 1.0 forbids most control characters even when escaped.
-    // eslint-disable-next-line no-control-regex
-    return s
+    return (s
+        // eslint-disable-next-line no-control-regex
         .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
-        .replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+        .replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`));
 }
 function mdCell(s) {
     return s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
@@ -32927,7 +32927,7 @@ function x86ProbeImage() {
     const flags = 0x00010000;
     const base = 0x100000;
     const header = Buffer.alloc(32);
-    const words = [magic, flags, (-(magic + flags)) >>> 0, base, base, 0, 0, base + 32];
+    const words = [magic, flags, -(magic + flags) >>> 0, base, base, 0, 0, base + 32];
     words.forEach((w, i) => header.writeUInt32LE(w >>> 0, i * 4));
     // mov dx,0x3f8; mov al,'K'; out dx,al; 1: hlt; jmp 1b
     const code = Buffer.from([0x66, 0xba, 0xf8, 0x03, 0xb0, 0x4b, 0xee, 0xf4, 0xeb, 0xfd]);
@@ -32955,8 +32955,24 @@ function qemuBinaryFromRunner(script, system) {
     return system === 'aarch64-linux' ? 'qemu-system-aarch64' : 'qemu-system-x86_64';
 }
 function probeArgs(system, image, cpu) {
-    const machine = system === 'aarch64-linux' ? ['-machine', 'virt,gic-version=max,accel=kvm'] : ['-machine', 'accel=kvm'];
-    return [...machine, '-cpu', cpu, '-nodefaults', '-display', 'none', '-m', '64', '-serial', 'stdio', '-no-reboot', '-kernel', image];
+    const machine = system === 'aarch64-linux'
+        ? ['-machine', 'virt,gic-version=max,accel=kvm']
+        : ['-machine', 'accel=kvm'];
+    return [
+        ...machine,
+        '-cpu',
+        cpu,
+        '-nodefaults',
+        '-display',
+        'none',
+        '-m',
+        '64',
+        '-serial',
+        'stdio',
+        '-no-reboot',
+        '-kernel',
+        image
+    ];
 }
 /** Runs the probe image under KVM; resolves with why it failed, or undefined when it ran. */
 function runKvmProbe(qemu, args, timeoutMs) {
@@ -33019,7 +33035,9 @@ async function kvmUnusableReason(input, host) {
     }
     catch (err) {
         const code = err.code;
-        return code === 'ENOENT' ? `${dev} does not exist` : `${dev} is not readable and writable (${code})`;
+        return code === 'ENOENT'
+            ? `${dev} does not exist`
+            : `${dev} is not readable and writable (${code})`;
     }
     const image = (0,external_node_path_namespaceObject.join)(input.workDir, 'kvm-probe.img');
     await (0,promises_namespaceObject.writeFile)(image, input.system === 'aarch64-linux' ? aarch64ProbeImage() : x86ProbeImage());
@@ -33514,7 +33532,10 @@ class Machine {
                 const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
                 const stderr = this.stderr.trim().split('\n').slice(-15).join('\n');
                 const tail = this.console.tail(20).join('\n');
-                this.fail(new ValidationFailure('qemu-exited', `QEMU exited unexpectedly (${how})${stderr !== '' ? `: ${stderr.split('\n').slice(-1)[0]}` : ''}`, [stderr !== '' ? `QEMU/runner stderr:\n${stderr}` : '', tail !== '' ? `console:\n${tail}` : '']
+                this.fail(new ValidationFailure('qemu-exited', `QEMU exited unexpectedly (${how})${stderr !== '' ? `: ${stderr.split('\n').slice(-1)[0]}` : ''}`, [
+                    stderr !== '' ? `QEMU/runner stderr:\n${stderr}` : '',
+                    tail !== '' ? `console:\n${tail}` : ''
+                ]
                     .filter(Boolean)
                     .join('\n\n')));
             }
@@ -33595,7 +33616,9 @@ class Machine {
         return new ValidationFailure('boot-timeout', `the guest did not reach the login prompt within ${formatDuration(ms)}.${tcg}`, excerpt, { reason: 'deadline' });
     }
     async qmpStatus() {
-        const s = await this.qmp?.execute('query-status', undefined, 3000).catch(() => undefined);
+        const s = await this.qmp
+            ?.execute('query-status', undefined, 3000)
+            .catch(() => undefined);
         return s?.status;
     }
     /** PNG of the guest's display via QMP screendump; undefined when there is none. */
@@ -33666,8 +33689,15 @@ class Machine {
 
 /** Output kept per check: the end, where the error usually is. */
 const MAX_CHECK_OUTPUT = 4096;
-/** Checks of one stage in flight at once over the one SSH connection. */
-const CHECK_CONCURRENCY = 4;
+/**
+ * Checks of one stage in flight at once over the one SSH connection (below sshd's default
+ * MaxSessions of 10). NVV_CHECK_CONCURRENCY overrides it: `npm run bench` compares with 1.
+ */
+const CHECK_CONCURRENCY = concurrencyFromEnv(process.env.NVV_CHECK_CONCURRENCY);
+function concurrencyFromEnv(value, fallback = 4) {
+    const n = Number(value);
+    return Number.isInteger(n) && n >= 1 && n <= 16 ? n : fallback;
+}
 /**
  * Keeps the last `max` characters, marking the cut (a failure's cause is at the end). `head`
  * keeps the start instead: a passed check's interesting line is its first (`git version …`).
@@ -35723,7 +35753,12 @@ function renderPlan(p) {
     const cpu = p.cpu ?? tcgCpuOverride(p.system);
     if (cpu !== undefined)
         lines.push(`  - under TCG: -cpu ${cpu} appended through QEMU_OPTS (overrides the runner's -cpu max)`);
-    const opts = buildQemuOpts({ system: p.system, accel: 'tcg', qmpSocket: '<workdir>/qmp.sock', cpu: p.cpu });
+    const opts = buildQemuOpts({
+        system: p.system,
+        accel: 'tcg',
+        qmpSocket: '<workdir>/qmp.sock',
+        cpu: p.cpu
+    });
     lines.push(`  - QEMU_OPTS: ${opts.join(' ')}`);
     lines.push('  - QEMU_NET_OPTS: hostfwd=tcp:127.0.0.1:<free port>-:22 (loopback only)');
     lines.push('  - NIX_DISK_IMAGE, TMPDIR: fresh per run (USE_TMPDIR=1)');

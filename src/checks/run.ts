@@ -6,8 +6,16 @@ import { shellQuote, type ExecResult, type SshSession } from '../ssh/client.js'
 
 /** Output kept per check: the end, where the error usually is. */
 export const MAX_CHECK_OUTPUT = 4096
-/** Checks of one stage in flight at once over the one SSH connection. */
-export const CHECK_CONCURRENCY = 4
+/**
+ * Checks of one stage in flight at once over the one SSH connection (below sshd's default
+ * MaxSessions of 10). NVV_CHECK_CONCURRENCY overrides it: `npm run bench` compares with 1.
+ */
+export const CHECK_CONCURRENCY = concurrencyFromEnv(process.env.NVV_CHECK_CONCURRENCY)
+
+export function concurrencyFromEnv(value: string | undefined, fallback = 4): number {
+  const n = Number(value)
+  return Number.isInteger(n) && n >= 1 && n <= 16 ? n : fallback
+}
 
 /**
  * Keeps the last `max` characters, marking the cut (a failure's cause is at the end). `head`

@@ -5,10 +5,12 @@ const ICON: Record<string, string> = { passed: '✅', failed: '❌', skipped: '�
 
 function escapeXml(s: string): string {
   // XML 1.0 forbids most control characters even when escaped.
-  // eslint-disable-next-line no-control-regex
-  return s
-    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
-    .replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`)
+  return (
+    s
+      // eslint-disable-next-line no-control-regex
+      .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f]/g, '')
+      .replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`)
+  )
 }
 
 function mdCell(s: string): string {

@@ -45,7 +45,10 @@ export function errorMessage(err: unknown): string {
 }
 
 /** Turns anything thrown into a ValidationFailure; unknown errors are the tool's own fault. */
-export function toFailure(err: unknown, fallbackKind: FailureKind = 'tool-error'): ValidationFailure {
+export function toFailure(
+  err: unknown,
+  fallbackKind: FailureKind = 'tool-error'
+): ValidationFailure {
   if (err instanceof ValidationFailure) return err
   return new ValidationFailure(fallbackKind, errorMessage(err))
 }

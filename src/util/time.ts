@@ -1,7 +1,10 @@
 /** A clock deadline: every wait in the engine is bounded by one of these. */
 export class Deadline {
   at: number
-  constructor(ms: number, private readonly now: () => number = Date.now) {
+  constructor(
+    ms: number,
+    private readonly now: () => number = Date.now
+  ) {
     this.at = now() + ms
   }
   /** Moves the deadline to `ms` from now (e.g. SSH gets its own budget once the console is up). */
@@ -30,7 +33,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /** Rejects with `onTimeout()` when `p` does not settle within `ms`. */
-export async function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+export async function withTimeout<T>(
+  p: Promise<T>,
+  ms: number,
+  onTimeout: () => Error
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(onTimeout()), ms)

@@ -21,7 +21,7 @@ export function x86ProbeImage(): Buffer {
   const flags = 0x00010000
   const base = 0x100000
   const header = Buffer.alloc(32)
-  const words = [magic, flags, (-(magic + flags)) >>> 0, base, base, 0, 0, base + 32]
+  const words = [magic, flags, -(magic + flags) >>> 0, base, base, 0, 0, base + 32]
   words.forEach((w, i) => header.writeUInt32LE(w >>> 0, i * 4))
   // mov dx,0x3f8; mov al,'K'; out dx,al; 1: hlt; jmp 1b
   const code = Buffer.from([0x66, 0xba, 0xf8, 0x03, 0xb0, 0x4b, 0xee, 0xf4, 0xeb, 0xfd])
@@ -51,12 +51,33 @@ export function qemuBinaryFromRunner(script: string, system: GuestSystem): strin
 }
 
 export function probeArgs(system: GuestSystem, image: string, cpu: string): string[] {
-  const machine = system === 'aarch64-linux' ? ['-machine', 'virt,gic-version=max,accel=kvm'] : ['-machine', 'accel=kvm']
-  return [...machine, '-cpu', cpu, '-nodefaults', '-display', 'none', '-m', '64', '-serial', 'stdio', '-no-reboot', '-kernel', image]
+  const machine =
+    system === 'aarch64-linux'
+      ? ['-machine', 'virt,gic-version=max,accel=kvm']
+      : ['-machine', 'accel=kvm']
+  return [
+    ...machine,
+    '-cpu',
+    cpu,
+    '-nodefaults',
+    '-display',
+    'none',
+    '-m',
+    '64',
+    '-serial',
+    'stdio',
+    '-no-reboot',
+    '-kernel',
+    image
+  ]
 }
 
 /** Runs the probe image under KVM; resolves with why it failed, or undefined when it ran. */
-export function runKvmProbe(qemu: string, args: string[], timeoutMs: number): Promise<string | undefined> {
+export function runKvmProbe(
+  qemu: string,
+  args: string[],
+  timeoutMs: number
+): Promise<string | undefined> {
   return new Promise((resolve) => {
     let stderr = ''
     let settled = false
@@ -68,7 +89,10 @@ export function runKvmProbe(qemu: string, args: string[], timeoutMs: number): Pr
       child.kill('SIGKILL')
       resolve(why)
     }
-    const timer = setTimeout(() => finish(`a KVM guest printed nothing within ${timeoutMs} ms (hung)`), timeoutMs)
+    const timer = setTimeout(
+      () => finish(`a KVM guest printed nothing within ${timeoutMs} ms (hung)`),
+      timeoutMs
+    )
     child.stdout.on('data', (d: Buffer) => {
       if (d.includes('K')) finish(undefined)
     })
@@ -76,7 +100,9 @@ export function runKvmProbe(qemu: string, args: string[], timeoutMs: number): Pr
     child.on('error', (err) => finish(`cannot start ${qemu}: ${err.message}`))
     child.on('close', (code, signal) => {
       const lastLine = stderr.trim().split('\n').filter(Boolean).slice(-2).join(' / ')
-      finish(`QEMU under KVM exited (${signal ?? `code ${code}`}) before running the guest: ${lastLine || 'no message'}`)
+      finish(
+        `QEMU under KVM exited (${signal ?? `code ${code}`}) before running the guest: ${lastLine || 'no message'}`
+      )
     })
   })
 }
@@ -107,7 +133,8 @@ export async function decideAccelerator(input: DecideAccelInput): Promise<AccelD
   if (input.choice === 'tcg') return done('tcg', 'TCG requested (--accel tcg)')
   const host = 'host' in input ? input.host : hostSystem()
   const unusable = await kvmUnusableReason(input, host)
-  if (unusable === undefined) return done('kvm', 'KVM proven: a probe guest ran under KVM with the runner CPU model')
+  if (unusable === undefined)
+    return done('kvm', 'KVM proven: a probe guest ran under KVM with the runner CPU model')
   if (input.choice === 'kvm') {
     throw new KvmUnavailableError(`--accel kvm: KVM cannot run this guest: ${unusable}`)
   }
@@ -116,7 +143,10 @@ export async function decideAccelerator(input: DecideAccelInput): Promise<AccelD
 
 export class KvmUnavailableError extends Error {}
 
-async function kvmUnusableReason(input: DecideAccelInput, host: GuestSystem | undefined): Promise<string | undefined> {
+async function kvmUnusableReason(
+  input: DecideAccelInput,
+  host: GuestSystem | undefined
+): Promise<string | undefined> {
   if (host !== input.system) {
     return `guest is ${input.system} but this host is ${host ?? process.arch}; KVM needs the same architecture`
   }
@@ -125,9 +155,15 @@ async function kvmUnusableReason(input: DecideAccelInput, host: GuestSystem | un
     await access(dev, fsConstants.R_OK | fsConstants.W_OK)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
-    return code === 'ENOENT' ? `${dev} does not exist` : `${dev} is not readable and writable (${code})`
+    return code === 'ENOENT'
+      ? `${dev} does not exist`
+      : `${dev} is not readable and writable (${code})`
   }
   const image = join(input.workDir, 'kvm-probe.img')
   await writeFile(image, input.system === 'aarch64-linux' ? aarch64ProbeImage() : x86ProbeImage())
-  return runKvmProbe(input.qemu, probeArgs(input.system, image, input.cpu), input.probeTimeoutMs ?? 3000)
+  return runKvmProbe(
+    input.qemu,
+    probeArgs(input.system, image, input.cpu),
+    input.probeTimeoutMs ?? 3000
+  )
 }

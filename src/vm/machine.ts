@@ -7,7 +7,14 @@ import { formatDuration } from '../util/duration.js'
 import type { Logger } from '../util/log.js'
 import { Deadline, sleep } from '../util/time.js'
 import { ConsoleMonitor, type ConsoleEvent } from './console.js'
-import { installExitHook, isAlive, killGroup, trackGroup, untrackGroup, freePort } from './process.js'
+import {
+  installExitHook,
+  isAlive,
+  killGroup,
+  trackGroup,
+  untrackGroup,
+  freePort
+} from './process.js'
 import { buildQemuOpts, buildRunnerEnv } from './qemu-opts.js'
 import { QmpClient } from './qmp.js'
 import type { Accelerator, GuestSystem } from './system.js'
@@ -150,7 +157,8 @@ export class Machine {
       const kvm = await this.qmp.execute<{ enabled: boolean }>('query-kvm').catch(() => undefined)
       if (kvm !== undefined) this.accelerator = kvm.enabled ? 'kvm' : 'tcg'
     } catch (err) {
-      if (this.exit === undefined) logger.warning(`QMP unavailable (no screenshots, hard stop only): ${String(err)}`)
+      if (this.exit === undefined)
+        logger.warning(`QMP unavailable (no screenshots, hard stop only): ${String(err)}`)
     }
   }
 
@@ -202,7 +210,10 @@ export class Machine {
           new ValidationFailure(
             'qemu-exited',
             `QEMU exited unexpectedly (${how})${stderr !== '' ? `: ${stderr.split('\n').slice(-1)[0]}` : ''}`,
-            [stderr !== '' ? `QEMU/runner stderr:\n${stderr}` : '', tail !== '' ? `console:\n${tail}` : '']
+            [
+              stderr !== '' ? `QEMU/runner stderr:\n${stderr}` : '',
+              tail !== '' ? `console:\n${tail}` : ''
+            ]
               .filter(Boolean)
               .join('\n\n')
           )
@@ -254,12 +265,15 @@ export class Machine {
     for (;;) {
       if (this.failure !== undefined) throw this.failure
       if (this.readyEvent !== undefined || otherReady) return
-      if (o.signal?.aborted) throw new ValidationFailure('cancelled', 'cancelled while waiting for the guest to boot')
+      if (o.signal?.aborted)
+        throw new ValidationFailure('cancelled', 'cancelled while waiting for the guest to boot')
       const now = Date.now()
       const lastOutput = this.console.lastOutputAt ?? this.startedAt
       if (o.kvmWatchdogMs !== undefined && this.accelerator === 'kvm' && this.console.bytes === 0) {
         if (now - this.startedAt >= o.kvmWatchdogMs) {
-          throw new KvmStallError(`no console output within ${formatDuration(o.kvmWatchdogMs)} under KVM`)
+          throw new KvmStallError(
+            `no console output within ${formatDuration(o.kvmWatchdogMs)} under KVM`
+          )
         }
       }
       if (now - lastOutput >= o.silenceMs) throw this.timeoutFailure('silence', o.silenceMs)
@@ -278,7 +292,8 @@ export class Machine {
 
   private timeoutFailure(why: 'silence' | 'deadline', ms: number): ValidationFailure {
     const tail = this.console.tail(30).join('\n')
-    const excerpt = tail === '' ? '(the serial console stayed empty: the guest printed nothing)' : tail
+    const excerpt =
+      tail === '' ? '(the serial console stayed empty: the guest printed nothing)' : tail
     const tcg =
       this.accelerator === 'tcg'
         ? ' The guest runs under TCG (software emulation), which is several times slower than KVM; raise --boot-timeout if it was still making progress.'
@@ -300,7 +315,9 @@ export class Machine {
   }
 
   async qmpStatus(): Promise<string | undefined> {
-    const s = await this.qmp?.execute<{ status: string }>('query-status', undefined, 3000).catch(() => undefined)
+    const s = await this.qmp
+      ?.execute<{ status: string }>('query-status', undefined, 3000)
+      .catch(() => undefined)
     return s?.status
   }
 

@@ -25,7 +25,11 @@ export class QmpClient {
   }
 
   /** Connects, retrying while QEMU creates the socket, and negotiates capabilities. */
-  static async connect(path: string, timeoutMs: number, alive: () => boolean = () => true): Promise<QmpClient> {
+  static async connect(
+    path: string,
+    timeoutMs: number,
+    alive: () => boolean = () => true
+  ): Promise<QmpClient> {
     const deadline = new Deadline(timeoutMs)
     let lastError: unknown
     while (!deadline.expired() && alive()) {
@@ -44,13 +48,21 @@ export class QmpClient {
         await sleep(50)
       }
     }
-    throw new Error(`QMP socket ${path} did not answer within ${timeoutMs} ms: ${String(lastError ?? 'QEMU exited')}`)
+    throw new Error(
+      `QMP socket ${path} did not answer within ${timeoutMs} ms: ${String(lastError ?? 'QEMU exited')}`
+    )
   }
 
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
+  execute<T = unknown>(
+    command: string,
+    args?: Record<string, unknown>,
+    timeoutMs = 10_000
+  ): Promise<T> {
     if (this.closed) return Promise.reject(new Error(`QMP ${command}: connection closed`))
     const id = String(this.nextId++)
-    const msg = JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id })
+    const msg = JSON.stringify(
+      args === undefined ? { execute: command, id } : { execute: command, arguments: args, id }
+    )
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id)

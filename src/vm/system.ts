@@ -9,12 +9,16 @@ export type Accelerator = 'kvm' | 'tcg'
 
 export function parseSystem(value: string, what = '--system'): GuestSystem {
   if ((SYSTEMS as readonly string[]).includes(value)) return value as GuestSystem
-  throw new InputError(`${what}: "${value}" is not supported; allowed values: ${SYSTEMS.join(', ')}`)
+  throw new InputError(
+    `${what}: "${value}" is not supported; allowed values: ${SYSTEMS.join(', ')}`
+  )
 }
 
 export function parseAccel(value: string, what = '--accel'): AccelChoice {
   if ((ACCEL_CHOICES as readonly string[]).includes(value)) return value as AccelChoice
-  throw new InputError(`${what}: "${value}" is not allowed; allowed values: ${ACCEL_CHOICES.join(', ')}`)
+  throw new InputError(
+    `${what}: "${value}" is not allowed; allowed values: ${ACCEL_CHOICES.join(', ')}`
+  )
 }
 
 /** The Nix system of the machine we run on (what QEMU can accelerate with KVM). */
