@@ -32264,6 +32264,35 @@ module.exports = {"rE":"1.17.0"};
 /******/ }
 /******/ 
 /************************************************************************/
+/******/ /* webpack/runtime/compat get default export */
+/******/ (() => {
+/******/ 	// getDefaultExport function for compatibility with non-harmony modules
+/******/ 	__nccwpck_require__.n = (module) => {
+/******/ 		var getter = module && module.__esModule ?
+/******/ 			() => (module['default']) :
+/******/ 			() => (module);
+/******/ 		__nccwpck_require__.d(getter, { a: getter });
+/******/ 		return getter;
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/define property getters */
+/******/ (() => {
+/******/ 	// define getter functions for harmony exports
+/******/ 	__nccwpck_require__.d = (exports, definition) => {
+/******/ 		for(var key in definition) {
+/******/ 			if(__nccwpck_require__.o(definition, key) && !__nccwpck_require__.o(exports, key)) {
+/******/ 				Object.defineProperty(exports, key, { enumerable: true, get: definition[key] });
+/******/ 			}
+/******/ 		}
+/******/ 	};
+/******/ })();
+/******/ 
+/******/ /* webpack/runtime/hasOwnProperty shorthand */
+/******/ (() => {
+/******/ 	__nccwpck_require__.o = (obj, prop) => (Object.prototype.hasOwnProperty.call(obj, prop))
+/******/ })();
+/******/ 
 /******/ /* webpack/runtime/compat */
 /******/ 
 /******/ if (typeof __nccwpck_require__ !== 'undefined') __nccwpck_require__.ab = new URL('.', import.meta.url).pathname.slice(import.meta.url.match(/^file:\/\/\/\w:/) ? 1 : 0, -1) + "/";
@@ -32279,6 +32308,7 @@ const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.ur
 const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
 // EXTERNAL MODULE: ../../work/main/node_modules/ssh2/lib/index.js
 var lib = __nccwpck_require__(1936);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./src/util/errors.ts
 /** Failure kinds of report.json (design.md contract). A kind says who failed and how. */
 const FAILURE_KINDS = (/* unused pure expression or super */ null && ([
@@ -32299,7 +32329,7 @@ const FAILURE_KINDS = (/* unused pure expression or super */ null && ([
  * A classified failure: either the system under test failed (panic, emergency mode, a check) or
  * the input was wrong. `excerpt` is the evidence a person reads first (console lines, journal).
  */
-class ValidationFailure extends Error {
+class errors_ValidationFailure extends Error {
     kind;
     excerpt;
     details;
@@ -32312,7 +32342,7 @@ class ValidationFailure extends Error {
     }
 }
 /** Bad input: reported before anything starts; the CLI exits 2. */
-class InputError extends ValidationFailure {
+class InputError extends errors_ValidationFailure {
     constructor(message) {
         super('input', message);
         this.name = 'InputError';
@@ -32325,9 +32355,9 @@ function errorMessage(err) {
 }
 /** Turns anything thrown into a ValidationFailure; unknown errors are the tool's own fault. */
 function toFailure(err, fallbackKind = 'tool-error') {
-    if (err instanceof ValidationFailure)
+    if (err instanceof errors_ValidationFailure)
         return err;
-    return new ValidationFailure(fallbackKind, errorMessage(err));
+    return new errors_ValidationFailure(fallbackKind, errorMessage(err));
 }
 
 ;// CONCATENATED MODULE: ./src/util/duration.ts
@@ -32719,7 +32749,7 @@ async function waitForSsh(target, o) {
             if (stop !== undefined)
                 throw stop;
             if (o.signal?.aborted)
-                throw new ValidationFailure('cancelled', 'cancelled while waiting for SSH');
+                throw new errors_ValidationFailure('cancelled', 'cancelled while waiting for SSH');
             if (o.deadline.expired())
                 throw unreachable(target, diag);
             if (live.size < maxParallel && Date.now() >= nextLaunch) {
@@ -32742,7 +32772,7 @@ async function waitForSsh(target, o) {
                     if (err.auth) {
                         diag.authRejected++;
                         if (diag.authRejected > authRetries) {
-                            authFailure = new ValidationFailure('ssh-auth', `sshd on the guest answered (${diag.bannerSeen ?? 'banner seen'}) but rejected user "${target.user}" with the given key ${diag.authRejected} times`, diagnosticsText(target, diag), { ...diag });
+                            authFailure = new errors_ValidationFailure('ssh-auth', `sshd on the guest answered (${diag.bannerSeen ?? 'banner seen'}) but rejected user "${target.user}" with the given key ${diag.authRejected} times`, diagnosticsText(target, diag), { ...diag });
                         }
                     }
                     o.onAttempt?.(diag.attempts, diag);
@@ -32780,7 +32810,7 @@ function unreachable(target, d) {
         : d.tcpConnected > 0
             ? 'QEMU accepted the forwarded TCP connections but no SSH banner came back: nothing answered on the guest port (sshd not running or not started yet, wrong port, or firewall)'
             : 'no TCP connection to the forwarded port could be made';
-    return new ValidationFailure('ssh-unreachable', `SSH did not become reachable after ${d.attempts} attempts: ${why}`, diagnosticsText(target, d), { ...d });
+    return new errors_ValidationFailure('ssh-unreachable', `SSH did not become reachable after ${d.attempts} attempts: ${why}`, diagnosticsText(target, d), { ...d });
 }
 /** One SSH connection; commands run concurrently on their own channels, each with a timeout. */
 class SshSession {
@@ -33512,10 +33542,10 @@ class Machine {
             return;
         if (event.kind === 'kernel-panic') {
             // Let the panic trace arrive (or QEMU exit on -no-reboot) before cutting the excerpt.
-            void Promise.race([sleep(1500), this.closed]).then(() => this.fail(new ValidationFailure('kernel-panic', `the guest kernel panicked: ${event.text.trim()}`, this.console.excerpt(event))));
+            void Promise.race([sleep(1500), this.closed]).then(() => this.fail(new errors_ValidationFailure('kernel-panic', `the guest kernel panicked: ${event.text.trim()}`, this.console.excerpt(event))));
             return;
         }
-        this.fail(new ValidationFailure('emergency-mode', `the guest entered emergency mode: ${event.text.trim()}`, this.console.excerpt(event)));
+        this.fail(new errors_ValidationFailure('emergency-mode', `the guest entered emergency mode: ${event.text.trim()}`, this.console.excerpt(event)));
     }
     onClose(code, signal) {
         this.exit = { code, signal };
@@ -33532,7 +33562,7 @@ class Machine {
                 const how = signal !== null ? `signal ${signal}` : `exit code ${code}`;
                 const stderr = this.stderr.trim().split('\n').slice(-15).join('\n');
                 const tail = this.console.tail(20).join('\n');
-                this.fail(new ValidationFailure('qemu-exited', `QEMU exited unexpectedly (${how})${stderr !== '' ? `: ${stderr.split('\n').slice(-1)[0]}` : ''}`, [
+                this.fail(new errors_ValidationFailure('qemu-exited', `QEMU exited unexpectedly (${how})${stderr !== '' ? `: ${stderr.split('\n').slice(-1)[0]}` : ''}`, [
                     stderr !== '' ? `QEMU/runner stderr:\n${stderr}` : '',
                     tail !== '' ? `console:\n${tail}` : ''
                 ]
@@ -33583,7 +33613,7 @@ class Machine {
             if (this.readyEvent !== undefined || otherReady)
                 return;
             if (o.signal?.aborted)
-                throw new ValidationFailure('cancelled', 'cancelled while waiting for the guest to boot');
+                throw new errors_ValidationFailure('cancelled', 'cancelled while waiting for the guest to boot');
             const now = Date.now();
             const lastOutput = this.console.lastOutputAt ?? this.startedAt;
             if (o.kvmWatchdogMs !== undefined && this.accelerator === 'kvm' && this.console.bytes === 0) {
@@ -33611,9 +33641,9 @@ class Machine {
             ? ' The guest runs under TCG (software emulation), which is several times slower than KVM; raise --boot-timeout if it was still making progress.'
             : '';
         if (why === 'silence') {
-            return new ValidationFailure('boot-timeout', `no console output for ${formatDuration(ms)} (silence limit); the guest printed ${this.console.bytes} bytes in total.${tcg}`, excerpt, { reason: 'silence' });
+            return new errors_ValidationFailure('boot-timeout', `no console output for ${formatDuration(ms)} (silence limit); the guest printed ${this.console.bytes} bytes in total.${tcg}`, excerpt, { reason: 'silence' });
         }
-        return new ValidationFailure('boot-timeout', `the guest did not reach the login prompt within ${formatDuration(ms)}.${tcg}`, excerpt, { reason: 'deadline' });
+        return new errors_ValidationFailure('boot-timeout', `the guest did not reach the login prompt within ${formatDuration(ms)}.${tcg}`, excerpt, { reason: 'deadline' });
     }
     async qmpStatus() {
         const s = await this.qmp
@@ -33739,12 +33769,12 @@ async function runChecks(ctx, specs, limit = CHECK_CONCURRENCY) {
     await Promise.all(Array.from({ length: Math.min(limit, specs.length) }, worker));
     const done = results.filter((r) => r !== undefined);
     if (ctx.signal.aborted) {
-        throw new ValidationFailure('tool-error', 'the run was cancelled while checks were running', '', { results: done });
+        throw new errors_ValidationFailure('tool-error', 'the run was cancelled while checks were running', '', { results: done });
     }
     const failed = done.filter((r) => r.status === 'failed');
     if (failed.length > 0 && ctx.deadline.expired()) {
         const first = failed[0];
-        throw new ValidationFailure('stage-timeout', `the stage ran out of its time budget; ${failed.length} check${failed.length > 1 ? 's' : ''} failed: ${failed.map((c) => c.name).join(', ')}`, first.output, { results: done, check: first.name, file: first.file, line: first.line, unit: first.unit });
+        throw new errors_ValidationFailure('stage-timeout', `the stage ran out of its time budget; ${failed.length} check${failed.length > 1 ? 's' : ''} failed: ${failed.map((c) => c.name).join(', ')}`, first.output, { results: done, check: first.name, file: first.file, line: first.line, unit: first.unit });
     }
     return done;
 }
@@ -35494,7 +35524,7 @@ async function validate(o) {
             qemu: qemuBinaryFromRunner(runnerScript, o.system),
             workDir
         }).catch((err) => {
-            throw new ValidationFailure('input', String(err.message));
+            throw new errors_ValidationFailure('input', String(err.message));
         });
         log.info(`accelerator: ${accel.accelerator} — ${accel.reason} (probe ${formatDuration(accel.probeMs)})`);
         report.acceleratorReason = accel.reason;
@@ -35510,7 +35540,7 @@ async function validate(o) {
                 deadline: sshDeadline,
                 signal: AbortSignal.any([sshAbort.signal, signal]),
                 abortWhen: () => m.fatal ??
-                    (m.running ? undefined : new ValidationFailure('qemu-exited', 'the VM stopped')),
+                    (m.running ? undefined : new errors_ValidationFailure('qemu-exited', 'the VM stopped')),
                 onAttempt: (n, d) => {
                     log.debug(`ssh attempt ${n}: ${d.lastError ?? 'ok'} (banner ${d.bannerSeen ?? 'none'})`);
                     if (n % 20 === 0)
@@ -35585,7 +35615,7 @@ async function validate(o) {
                 };
                 stage.checks.push(check);
                 if (check.status === 'failed') {
-                    throw new ValidationFailure('check-failed', `a command over SSH failed (exit ${probe.code})`, check.output);
+                    throw new errors_ValidationFailure('check-failed', `a command over SSH failed (exit ${probe.code})`, check.output);
                 }
                 stage.durationMs = Date.now() - sshStart;
                 log.stageEnd('ssh', 'passed', stage.durationMs);
@@ -35628,7 +35658,7 @@ async function validate(o) {
                     stage.status = 'skipped';
                 if (failed.length > 0) {
                     const first = failed[0];
-                    throw new ValidationFailure('check-failed', `${failed.length} check${failed.length > 1 ? 's' : ''} failed: ${failed.map((c) => c.name).join(', ')}`, first.output, { check: first.name, file: first.file, line: first.line, unit: first.unit });
+                    throw new errors_ValidationFailure('check-failed', `${failed.length} check${failed.length > 1 ? 's' : ''} failed: ${failed.map((c) => c.name).join(', ')}`, first.output, { check: first.name, file: first.file, line: first.line, unit: first.unit });
                 }
                 log.stageEnd(name, stage.status, stage.durationMs);
             }
@@ -35699,8 +35729,8 @@ function failureOf(stage, f) {
 function cancelledFailure(o, t0) {
     const byTimeout = o.timeoutMs > 0 && Date.now() - t0 >= o.timeoutMs - 50;
     return byTimeout
-        ? new ValidationFailure('stage-timeout', `the run exceeded its overall timeout of ${formatDuration(o.timeoutMs)}`)
-        : new ValidationFailure('cancelled', 'the run was cancelled');
+        ? new errors_ValidationFailure('stage-timeout', `the run exceeded its overall timeout of ${formatDuration(o.timeoutMs)}`)
+        : new errors_ValidationFailure('cancelled', 'the run was cancelled');
 }
 /** At the moment of a failure: a screenshot and, when SSH works, the journal. */
 async function captureFailureEvidence(machine, ssh, outDir, f) {
@@ -35769,6 +35799,1748 @@ function renderPlan(p) {
     return lines.join('\n');
 }
 
+;// CONCATENATED MODULE: ./src/nix/exec.ts
+
+
+const MAX_CAPTURE = 512 * 1024;
+const KILL_GRACE_MS = 5_000;
+/** Prefixes `sudo -n` unless we are root already (act containers run as root and have no sudo). */
+function asRoot(argv, uid) {
+    return uid === 0 ? argv : ['sudo', '-n', ...argv];
+}
+/** `install -D -m MODE /dev/stdin PATH`: writes a whole file from stdin, creating parent dirs. */
+function writeFileCommand(path, content, o) {
+    const argv = ['install', '-D', '-m', o.mode, '/dev/stdin', path];
+    return {
+        argv: o.privileged ? asRoot(argv, o.uid) : argv,
+        input: content,
+        why: o.why,
+        ...(o.secrets !== undefined && o.secrets.length > 0 ? { secrets: o.secrets } : {})
+    };
+}
+function redact(text, secrets = []) {
+    let out = text;
+    for (const s of secrets)
+        if (s !== '')
+            out = out.split(s).join('***');
+    return out;
+}
+function exec_shellQuote(arg) {
+    if (/^[\w@%+=:,./-]+$/.test(arg))
+        return arg;
+    return `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+/** How a command reads in a log or a plan: quoted argv, secrets redacted, stdin summarised. */
+function exec_renderCommand(cmd) {
+    const line = cmd.argv.map(exec_shellQuote).join(' ');
+    const stdin = cmd.input !== undefined
+        ? ` <<< (${cmd.input.split('\n').filter(Boolean).length} lines on stdin)`
+        : '';
+    const env = Object.keys(cmd.env ?? {})
+        .map((k) => `${k}=*** `)
+        .join('');
+    return redact(env + line + stdin, cmd.secrets);
+}
+/** Keeps the last `max` characters of what is appended. */
+class Tail {
+    max;
+    text = '';
+    constructor(max) {
+        this.max = max;
+    }
+    push(s) {
+        this.text += s;
+        if (this.text.length > 2 * this.max)
+            this.text = this.text.slice(-this.max);
+    }
+    toString() {
+        return this.text.length > this.max ? this.text.slice(-this.max) : this.text;
+    }
+}
+/**
+ * Spawns with an argument array in its own process group, so a timeout or an abort stops the
+ * whole tree (nix build runs builders as children): SIGTERM, then SIGKILL after a grace period.
+ */
+function spawnExecutor(baseEnv = process.env) {
+    return {
+        run(cmd, opts = {}) {
+            return new Promise((resolve, reject) => {
+                const started = Date.now();
+                const [file, ...args] = cmd.argv;
+                const child = (0,external_node_child_process_namespaceObject.spawn)(file, args, {
+                    cwd: opts.cwd,
+                    env: { ...baseEnv, ...cmd.env },
+                    stdio: [cmd.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+                    detached: true
+                });
+                const out = { stdout: new Tail(MAX_CAPTURE), stderr: new Tail(MAX_CAPTURE) };
+                const partial = { stdout: '', stderr: '' };
+                let killTimer;
+                const stop = () => {
+                    if (child.pid === undefined || child.exitCode !== null)
+                        return;
+                    const kill = (sig) => {
+                        try {
+                            process.kill(-child.pid, sig);
+                        }
+                        catch {
+                            child.kill(sig);
+                        }
+                    };
+                    kill('SIGTERM');
+                    killTimer = setTimeout(() => kill('SIGKILL'), KILL_GRACE_MS);
+                    killTimer.unref();
+                };
+                const timer = opts.timeoutMs !== undefined ? setTimeout(stop, opts.timeoutMs) : undefined;
+                opts.signal?.addEventListener('abort', stop, { once: true });
+                if (opts.signal?.aborted === true)
+                    stop();
+                for (const stream of ['stdout', 'stderr']) {
+                    const pipe = child[stream];
+                    if (pipe === null)
+                        continue;
+                    pipe.setEncoding('utf8');
+                    pipe.on('data', (chunk) => {
+                        out[stream].push(chunk);
+                        if (opts.onLine === undefined)
+                            return;
+                        const lines = (partial[stream] + chunk).split('\n');
+                        partial[stream] = lines.pop() ?? '';
+                        for (const l of lines)
+                            opts.onLine(l.replace(/\r$/, ''), stream);
+                    });
+                }
+                if (cmd.input !== undefined && child.stdin !== null) {
+                    child.stdin.on('error', () => undefined); // the process may exit without reading
+                    child.stdin.end(cmd.input);
+                }
+                child.on('error', (err) => {
+                    clearTimeout(timer);
+                    opts.signal?.removeEventListener('abort', stop);
+                    reject(new Error(`cannot run ${file}: ${err.message}`));
+                });
+                child.on('close', (code, signal) => {
+                    clearTimeout(timer);
+                    clearTimeout(killTimer);
+                    opts.signal?.removeEventListener('abort', stop);
+                    for (const stream of ['stdout', 'stderr']) {
+                        if (partial[stream] !== '')
+                            opts.onLine?.(partial[stream], stream);
+                    }
+                    resolve({
+                        code,
+                        signal,
+                        stdout: out.stdout.toString(),
+                        stderr: out.stderr.toString(),
+                        durationMs: Date.now() - started
+                    });
+                });
+            });
+        }
+    };
+}
+/** The last non-empty lines of a command's output, for error messages. */
+function exec_lastLines(text, n) {
+    return text
+        .split('\n')
+        .map((l) => l.trimEnd())
+        .filter(Boolean)
+        .slice(-n)
+        .join('\n');
+}
+/** Runs the commands in order; a failed required command stops with the output tail. */
+async function exec_runCommands(commands, exec, log, signal) {
+    const warnings = [];
+    for (const cmd of commands) {
+        log.info(`${cmd.why}: ${exec_renderCommand(cmd)}`);
+        const r = await exec
+            .run(cmd, { signal, onLine: (line) => log.debug(line) })
+            .catch((err) => ({
+            code: -1,
+            signal: null,
+            stdout: '',
+            stderr: err.message,
+            durationMs: 0
+        }));
+        if (r.code === 0)
+            continue;
+        const tail = exec_lastLines(r.stderr + '\n' + r.stdout, 20);
+        const message = `${cmd.why} failed (${r.signal ?? `exit ${r.code}`}): ${exec_renderCommand(cmd)}`;
+        if (cmd.optional === true) {
+            warnings.push(`${message}: ${exec_lastLines(tail, 1)}`);
+            log.warning(`${message}: ${exec_lastLines(tail, 1)}`);
+            continue;
+        }
+        throw new ValidationFailure('tool-error', message, tail, { command: cmd.argv[0] });
+    }
+    return warnings;
+}
+
+;// CONCATENATED MODULE: ./src/nix/conf.ts
+/** nix.conf contents: pure functions of the inputs and the install mode. */
+/** Every nix invocation of ours passes these: Debian's nix-bin 2.8 and installs without our nix.conf. */
+const conf_NIX_FEATURES = ['--extra-experimental-features', 'nix-command flakes'];
+const DEFAULT_SUBSTITUTER = 'https://cache.nixos.org';
+const DEFAULT_TRUSTED_PUBLIC_KEY = 'cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=';
+/** `build-dir` is a Nix 2.22+ setting (2.8 answers "unknown setting 'build-dir'"). */
+function supportsBuildDir(version) {
+    const m = /^(\d+)\.(\d+)/.exec(version ?? '');
+    if (m === null)
+        return false;
+    return Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 22);
+}
+function unique(values) {
+    return [...new Set(values.map((v) => v.trim()).filter(Boolean))];
+}
+/** Splits a multi-value input ("a b", "a\nb", "a,b") into its values. */
+function splitList(text) {
+    return unique((text ?? '').split(/[\s,]+/));
+}
+function nixConfLines(input, mode) {
+    const cachixSubs = input.cachix !== undefined ? [input.cachix.substituter] : [];
+    const cachixKeys = input.cachix?.publicKeys ?? [];
+    const netrc = input.cachix?.netrcFile !== undefined ? [['netrc-file', input.cachix.netrcFile]] : [];
+    const token = input.githubToken !== undefined && input.githubToken !== ''
+        ? [['access-tokens', `github.com=${input.githubToken}`]]
+        : [];
+    const buildDir = input.buildDir !== undefined ? [['build-dir', input.buildDir]] : [];
+    if (mode === 'existing') {
+        const subs = unique([...cachixSubs, ...input.extraSubstituters]);
+        const keys = unique([...cachixKeys, ...input.extraTrustedPublicKeys]);
+        const user = [
+            ['extra-experimental-features', 'nix-command flakes'],
+            ...(subs.length > 0 ? [['extra-substituters', subs.join(' ')]] : []),
+            ...(keys.length > 0 ? [['extra-trusted-public-keys', keys.join(' ')]] : []),
+            ...netrc,
+            // Without a daemon, this process is the builder: the user's file is the one that counts.
+            ...(input.daemon ? [] : [...buildDir, ...input.emulation]),
+            ...token
+        ];
+        return { system: input.daemon ? input.emulation : [], user };
+    }
+    const shared = [
+        ['experimental-features', 'nix-command flakes'],
+        [
+            'substituters',
+            unique([DEFAULT_SUBSTITUTER, ...cachixSubs, ...input.extraSubstituters]).join(' ')
+        ],
+        [
+            'trusted-public-keys',
+            unique([DEFAULT_TRUSTED_PUBLIC_KEY, ...cachixKeys, ...input.extraTrustedPublicKeys]).join(' ')
+        ],
+        ['trusted-users', unique(['root', input.user]).join(' ')],
+        ['max-jobs', 'auto'],
+        ...buildDir,
+        ...netrc,
+        ...input.emulation
+    ];
+    if (mode === 'fresh-daemon')
+        return { system: shared, user: token };
+    // Single-user as root (act): no nixbld group exists, builds run as the user itself.
+    return { system: [], user: [...shared, ['build-users-group', ''], ...token] };
+}
+function renderConf(lines) {
+    return lines.map(([k, v]) => (v === '' ? `${k} =` : `${k} = ${v}`)).join('\n') + '\n';
+}
+const BEGIN = '# BEGIN nixos-vm-validate (managed: replaced on every run)';
+const END = '# END nixos-vm-validate';
+/** `existing` with our block replaced by `lines` (or appended): the user's own settings stay. */
+function withManagedBlock(existing, lines) {
+    const kept = (existing ?? '')
+        .replace(new RegExp(`\\n?${escapeRegExp(BEGIN)}[\\s\\S]*?${escapeRegExp(END)}\\n?`, 'g'), '\n')
+        .replace(/\n+$/, '');
+    const block = `${BEGIN}\n${renderConf(lines)}${END}\n`;
+    return kept === '' ? block : `${kept}\n${block}`;
+}
+function escapeRegExp(s) {
+    return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+;// CONCATENATED MODULE: ./src/nix/expr.ts
+
+/**
+ * The expression `nix build --impure --expr` evaluates. Inputs arrive as --argstr values (never
+ * spliced into the text), so nothing a user writes can change the expression.
+ *
+ * The user's configuration is extended with one module through `extendModules`, so their flake
+ * needs no change. `system.build.vm` is the configuration's VM variant: options that exist only
+ * there (virtualisation.graphics, virtualisation.host.pkgs) go under `virtualisation.vmVariant`;
+ * SSH settings go to the top level and reach the VM variant with the rest of the configuration.
+ * When the guest's architecture is not the host's, the runner (QEMU, the start script) is taken
+ * from the host's package set, so the VM runs with the host's QEMU under TCG (qemu-vm.nix then
+ * picks the full `qemu`, which has every system emulator).
+ */
+const BUILD_EXPRESSION = `{ flakeRef, configuration, sshUser, sshPublicKey, hostSystem }:
+let
+  flake = builtins.getFlake flakeRef;
+  configurations = flake.nixosConfigurations or { };
+  base =
+    if configurations ? \${configuration} then
+      configurations.\${configuration}
+    else
+      throw "nixos-vm-validate: \${flakeRef} has no nixosConfigurations.\${configuration} (it has: \${builtins.concatStringsSep ", " (builtins.attrNames configurations)})";
+  validation =
+    { lib, pkgs, ... }:
+    {
+      services.openssh.enable = lib.mkForce true;
+      services.openssh.settings.PermitRootLogin = lib.mkIf (sshUser == "root") (lib.mkOverride 60 "prohibit-password");
+      users.users.\${sshUser}.openssh.authorizedKeys.keys = [ sshPublicKey ];
+      virtualisation.vmVariant = {
+        virtualisation.graphics = lib.mkForce false;
+        virtualisation.host.pkgs = lib.mkIf (pkgs.stdenv.hostPlatform.system != hostSystem) (
+          lib.mkForce (import pkgs.path { system = hostSystem; })
+        );
+      };
+    };
+in
+if !(base ? extendModules) then
+  throw "nixos-vm-validate: nixosConfigurations.\${configuration} has no extendModules (is it made by nixpkgs.lib.nixosSystem?)"
+else
+  (base.extendModules { modules = [ validation ]; }).config.system.build.vm
+`;
+/** The module above, as the dry-run plan shows it (first line: what it is). */
+function validationModuleText(o) {
+    const lines = [
+        'services.openssh.enable = lib.mkForce true',
+        ...(o.sshUser === 'root'
+            ? ['services.openssh.settings.PermitRootLogin = lib.mkOverride 60 "prohibit-password"']
+            : []),
+        `users.users.${o.sshUser}.openssh.authorizedKeys.keys = [ <ephemeral ed25519 public key of this run> ]`,
+        'virtualisation.vmVariant.virtualisation.graphics = lib.mkForce false'
+    ];
+    if (o.guest !== o.host) {
+        lines.push(`virtualisation.vmVariant.virtualisation.host.pkgs = lib.mkForce (import pkgs.path { system = "${o.host}"; })  — host.pkgs override: the runner uses the ${o.host} QEMU, the ${o.guest} guest runs under TCG`);
+    }
+    return lines;
+}
+/** argv of the build (no shell): `nix build --impure --expr … --argstr …`. */
+function nixBuildArgv(i) {
+    const options = [
+        ...(i.emulation ?? []),
+        ...(i.extraSubstituters !== undefined && i.extraSubstituters.length > 0
+            ? [['extra-substituters', i.extraSubstituters.join(' ')]]
+            : []),
+        ...(i.options ?? [])
+    ];
+    return [
+        i.nix ?? 'nix',
+        ...conf_NIX_FEATURES,
+        'build',
+        '--impure',
+        '--print-build-logs',
+        '--json',
+        '--out-link',
+        i.outLink,
+        ...(i.showTrace === true ? ['--show-trace'] : []),
+        ...options.flatMap(([k, v]) => ['--option', k, v]),
+        '--expr',
+        BUILD_EXPRESSION,
+        '--argstr',
+        'flakeRef',
+        i.target.flakeRef,
+        '--argstr',
+        'configuration',
+        i.target.configuration,
+        '--argstr',
+        'sshUser',
+        i.sshUser,
+        '--argstr',
+        'sshPublicKey',
+        i.sshPublicKey,
+        '--argstr',
+        'hostSystem',
+        i.hostSystem
+    ];
+}
+
+;// CONCATENATED MODULE: ./src/nix/errors.ts
+
+
+const STORE_POS = /(\/nix\/store\/[0-9a-z]{32}-[^/\s:'"`]+)(\/[^\s:'"`]*)?(?::(\d+)(?::(\d+))?)?/g;
+const ABS_POS = /(?<![\w/.-])(\/(?!nix\/store\/)[^\s:'"`«»]+\.nix)(?::(\d+)(?::(\d+))?)?/g;
+const STRING_POS = /(?:«string»|\(string\)):(\d+):(\d+)/g;
+/** Every position in the log, in order. */
+function findPositions(log) {
+    const found = [];
+    for (const m of log.matchAll(STORE_POS)) {
+        const sub = m[2] ?? '';
+        // A derivation or a store object that is no source file (…-nixos-vm.drv) is not a position.
+        if (!sub.endsWith('.nix') && m[3] === undefined)
+            continue;
+        found.push({
+            raw: m[0],
+            storeRoot: m[1],
+            subpath: sub.replace(/^\//, ''),
+            ...(m[3] !== undefined ? { line: Number(m[3]) } : {}),
+            ...(m[4] !== undefined ? { column: Number(m[4]) } : {}),
+            index: m.index ?? 0
+        });
+    }
+    for (const m of log.matchAll(ABS_POS)) {
+        found.push({
+            raw: m[0],
+            subpath: m[1],
+            ...(m[2] !== undefined ? { line: Number(m[2]) } : {}),
+            ...(m[3] !== undefined ? { column: Number(m[3]) } : {}),
+            index: m.index ?? 0
+        });
+    }
+    for (const m of log.matchAll(STRING_POS)) {
+        found.push({
+            raw: m[0],
+            subpath: '«string»',
+            line: Number(m[1]),
+            column: Number(m[2]),
+            index: m.index ?? 0
+        });
+    }
+    return found.sort((a, b) => a.index - b.index);
+}
+function defaultRead(path) {
+    try {
+        return (0,external_node_fs_namespaceObject.existsSync)(path) ? (0,external_node_fs_namespaceObject.readFileSync)(path, 'utf8') : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+function inside(root, path) {
+    const rel = (0,external_node_path_namespaceObject.relative)(root, path);
+    return rel !== '' && !rel.startsWith('..') && !(0,external_node_path_namespaceObject.isAbsolute)(rel);
+}
+/**
+ * The repository file a position names, or undefined. A store tree is matched to a root when the
+ * file exists there, preferring a root whose file has the same content as the store's copy (two
+ * trees can both be called `-source`: the user's flake and nixpkgs).
+ */
+function mapPosition(pos, ctx) {
+    const read = ctx.readFile ?? defaultRead;
+    if (pos.subpath === '«string»')
+        return undefined;
+    if (pos.storeRoot === undefined) {
+        return inside(ctx.repoRoot, pos.subpath)
+            ? (0,external_node_path_namespaceObject.relative)(ctx.repoRoot, pos.subpath).split(external_node_path_namespaceObject.sep).join('/')
+            : undefined;
+    }
+    if (pos.subpath === '')
+        return undefined;
+    const stored = read(`${pos.storeRoot}/${pos.subpath}`);
+    const candidates = ctx.roots
+        .map((root) => (0,external_node_path_namespaceObject.join)(root, pos.subpath))
+        .filter((p) => inside(ctx.repoRoot, p))
+        .map((p) => ({ p, text: read(p) }))
+        .filter((c) => c.text !== undefined);
+    const same = candidates.find((c) => stored !== undefined && c.text === stored);
+    // Without the store copy (collected), the file's existence has to do.
+    const chosen = same ?? (stored === undefined ? candidates[0] : undefined);
+    if (chosen === undefined)
+        return undefined;
+    return (0,external_node_path_namespaceObject.relative)(ctx.repoRoot, chosen.p).split(external_node_path_namespaceObject.sep).join('/');
+}
+const ERROR_LINE = /^\s*error:(?!\s*\(ignored\))/;
+/**
+ * Summarises a failed `nix build`: the innermost error (Nix 2.8 prints it first, current Nix
+ * last, after the trace), and the first position in the user's repository — the error's own
+ * position when it is theirs, else the nearest trace frame that is.
+ */
+function summarizeNixError(raw, ctx) {
+    // eslint-disable-next-line no-control-regex
+    const log = raw.replace(/\x1b\[[0-9;]*m/g, '');
+    const lines = log.split('\n');
+    const errorLines = lines.flatMap((l, i) => ERROR_LINE.test(l) && !/^\s*error:\s*$/.test(l) ? [i] : []);
+    // "N dependencies of derivation … failed to build" follows the builder's own error: keep that one.
+    const own = errorLines.filter((i) => !/dependencies of derivation .* failed to build/.test(lines[i]));
+    const last = own.at(-1) ?? errorLines.at(-1) ?? -1;
+    if (last < 0) {
+        const tail = lines
+            .map((l) => l.trimEnd())
+            .filter(Boolean)
+            .slice(-20);
+        return {
+            message: tail.at(-1) ?? 'nix build failed without an error message',
+            excerpt: tail.join('\n')
+        };
+    }
+    const message = lines[last].replace(ERROR_LINE, '').trim();
+    let excerptLines = lines
+        .slice(last)
+        .map((l) => l.trimEnd())
+        .filter((l) => !/^\(use '--show-trace'/.test(l) && !/dependencies of derivation .* failed to build/.test(l));
+    if (/^builder for .* failed/.test(message) && !excerptLines.some((l) => /^\s*>/.test(l))) {
+        // With --print-build-logs the builder's output came before the error, prefixed "name> ".
+        const logged = lines.slice(0, last).filter((l) => /^[\w.+-]+> /.test(l));
+        excerptLines = [...logged.slice(-20), ...excerptLines];
+    }
+    const excerpt = trimExcerpt(excerptLines).join('\n');
+    const offset = lines.slice(0, last).reduce((n, l) => n + l.length + 1, 0);
+    const positions = findPositions(log);
+    const after = positions.filter((p) => p.index >= offset);
+    const before = positions.filter((p) => p.index < offset).reverse();
+    const summary = { message, excerpt };
+    for (const pos of [...after, ...before]) {
+        const file = mapPosition(pos, ctx);
+        if (file === undefined)
+            continue;
+        return {
+            ...summary,
+            file,
+            ...(pos.line !== undefined ? { line: pos.line } : {}),
+            ...(pos.column !== undefined ? { column: pos.column } : {}),
+            where: 'repo'
+        };
+    }
+    const at = after[0];
+    if (at?.subpath === '«string»')
+        return { ...summary, where: 'wrapper', line: at.line, column: at.column };
+    if (at !== undefined)
+        return { ...summary, where: 'elsewhere' };
+    return summary;
+}
+/** The error and its first code frame / log lines: at most 40 lines. */
+function trimExcerpt(lines) {
+    const out = [];
+    for (const l of lines) {
+        if (out.length >= 40)
+            break;
+        out.push(l);
+    }
+    while (out.length > 0 && out[out.length - 1] === '')
+        out.pop();
+    return out;
+}
+
+;// CONCATENATED MODULE: ./src/nix/build.ts
+
+
+
+
+
+
+
+
+/** `bin/run-<name>-vm` of a built VM (the NixOS runner contract). */
+async function findRunner(storePath) {
+    const names = await (0,promises_namespaceObject.readdir)((0,external_node_path_namespaceObject.join)(storePath, 'bin')).catch(() => []);
+    const runner = names.filter((n) => /^run-.+-vm$/.test(n)).sort()[0];
+    return runner !== undefined ? (0,external_node_path_namespaceObject.join)(storePath, 'bin', runner) : undefined;
+}
+/** The output path from `nix build --json` (Nix 2.8 has no --print-out-paths). */
+function parseBuildJson(stdout) {
+    try {
+        const parsed = JSON.parse(stdout);
+        const first = parsed[0];
+        return { storePath: first?.outputs?.out, drvPath: first?.drvPath };
+    }
+    catch {
+        return {};
+    }
+}
+/**
+ * Builds the user's configuration's `system.build.vm`, extended with our module (SSH with the
+ * run's key, no graphics, the host's QEMU when emulated), and finds its runner. The log streams
+ * to `onLine` and to `<outDir>/build.log`. A failure is a `build-failed` ValidationFailure with
+ * the last error lines and, when Nix names a file of the user's repository, `details.file` and
+ * `details.line` (repository-relative).
+ */
+async function buildRunner(i) {
+    const host = i.hostSystem ?? hostSystem();
+    if (host === undefined)
+        throw new errors_ValidationFailure('tool-error', `unsupported host architecture ${process.arch}`);
+    await (0,promises_namespaceObject.mkdir)(i.workDir, { recursive: true });
+    await (0,promises_namespaceObject.mkdir)(i.outDir, { recursive: true });
+    const outLink = (0,external_node_path_namespaceObject.join)(i.workDir, 'result');
+    const logFile = (0,external_node_path_namespaceObject.join)(i.outDir, 'build.log');
+    const argv = nixBuildArgv({
+        target: i.target,
+        sshUser: i.sshUser,
+        sshPublicKey: i.sshPublicKey,
+        hostSystem: host,
+        outLink,
+        ...(i.emulation !== undefined ? { emulation: i.emulation } : {}),
+        ...(i.extraSubstituters !== undefined ? { extraSubstituters: i.extraSubstituters } : {}),
+        ...(i.options !== undefined ? { options: i.options } : {}),
+        ...(i.showTrace !== undefined ? { showTrace: i.showTrace } : {}),
+        ...(i.nix !== undefined ? { nix: i.nix } : {})
+    });
+    const log = (0,external_node_fs_namespaceObject.createWriteStream)(logFile, { flags: 'w' });
+    const logged = [];
+    const started = Date.now();
+    const exec = i.exec ?? spawnExecutor();
+    let result;
+    try {
+        result = await exec.run({ argv, why: `build ${i.target.display}` }, {
+            signal: i.signal,
+            timeoutMs: i.timeoutMs,
+            onLine: (line, stream) => {
+                if (stream !== 'stderr')
+                    return;
+                log.write(line + '\n');
+                logged.push(line);
+                i.onLine?.(line);
+            }
+        });
+    }
+    catch (err) {
+        throw new errors_ValidationFailure('tool-error', `cannot run nix: ${err.message}`);
+    }
+    finally {
+        await new Promise((resolve) => log.end(resolve));
+    }
+    const buildMs = Date.now() - started;
+    if (i.signal?.aborted === true)
+        throw new errors_ValidationFailure('cancelled', 'the build was cancelled');
+    if (result.code !== 0) {
+        const text = logged.join('\n');
+        if (result.signal !== null) {
+            throw new errors_ValidationFailure('stage-timeout', `nix build was stopped (${result.signal}) after ${Math.round(buildMs / 1000)} s`, lastLog(logged));
+        }
+        const roots = [i.target.localDir, i.target.repoRoot].filter((r) => r !== undefined);
+        const s = summarizeNixError(text, {
+            roots,
+            repoRoot: i.target.repoRoot ?? i.target.localDir ?? process.cwd()
+        });
+        const where = s.where === 'repo' && s.file !== undefined
+            ? ` (${s.file}${s.line !== undefined ? `:${s.line}` : ''})`
+            : '';
+        throw new errors_ValidationFailure('build-failed', `nix build of ${i.target.display} failed${where}: ${s.message}`, s.excerpt, {
+            ...(s.where === 'repo' ? { file: s.file, line: s.line, column: s.column } : {}),
+            logFile
+        });
+    }
+    const parsed = parseBuildJson(result.stdout);
+    const storePath = parsed.storePath ?? (await (0,promises_namespaceObject.readlink)(outLink).catch(() => undefined));
+    if (storePath === undefined) {
+        throw new errors_ValidationFailure('tool-error', 'nix build succeeded but printed no output path and left no result link', result.stdout);
+    }
+    const runner = await findRunner(storePath);
+    if (runner === undefined) {
+        throw new errors_ValidationFailure('build-failed', `${storePath} has no bin/run-*-vm: is nixosConfigurations.${i.target.configuration}.config.system.build.vm a NixOS VM?`);
+    }
+    return {
+        runner,
+        storePath,
+        ...(parsed.drvPath !== undefined ? { drvPath: parsed.drvPath } : {}),
+        outLink,
+        logFile,
+        buildMs,
+        argv
+    };
+}
+function lastLog(lines) {
+    return lines
+        .filter((l) => l.trim() !== '')
+        .slice(-30)
+        .join('\n');
+}
+
+;// CONCATENATED MODULE: ./src/nix/binfmt.ts
+
+
+
+
+const BINFMT_DIR = '/proc/sys/fs/binfmt_misc';
+/** ELF magic and mask of each architecture, as in QEMU's scripts/qemu-binfmt-conf.sh. */
+const ELF = {
+    'aarch64-linux': {
+        magic: '\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00',
+        mask: '\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff',
+        qemu: 'aarch64'
+    },
+    'x86_64-linux': {
+        magic: '\\x7fELF\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\x3e\\x00',
+        mask: '\\xff\\xff\\xff\\xff\\xff\\xfe\\xfe\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff',
+        qemu: 'x86_64'
+    }
+};
+/** Hex form of a magic/mask as /proc/sys/fs/binfmt_misc/<entry> prints it. */
+function hexOf(escaped) {
+    return escaped
+        .split('\\x')
+        .filter(Boolean)
+        .map((part) => {
+        // "7fELF": the first two characters are hex, the rest literal characters.
+        const head = part.slice(0, 2);
+        const rest = [...part.slice(2)]
+            .map((c) => c.charCodeAt(0).toString(16).padStart(2, '0'))
+            .join('');
+        return head + rest;
+    })
+        .join('');
+}
+/** Our own entry name: registered after any distribution entry, so the kernel tries it first. */
+function binfmtEntryName(system) {
+    return `nixos-vm-validate-${ELF[system].qemu}`;
+}
+/** Statically linked user-mode QEMU (Debian/Ubuntu qemu-user-static): usable inside the Nix sandbox. */
+function staticInterpreter(system) {
+    return `/usr/bin/qemu-${ELF[system].qemu}-static`;
+}
+/**
+ * The line written to /proc/sys/fs/binfmt_misc/register. Flag F (fix binary) makes the kernel
+ * open the interpreter now, so builds in the Nix sandbox, where its path does not exist, can use it.
+ */
+function binfmtRegistration(system, interpreter, flags = 'F') {
+    const e = ELF[system];
+    return `:${binfmtEntryName(system)}:M::${e.magic}:${e.mask}:${interpreter}:${flags}`;
+}
+/** Parses /proc/sys/fs/binfmt_misc/<name> (`enabled`, `interpreter …`, `flags: PF`, …). */
+function parseBinfmtEntry(name, text) {
+    const field = (key) => {
+        const m = new RegExp(`^${key}:?\\s+(.*)$`, 'm').exec(text);
+        return m !== null ? m[1].trim() : '';
+    };
+    return {
+        name,
+        enabled: /^enabled$/m.test(text),
+        interpreter: field('interpreter'),
+        flags: field('flags'),
+        magic: field('magic'),
+        mask: field('mask')
+    };
+}
+/** Whether an entry runs `system` ELF binaries (same magic and mask). */
+function entryMatches(entry, system) {
+    return entry.magic === hexOf(ELF[system].magic) && entry.mask === hexOf(ELF[system].mask);
+}
+/**
+ * What building a `guest` system on a `host` needs: nothing when they match (native ARM runners
+ * build natively); otherwise a binfmt_misc entry with flag F plus extra-platforms and
+ * extra-sandbox-paths. An enabled entry with F is reused; anything else registers our own.
+ */
+function planEmulation(guest, host, facts, uid) {
+    const base = { guest, host };
+    if (guest === host) {
+        return {
+            ...base,
+            state: 'native',
+            reason: `native build: the host is ${host}`,
+            commands: [],
+            settings: []
+        };
+    }
+    const settings = (interpreter) => [
+        // The setting replaces Nix's default (i686-linux on x86_64 hosts): keep that one too.
+        ['extra-platforms', host === 'x86_64-linux' ? `${guest} i686-linux` : guest],
+        ['extra-sandbox-paths', interpreter]
+    ];
+    const usable = facts.entries.find((e) => e.enabled && e.flags.includes('F') && entryMatches(e, guest));
+    if (usable !== undefined) {
+        return {
+            ...base,
+            state: 'ready',
+            interpreter: usable.interpreter,
+            reason: `binfmt entry ${usable.name} runs ${guest} binaries with ${usable.interpreter} (flags ${usable.flags}: fixed binary, usable in the build sandbox)`,
+            commands: [],
+            settings: settings(usable.interpreter)
+        };
+    }
+    const interpreter = staticInterpreter(guest);
+    const commands = [];
+    if (!facts.mounted) {
+        commands.push({
+            argv: asRoot(['mount', '-t', 'binfmt_misc', 'binfmt_misc', BINFMT_DIR], uid),
+            why: 'mount binfmt_misc'
+        });
+    }
+    if (!facts.interpreters.includes(interpreter)) {
+        commands.push({
+            argv: asRoot(['apt-get', 'update', '-q'], uid),
+            why: 'refresh the package lists for qemu-user-static'
+        }, {
+            argv: asRoot(['apt-get', 'install', '-y', '-q', '--no-install-recommends', 'qemu-user-static'], uid),
+            env: { DEBIAN_FRONTEND: 'noninteractive' },
+            why: `install a statically linked ${interpreter}`
+        });
+    }
+    const stale = facts.entries.find((e) => e.name === binfmtEntryName(guest));
+    if (stale !== undefined) {
+        commands.push({
+            argv: asRoot(['tee', `${BINFMT_DIR}/${stale.name}`], uid),
+            input: '-1',
+            why: `remove the earlier ${stale.name} entry (flags ${stale.flags || 'none'})`
+        });
+    }
+    commands.push({
+        argv: asRoot(['tee', `${BINFMT_DIR}/register`], uid),
+        input: binfmtRegistration(guest, interpreter),
+        why: `register ${interpreter} for ${guest} binaries with flag F`
+    });
+    const existing = facts.entries.filter((e) => entryMatches(e, guest));
+    const why = existing.length > 0
+        ? `the ${guest} entries (${existing.map((e) => `${e.name}: ${e.enabled ? 'enabled' : 'disabled'}, flags ${e.flags || 'none'}`).join('; ')}) lack an enabled F flag`
+        : `no binfmt entry runs ${guest} binaries`;
+    return {
+        ...base,
+        state: 'register',
+        interpreter,
+        reason: why,
+        commands,
+        settings: settings(interpreter)
+    };
+}
+/** Runs planEmulation's commands, then checks that an enabled entry with flag F exists. */
+async function ensureEmulation(plan, deps) {
+    deps.log.info(plan.reason);
+    if (plan.state !== 'register')
+        return plan;
+    await runCommands(plan.commands, deps.exec, deps.log);
+    const name = binfmtEntryName(plan.guest);
+    const read = deps.readEntry ?? ((n) => readFile(join(BINFMT_DIR, n), 'utf8').catch(() => undefined));
+    const text = await read(name);
+    const entry = text !== undefined ? parseBinfmtEntry(name, text) : undefined;
+    if (entry === undefined || !entry.enabled || !entry.flags.includes('F')) {
+        throw new ValidationFailure('tool-error', `binfmt entry ${name} is not enabled with flag F after registering it`, text ?? '');
+    }
+    deps.log.info(`registered ${name}: ${entry.interpreter} (flags ${entry.flags})`);
+    return { ...plan, state: 'ready' };
+}
+
+;// CONCATENATED MODULE: ./src/nix/facts.ts
+
+
+
+
+
+
+const SYSTEM_CONF = '/etc/nix/nix.conf';
+const DAEMON_SOCKET = '/nix/var/nix/daemon-socket/socket';
+/** NIX_USER_CONF_FILES' first file, else $XDG_CONFIG_HOME/nix/nix.conf, else ~/.config/nix/nix.conf. */
+function userConfPath(env, home) {
+    const listed = (env.NIX_USER_CONF_FILES ?? '').split(':').filter(Boolean);
+    if (listed.length > 0)
+        return listed[0];
+    const xdg = env.XDG_CONFIG_HOME !== undefined && env.XDG_CONFIG_HOME !== ''
+        ? env.XDG_CONFIG_HOME
+        : (0,external_node_path_namespaceObject.join)(home, '.config');
+    return (0,external_node_path_namespaceObject.join)(xdg, 'nix', 'nix.conf');
+}
+/** An executable named `name` on PATH (no shell: PATH is searched here). */
+function facts_findOnPath(name, pathVar = process.env.PATH ?? '') {
+    for (const dir of pathVar.split(external_node_path_namespaceObject.delimiter).filter(Boolean)) {
+        const candidate = (0,external_node_path_namespaceObject.join)(dir, name);
+        if ((0,external_node_fs_namespaceObject.existsSync)(candidate))
+            return candidate;
+    }
+    return undefined;
+}
+async function readOptional(path) {
+    try {
+        return await (0,promises_namespaceObject.readFile)(path, 'utf8');
+    }
+    catch {
+        return undefined;
+    }
+}
+async function kvmState(device = '/dev/kvm') {
+    if (!(0,external_node_fs_namespaceObject.existsSync)(device))
+        return 'absent';
+    try {
+        await (0,promises_namespaceObject.access)(device, external_node_fs_namespaceObject.constants.R_OK | external_node_fs_namespaceObject.constants.W_OK);
+        return 'rw';
+    }
+    catch {
+        return 'no-access';
+    }
+}
+async function binfmtFacts() {
+    const mounted = (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(BINFMT_DIR, 'register'));
+    const entries = [];
+    if (mounted) {
+        for (const name of await (0,promises_namespaceObject.readdir)(BINFMT_DIR).catch(() => [])) {
+            if (name === 'register' || name === 'status')
+                continue;
+            const text = await readOptional((0,external_node_path_namespaceObject.join)(BINFMT_DIR, name));
+            if (text !== undefined)
+                entries.push(parseBinfmtEntry(name, text));
+        }
+    }
+    const interpreters = ['aarch64-linux', 'x86_64-linux']
+        .map(staticInterpreter)
+        .filter((p) => (0,external_node_fs_namespaceObject.existsSync)(p));
+    return { mounted, entries, interpreters };
+}
+/** Reads the facts (read-only: safe for --dry-run). `nix --version` runs when nix is found. */
+async function gatherHostFacts(exec, env = process.env) {
+    const host = hostSystem();
+    if (host === undefined)
+        throw new Error(`unsupported host architecture ${process.arch}: x86_64 or aarch64 Linux only`);
+    const info = (0,external_node_os_namespaceObject.userInfo)();
+    const home = env.HOME ?? (0,external_node_os_namespaceObject.homedir)();
+    const nixPath = facts_findOnPath('nix', env.PATH);
+    let nix;
+    if (nixPath !== undefined) {
+        const r = await exec
+            .run({ argv: [nixPath, '--version'], why: 'which Nix is installed' })
+            .catch(() => undefined);
+        const version = r !== undefined && r.code === 0 ? /(\d+\.\d+(?:\.\d+)?\S*)/.exec(r.stdout)?.[1] : undefined;
+        nix = { path: nixPath, ...(version !== undefined ? { version } : {}) };
+    }
+    const confPath = userConfPath(env, home);
+    const [userConfText, systemConfText, kvm, binfmt] = await Promise.all([
+        readOptional(confPath),
+        readOptional(SYSTEM_CONF),
+        kvmState(),
+        binfmtFacts()
+    ]);
+    return {
+        hostSystem: host,
+        uid: info.uid,
+        user: env.USER ?? info.username,
+        home,
+        runnerTemp: env.RUNNER_TEMP ?? (0,external_node_os_namespaceObject.tmpdir)(),
+        act: env.ACT === 'true',
+        systemd: (0,external_node_fs_namespaceObject.existsSync)('/run/systemd/system'),
+        udev: (0,external_node_fs_namespaceObject.existsSync)('/run/udev/control'),
+        ...(nix !== undefined ? { nix } : {}),
+        daemon: (0,external_node_fs_namespaceObject.existsSync)(DAEMON_SOCKET),
+        cpus: (0,external_node_os_namespaceObject.availableParallelism)(),
+        userConfPath: confPath,
+        ...(userConfText !== undefined ? { userConfText } : {}),
+        ...(systemConfText !== undefined ? { systemConfText } : {}),
+        kvm,
+        binfmt,
+        githubServerUrl: env.GITHUB_SERVER_URL ?? 'https://github.com'
+    };
+}
+
+;// CONCATENATED MODULE: ./src/nix/flakeref.ts
+
+
+
+const CONFIG_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+'-]*$/;
+/** Nearest directory at or above `dir` holding .git (a directory, or a file in a worktree). */
+function gitTopLevel(dir, exists = external_node_fs_namespaceObject.existsSync) {
+    let current = (0,external_node_path_namespaceObject.resolve)(dir);
+    for (;;) {
+        if (exists((0,external_node_path_namespaceObject.join)(current, '.git')))
+            return current;
+        const parent = (0,external_node_path_namespaceObject.dirname)(current);
+        if (parent === current)
+            return undefined;
+        current = parent;
+    }
+}
+/**
+ * Parses `.#name`, `/abs/dir#nixosConfigurations.name`, `path:./x#name`, `github:o/r#name`
+ * (the fragment, when absent, comes from `configuration`). Local paths become absolute:
+ * builtins.getFlake accepts nothing relative. They are passed as plain paths, so Nix applies its
+ * own rules (a git work tree is fetched as git+file: tracked files only, shallow clones allowed).
+ */
+function parseFlakeTarget(text, o = {}) {
+    const cwd = o.cwd ?? process.cwd();
+    const exists = o.exists ?? external_node_fs_namespaceObject.existsSync;
+    const hash = text.indexOf('#');
+    let ref = (hash >= 0 ? text.slice(0, hash) : text).trim();
+    let fragment = hash >= 0 ? text.slice(hash + 1).trim() : '';
+    fragment = fragment.replace(/^nixosConfigurations\./, '').replace(/^"(.*)"$/, '$1');
+    const given = o.configuration?.trim() ?? '';
+    if (fragment === '' && given !== '')
+        fragment = given;
+    if (fragment !== '' && given !== '' && fragment !== given) {
+        throw new InputError(`flake "${text}" names configuration "${fragment}" but configuration is "${given}"`);
+    }
+    if (fragment === '') {
+        throw new InputError(`flake "${text}": name the configuration, e.g. ${ref || '.'}#nixos-vm-x86_64 (a nixosConfigurations entry)`);
+    }
+    if (!CONFIG_NAME.test(fragment)) {
+        throw new InputError(`flake "${text}": "${fragment}" is not a nixosConfigurations name (letters, digits, _ . + ' -)`);
+    }
+    if (ref === '')
+        ref = '.';
+    const pathRef = /^path:/.test(ref) ? ref.slice('path:'.length) : ref;
+    const local = pathRef.startsWith('.') || pathRef.startsWith('/') || pathRef.startsWith('~');
+    if (!local) {
+        if (!/^[a-z][a-z0-9+.-]*:/.test(ref)) {
+            throw new InputError(`flake "${text}": "${ref}" is neither a path (./dir, /dir) nor a flake URL (github:owner/repo, git+https://…)`);
+        }
+        return { flakeRef: ref, configuration: fragment, display: text };
+    }
+    if (pathRef.startsWith('~'))
+        throw new InputError(`flake "${text}": "~" is not expanded; give the path`);
+    const dir = (0,external_node_path_namespaceObject.isAbsolute)(pathRef) ? (0,external_node_path_namespaceObject.resolve)(pathRef) : (0,external_node_path_namespaceObject.resolve)(cwd, pathRef);
+    if (!exists((0,external_node_path_namespaceObject.join)(dir, 'flake.nix')))
+        throw new InputError(`flake "${text}": ${dir}/flake.nix does not exist`);
+    const repoRoot = gitTopLevel(dir, exists);
+    return {
+        // path: kept when the user asked for it (copy the directory as is, untracked files included).
+        flakeRef: ref.startsWith('path:') ? `path:${dir}` : dir,
+        configuration: fragment,
+        localDir: dir,
+        ...(repoRoot !== undefined ? { repoRoot } : {}),
+        display: text
+    };
+}
+
+;// CONCATENATED MODULE: ./src/nix/install.ts
+
+
+
+
+
+const DEFAULT_NIX_VERSION = '2.28.3';
+function nixWorkDir(runnerTemp) {
+    return (0,external_node_path_namespaceObject.join)(runnerTemp, 'nixos-vm-validate');
+}
+function installerUrl(version, override) {
+    if (override !== undefined && override !== '')
+        return override;
+    if (!/^\d+\.\d+\.\d+$/.test(version)) {
+        throw new InputError(`nix-installer-version: "${version}" is not a Nix release number like ${DEFAULT_NIX_VERSION}`);
+    }
+    return `https://releases.nixos.org/nix/nix-${version}/install`;
+}
+/**
+ * Pure: what installing and configuring Nix takes on this machine.
+ * - nix on PATH: nothing is installed; our settings go to the user's nix.conf as extra-* values
+ *   (plus, with a daemon and an emulated build, extra-platforms in /etc/nix/nix.conf).
+ * - systemd running and not under act: the official installer with --daemon (multi-user),
+ *   settings in /etc/nix/nix.conf through --nix-extra-conf-file.
+ * - act or no systemd: --no-daemon (single-user), settings in the user's nix.conf, /nix created
+ *   first (act's containers run as root without sudo, and the installer would call sudo).
+ * The GitHub token only ever goes to the user's nix.conf, mode 0600.
+ */
+function planNixSetup(input, facts) {
+    const workDir = nixWorkDir(facts.runnerTemp);
+    const buildDir = (0,external_node_path_namespaceObject.join)(workDir, 'nix-build');
+    const mode = facts.nix !== undefined
+        ? 'existing'
+        : facts.systemd && !facts.act
+            ? 'fresh-daemon'
+            : 'fresh-single';
+    const withBuildDir = supportsBuildDir(mode === 'existing' ? facts.nix?.version : (input.installerVersion ?? DEFAULT_NIX_VERSION));
+    const conf = nixConfLines({
+        extraSubstituters: input.extraSubstituters,
+        extraTrustedPublicKeys: input.extraTrustedPublicKeys,
+        ...(input.cachix !== undefined ? { cachix: input.cachix } : {}),
+        ...(input.githubToken !== undefined && facts.githubServerUrl === 'https://github.com'
+            ? { githubToken: input.githubToken }
+            : {}),
+        emulation: input.emulation?.settings ?? [],
+        ...(withBuildDir ? { buildDir } : {}),
+        user: facts.user,
+        daemon: facts.daemon
+    }, mode);
+    const uid = facts.uid;
+    const secrets = input.githubToken !== undefined ? [input.githubToken] : [];
+    const userConf = () => writeFileCommand(facts.userConfPath, withManagedBlock(facts.userConfText, conf.user), {
+        mode: '0600',
+        uid,
+        privileged: false,
+        why: `write the user's nix.conf (${conf.user.map(([k]) => k).join(', ')})`,
+        secrets
+    });
+    const commands = [
+        { argv: ['mkdir', '-p', workDir], why: 'scratch directory under RUNNER_TEMP' }
+    ];
+    if (mode === 'existing') {
+        const nix = facts.nix;
+        if (!facts.daemon && withBuildDir)
+            commands.push({
+                argv: ['install', '-d', '-m', '0700', buildDir],
+                why: 'build directory (build-dir)'
+            });
+        commands.push(userConf());
+        if (conf.system.length > 0) {
+            commands.push(writeFileCommand(SYSTEM_CONF, withManagedBlock(facts.systemConfText, conf.system), {
+                mode: '0644',
+                uid,
+                privileged: true,
+                why: `let the nix-daemon build for ${conf.system.map(([k, v]) => `${k} = ${v}`).join(', ')}`
+            }), {
+                argv: asRoot(['systemctl', 'restart', 'nix-daemon.service'], uid),
+                why: 'the daemon reads nix.conf at start',
+                optional: true
+            });
+        }
+        return {
+            mode,
+            summary: `Nix is already installed (${nix.path}${nix.version !== undefined ? `, ${nix.version}` : ''}): not installing; our settings go to ${facts.userConfPath}`,
+            commands,
+            conf,
+            path: [],
+            workDir,
+            buildDir
+        };
+    }
+    const version = input.installerVersion ?? DEFAULT_NIX_VERSION;
+    const url = installerUrl(version, input.installerUrl);
+    const script = (0,external_node_path_namespaceObject.join)(workDir, `install-nix-${version}`);
+    const download = {
+        argv: [
+            'curl',
+            '--fail',
+            '--silent',
+            '--show-error',
+            '--location',
+            '--retry',
+            '5',
+            '--retry-connrefused',
+            '--output',
+            script,
+            url
+        ],
+        why: `download the Nix ${version} installer`
+    };
+    if (mode === 'fresh-daemon') {
+        const extraConf = (0,external_node_path_namespaceObject.join)(workDir, 'nix-extra.conf');
+        if (withBuildDir) {
+            commands.push({
+                argv: asRoot(['install', '-d', '-m', '0700', buildDir], uid),
+                why: 'build directory of the daemon (build-dir)'
+            });
+        }
+        commands.push(writeFileCommand(extraConf, renderConf(conf.system), {
+            mode: '0644',
+            uid,
+            privileged: false,
+            why: 'settings for /etc/nix/nix.conf'
+        }), download, {
+            argv: [
+                'sh',
+                script,
+                '--daemon',
+                '--no-channel-add',
+                '--daemon-user-count',
+                String(Math.max(4, facts.cpus * 2)),
+                '--nix-extra-conf-file',
+                extraConf
+            ],
+            why: `install Nix ${version} (multi-user: systemd runs here)`
+        });
+        if (conf.user.length > 0)
+            commands.push(userConf());
+        return {
+            mode,
+            summary: `installing Nix ${version} multi-user (--daemon: systemd is running)`,
+            installerUrl: url,
+            commands,
+            conf,
+            path: ['/nix/var/nix/profiles/default/bin', (0,external_node_path_namespaceObject.join)(facts.home, '.nix-profile', 'bin')],
+            workDir,
+            buildDir
+        };
+    }
+    if (withBuildDir) {
+        commands.push({
+            argv: ['install', '-d', '-m', '0700', buildDir],
+            why: 'build directory (build-dir)'
+        });
+    }
+    commands.push({
+        argv: asRoot(['install', '-d', '-m', '0755', '-o', facts.user, '/nix'], uid),
+        why: 'the store directory, owned by the single user'
+    }, userConf(), download, {
+        argv: ['sh', script, '--no-daemon', '--no-channel-add'],
+        why: `install Nix ${version} (single-user)`
+    });
+    return {
+        mode,
+        summary: `installing Nix ${version} single-user (--no-daemon: ${facts.act ? 'running under act' : 'no systemd in this container'})`,
+        installerUrl: url,
+        commands,
+        conf,
+        path: [(0,external_node_path_namespaceObject.join)(facts.home, '.nix-profile', 'bin')],
+        workDir,
+        buildDir
+    };
+}
+/**
+ * Installs (when absent) and configures Nix: runs planNixSetup's commands, puts Nix on this
+ * process's PATH and checks `nix --version`.
+ */
+async function setupNix(plan, deps) {
+    const env = deps.env ?? process.env;
+    deps.log.info(plan.summary);
+    const warnings = await runCommands(plan.commands, deps.exec, deps.log, deps.signal);
+    const current = (env.PATH ?? '').split(delimiter);
+    const added = plan.path.filter((p) => !current.includes(p));
+    if (added.length > 0)
+        env.PATH = [...added, ...current].join(delimiter);
+    const nixPath = (deps.which ?? findOnPath)('nix', env.PATH);
+    if (nixPath === undefined) {
+        throw new ValidationFailure('tool-error', `nix is not on PATH after the setup (PATH=${env.PATH ?? ''})`);
+    }
+    const r = await deps.exec.run({ argv: [nixPath, '--version'], why: 'check the installation' });
+    if (r.code !== 0)
+        throw new ValidationFailure('tool-error', `${nixPath} --version failed`, lastLines(r.stderr, 10));
+    const version = /(\d+\.\d+(?:\.\d+)?\S*)/.exec(r.stdout)?.[1];
+    return {
+        mode: plan.mode,
+        installed: plan.mode !== 'existing',
+        summary: plan.summary,
+        nixPath,
+        ...(version !== undefined ? { version } : {}),
+        path: plan.path,
+        workDir: plan.workDir,
+        warnings
+    };
+}
+
+;// CONCATENATED MODULE: ./src/nix/kvm.ts
+
+
+
+const KVM_UDEV_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"';
+const KVM_RULE_PATH = '/etc/udev/rules.d/99-nixos-vm-validate-kvm.rules';
+/**
+ * /dev/kvm present but not read/writable (hosted x86_64 runners): a udev rule opens it to all
+ * users (group membership is not enough: nix-daemon build users drop supplementary groups).
+ * Access is probed first, so nothing is touched when it already works; act has no udev.
+ * The engine's run-time probe (src/vm/accel.ts) still decides whether KVM is used.
+ */
+function planKvmAccess(facts) {
+    if (facts.kvm === 'absent')
+        return {
+            state: 'absent',
+            reason: '/dev/kvm does not exist: the VM runs under TCG',
+            commands: []
+        };
+    if (facts.kvm === 'rw')
+        return { state: 'ok', reason: '/dev/kvm is readable and writable', commands: [] };
+    if (facts.act) {
+        return {
+            state: 'skip',
+            reason: '/dev/kvm is not accessible and act containers have no udev (run act with --privileged --device /dev/kvm)',
+            commands: []
+        };
+    }
+    if (!facts.udev) {
+        return {
+            state: 'skip',
+            reason: '/dev/kvm is not accessible and udev is not running here',
+            commands: []
+        };
+    }
+    return {
+        state: 'fix',
+        reason: '/dev/kvm exists but is not readable and writable: adding a udev rule',
+        commands: [
+            writeFileCommand(KVM_RULE_PATH, KVM_UDEV_RULE + '\n', {
+                mode: '0644',
+                uid: facts.uid,
+                privileged: true,
+                why: 'udev rule: /dev/kvm mode 0666'
+            }),
+            {
+                argv: asRoot(['udevadm', 'control', '--reload-rules'], facts.uid),
+                why: 'reload the udev rules'
+            },
+            {
+                argv: asRoot(['udevadm', 'trigger', '--name-match=kvm'], facts.uid),
+                why: 'apply them to /dev/kvm'
+            }
+        ]
+    };
+}
+async function canOpen(device) {
+    try {
+        await access(device, constants.R_OK | constants.W_OK);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+/** Applies planKvmAccess and re-checks access; never throws (TCG remains). */
+async function ensureKvmAccess(facts, deps) {
+    const plan = planKvmAccess(facts);
+    const device = deps.device ?? '/dev/kvm';
+    if (plan.state !== 'fix') {
+        deps.log.info(plan.reason);
+        return { state: plan.state, accessible: plan.state === 'ok', message: plan.reason };
+    }
+    deps.log.info(plan.reason);
+    try {
+        await runCommands(plan.commands, deps.exec, deps.log);
+    }
+    catch (err) {
+        const message = `could not apply the udev rule: ${err.message}`;
+        deps.log.warning(message);
+        return { state: 'fix', accessible: await canOpen(device), message };
+    }
+    // udevadm trigger returns before the device node is updated.
+    const deadline = Date.now() + (deps.settleMs ?? 3000);
+    let ok = await canOpen(device);
+    while (!ok && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        ok = await canOpen(device);
+    }
+    const message = ok
+        ? '/dev/kvm is now readable and writable'
+        : '/dev/kvm is still not accessible after the udev rule';
+    if (ok)
+        deps.log.info(message);
+    else
+        deps.log.warning(message);
+    return { state: 'fix', accessible: ok, message };
+}
+
+;// CONCATENATED MODULE: external "node:crypto"
+const external_node_crypto_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:crypto");
+;// CONCATENATED MODULE: ./src/nix/cache.ts
+
+
+
+
+
+/** 16 hex digits of the sha256 of the flake's lock file (or of the reference, for remote flakes). */
+async function flakeLockHash(target) {
+    const lock = target.localDir !== undefined
+        ? await readFile(join(target.localDir, 'flake.lock')).catch(() => undefined)
+        : undefined;
+    const h = createHash('sha256');
+    h.update(lock ?? `no-lock:${target.flakeRef}`);
+    return h.digest('hex').slice(0, 16);
+}
+/**
+ * `nixos-vm-validate-<system>-<configuration>-<lock hash>`. The system is in the key because
+ * runner.os is "Linux" on both architectures; an emulated leg (aarch64 guest on an x86_64 host)
+ * has a different closure than a native one (the host's QEMU), so it says `-on-<host>`.
+ * Restore keys: the same prefix without the lock hash (a partial hit still substitutes most).
+ */
+function storeCacheKeys(o) {
+    const system = o.guest === o.host ? o.guest : `${o.guest}-on-${o.host}`;
+    const configuration = o.configuration.replace(/[^\w.+-]/g, '_');
+    const prefix = `nixos-vm-validate-${system}-${configuration}-`;
+    return { key: `${prefix}${o.lockHash}`, restoreKeys: [prefix] };
+}
+function storeCacheDir(runnerTemp) {
+    return join(runnerTemp, 'nixos-vm-validate', 'store-cache');
+}
+/** The restored cache as a substituter (see the top of this file for `trusted=1`). */
+function localSubstituter(dir) {
+    return `file://${dir}?trusted=1`;
+}
+/** Exports the runner's closure into DIR (what gets saved). */
+function exportClosureCommand(dir, storePath, nix = 'nix') {
+    return {
+        argv: [nix, ...NIX_FEATURES, 'copy', '--to', `file://${dir}?compression=zstd`, storePath],
+        why: 'export the VM closure to the local binary cache'
+    };
+}
+/** Total size of the files under `dir` (0 when missing). */
+async function dirBytes(dir) {
+    let total = 0;
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+        const p = join(dir, e.name);
+        if (e.isDirectory())
+            total += await dirBytes(p);
+        else if (e.isFile())
+            total += (await stat(p)).size;
+    }
+    return total;
+}
+function mib(bytes) {
+    return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+/** Restores DIR; never throws (a cache is an optimisation). */
+async function restoreStoreCache(o) {
+    const base = { key: o.keys.key, dir: o.dir };
+    try {
+        const matched = await o.client.restore([o.dir], o.keys.key, o.keys.restoreKeys);
+        if (matched === undefined) {
+            const message = `store cache miss (${o.keys.key})`;
+            o.log.info(message);
+            return { ...base, hit: 'miss', message };
+        }
+        const bytes = await dirBytes(o.dir);
+        const hit = matched === o.keys.key ? 'exact' : 'partial';
+        const message = `store cache ${hit} hit: ${matched} (${mib(bytes)})`;
+        o.log.info(message);
+        return { ...base, hit, restoredKey: matched, restoredBytes: bytes, message };
+    }
+    catch (err) {
+        const message = `store cache not restored: ${err.message}`;
+        o.log.warning(message);
+        return { ...base, hit: 'error', message };
+    }
+}
+/** A race between matrix legs saving the same key: someone else saved it, which is fine. */
+function isCacheConflict(err) {
+    const e = err;
+    return (e?.name === 'ReserveCacheError' ||
+        /already exists|reserve|another job may be creating/i.test(e?.message ?? ''));
+}
+/**
+ * After a successful build: exports the closure into a fresh DIR and saves it, unless the exact
+ * key was restored (caches are immutable; the closure is the same lock's). Never throws.
+ */
+async function saveStoreCache(o) {
+    const r = o.restored;
+    if (r.hit === 'exact') {
+        const message = `store cache not saved: ${r.key} was restored (cache entries are immutable)`;
+        o.log.info(message);
+        return { ...r, saved: 'skipped', message };
+    }
+    try {
+        // Only this closure goes into the entry, not what an older entry brought along.
+        await rm(r.dir, { recursive: true, force: true });
+        const cmd = exportClosureCommand(r.dir, o.storePath, o.nix);
+        o.log.info(`${cmd.why}: ${renderCommand(cmd)}`);
+        const copied = await o.exec.run(cmd, { onLine: (l) => o.log.debug(l) });
+        if (copied.code !== 0) {
+            const message = `store cache not saved: nix copy failed: ${lastLines(copied.stderr, 3)}`;
+            o.log.warning(message);
+            return { ...r, saved: 'failed', message };
+        }
+        const bytes = await dirBytes(r.dir);
+        const id = await o.client.save([r.dir], r.key);
+        if (id === -1) {
+            const message = `store cache not saved (${r.key}): see the cache messages above`;
+            o.log.warning(message);
+            return { ...r, saved: 'failed', savedBytes: bytes, message };
+        }
+        const message = `store cache saved: ${r.key} (${mib(bytes)})`;
+        o.log.info(message);
+        return { ...r, saved: 'saved', savedBytes: bytes, message };
+    }
+    catch (err) {
+        if (isCacheConflict(err)) {
+            const message = `store cache ${r.key} is being saved by another job (matrix leg): not an error`;
+            o.log.info(message);
+            return { ...r, saved: 'exists', message };
+        }
+        const message = `store cache not saved: ${err.message}`;
+        o.log.warning(message);
+        return { ...r, saved: 'failed', message };
+    }
+}
+
+;// CONCATENATED MODULE: ./src/nix/plan.ts
+
+
+
+
+
+
+
+
+function command(c) {
+    return `$ ${exec_renderCommand(c)}  # ${c.why}${c.optional === true ? ' (may fail)' : ''}`;
+}
+function confLines(lines) {
+    return renderConf(lines)
+        .trimEnd()
+        .split('\n')
+        .map((l) => l.replace(/(access-tokens = github\.com=).*/, '$1***'));
+}
+/** The emulation the build of `system` needs on this host. */
+function emulationFor(system, facts) {
+    return planEmulation(system, facts.hostSystem, facts.binfmt, facts.uid);
+}
+/** Sections for renderPlan(): Nix, KVM, emulation, build, caches — nothing is run. */
+function nixPlanSections(p) {
+    const f = p.facts;
+    const sections = [];
+    const emulation = emulationFor(p.system, f);
+    if (p.frontEnd === 'action' && p.setup !== undefined) {
+        const setup = planNixSetup({ ...p.setup, emulation }, f);
+        sections.push({
+            title: 'Nix',
+            lines: [
+                setup.summary,
+                ...(setup.installerUrl !== undefined ? [`installer: ${setup.installerUrl}`] : []),
+                ...setup.commands.map(command),
+                ...(setup.conf.system.length > 0
+                    ? ['/etc/nix/nix.conf:', ...confLines(setup.conf.system).map((l) => `    ${l}`)]
+                    : []),
+                ...(setup.conf.user.length > 0
+                    ? [`${f.userConfPath} (0600):`, ...confLines(setup.conf.user).map((l) => `    ${l}`)]
+                    : []),
+                ...(setup.path.length > 0 ? [`PATH += ${setup.path.join(':')}`] : [])
+            ]
+        });
+        const kvm = planKvmAccess(f);
+        sections.push({
+            title: 'KVM',
+            lines: [
+                kvm.reason,
+                ...kvm.commands.map(command),
+                'the engine still proves KVM with a probe guest before using it'
+            ]
+        });
+    }
+    else {
+        sections.push({
+            title: 'Nix',
+            lines: f.nix !== undefined
+                ? [
+                    `uses ${f.nix.path}${f.nix.version !== undefined ? ` (Nix ${f.nix.version})` : ''} as it is: the CLI installs and configures nothing`,
+                    "every nix command gets --extra-experimental-features 'nix-command flakes'"
+                ]
+                : ['nix is not on PATH: the build cannot run (install Nix, or pass --runner)']
+        });
+    }
+    const emuLines = [emulation.reason];
+    if (emulation.state !== 'native') {
+        emuLines.push(`binfmt: ${emulation.state === 'ready' ? 'ready' : 'to register'}, interpreter ${emulation.interpreter ?? '?'}`);
+        if (p.frontEnd === 'action')
+            emuLines.push(...emulation.commands.map(command));
+        else if (emulation.state === 'register') {
+            emuLines.push(`the CLI registers nothing: ${p.system} derivations that are not substituted cannot be built until this is done:`, ...emulation.commands.map(command));
+        }
+        emuLines.push(...emulation.settings.map(([k, v]) => `nix setting: ${k} = ${v}`));
+    }
+    sections.push({
+        title: `Architecture (guest ${p.system}, host ${f.hostSystem})`,
+        lines: emuLines
+    });
+    const outLink = (0,external_node_path_namespaceObject.join)(p.workDir, 'result');
+    const argv = nixBuildArgv({
+        target: p.target,
+        sshUser: p.sshUser,
+        sshPublicKey: '<ephemeral ed25519 public key>',
+        hostSystem: f.hostSystem,
+        outLink,
+        emulation: emulation.settings,
+        ...(p.cache !== undefined ? { extraSubstituters: [localSubstituter(p.cache.dir)] } : {})
+    });
+    const shown = argv.map((a) => (a === BUILD_EXPRESSION ? '<expression>' : a));
+    sections.push({
+        title: 'Build',
+        lines: [
+            `flake ${p.target.flakeRef}, nixosConfigurations.${p.target.configuration}, extended through extendModules (the flake needs no change) with:`,
+            ...validationModuleText({ sshUser: p.sshUser, guest: p.system, host: f.hostSystem }).map((l) => `module: ${l}`),
+            `$ ${exec_renderCommand({ argv: shown, why: '' })}`,
+            `<expression>: let cfg = (builtins.getFlake flakeRef).nixosConfigurations.\${configuration}.extendModules { modules = [ <module above> ]; }; in cfg.config.system.build.vm`,
+            `runner: ${outLink}/bin/run-*-vm; log: ${(0,external_node_path_namespaceObject.join)(p.outDir, 'build.log')}; a failure is build-failed with the file and line Nix names`
+        ]
+    });
+    if (p.cache !== undefined) {
+        sections.push({
+            title: 'Store cache',
+            lines: [
+                `restore ${p.cache.dir} with key ${p.cache.keys.key} (restore keys: ${p.cache.keys.restoreKeys.join(', ')})`,
+                `build with extra substituter ${localSubstituter(p.cache.dir)} (trusted for this one store; other caches keep needing signatures)`,
+                `after the build: nix copy --to file://${p.cache.dir}?compression=zstd <runner>, then save (skipped on an exact hit; "already exists" from a parallel leg is fine)`
+            ]
+        });
+    }
+    if (p.cachix !== undefined) {
+        sections.push({
+            title: 'Cachix',
+            lines: [
+                `substituter https://${p.cachix.name}.cachix.org (public key from extra-trusted-public-keys, else from the Cachix API)`,
+                p.cachix.push
+                    ? 'on success: cachix push the VM closure (auth token set)'
+                    : 'no auth token: nothing is pushed'
+            ]
+        });
+    }
+    return sections;
+}
+
+;// CONCATENATED MODULE: ./src/nix/report.ts
+
+
+
+
+
+
+/**
+ * The report of a run that stopped at the build: one failed `build` stage, failure kind
+ * `build-failed` with the file and line Nix named (repository-relative), nothing booted.
+ * Writes report.json, junit.xml and summary.md like any run, with build.log listed.
+ */
+async function writeBuildFailureReport(o) {
+    const d = o.failure.details;
+    const host = hostSystem();
+    const report = {
+        schemaVersion: 1,
+        tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
+        system: o.system,
+        accelerator: 'none',
+        emulated: host !== o.system,
+        hostSystem: host ?? process.arch,
+        configuration: o.configuration,
+        conclusion: 'failure',
+        failure: {
+            stage: 'build',
+            kind: o.failure.kind,
+            message: o.failure.message,
+            excerpt: o.failure.excerpt,
+            ...(d.file !== undefined ? { file: d.file } : {}),
+            ...(d.line !== undefined ? { line: d.line } : {})
+        },
+        timings: { totalMs: Date.now() - o.startedAt, buildMs: o.buildMs },
+        stages: [
+            {
+                name: 'build',
+                status: 'failed',
+                durationMs: o.buildMs,
+                startMs: 0,
+                checks: [],
+                message: o.failure.message
+            }
+        ],
+        artifacts: [],
+        startedAt: new Date(o.startedAt).toISOString()
+    };
+    await writeArtifacts(o.outDir, report);
+    return listBuildLog(o.outDir, report);
+}
+/** Adds build.log to report.artifacts (validate() lists only its own files) and rewrites report.json. */
+async function listBuildLog(outDir, report) {
+    if (!(0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.join)(outDir, 'build.log')) || report.artifacts.includes('build.log'))
+        return report;
+    report.artifacts = [...report.artifacts, 'build.log'].sort();
+    await (0,promises_namespaceObject.writeFile)((0,external_node_path_namespaceObject.join)(outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+    return report;
+}
+
+;// CONCATENATED MODULE: ./src/nix/sshkey.ts
+
+
+
+
+/**
+ * A fresh ed25519 key pair for this run, generated in-process (no ssh-keygen needed), in
+ * OpenSSH format. It lives in the run's work dir and only this run's VM accepts it.
+ */
+async function createEphemeralKey(dir, comment = 'nixos-vm-validate') {
+    const pair = lib_default().utils.generateKeyPairSync('ed25519', { comment });
+    const privateKeyPath = (0,external_node_path_namespaceObject.join)(dir, 'id_ed25519');
+    await (0,promises_namespaceObject.writeFile)(privateKeyPath, pair.private, { mode: 0o600 });
+    await (0,promises_namespaceObject.writeFile)(`${privateKeyPath}.pub`, pair.public + '\n', { mode: 0o644 });
+    return { privateKeyPath, publicKey: pair.public.trim() };
+}
+/** The authorized_keys line of a private key (for --ssh-key together with --flake). */
+function publicKeyOf(privateKey, what = '--ssh-key') {
+    const parsed = lib_default().utils.parseKey(privateKey);
+    const key = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (key === undefined || key instanceof Error) {
+        throw new InputError(`${what}: not a private key ssh2 can read${key instanceof Error ? `: ${key.message}` : ''}`);
+    }
+    return `${key.type} ${key.getPublicSSH().toString('base64')}${key.comment !== '' ? ` ${key.comment}` : ''}`;
+}
+
+;// CONCATENATED MODULE: ./src/nix/cli.ts
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * The CLI's `--flake`: build with the Nix found on PATH (nothing installed or configured), then
+ * the caller validates the runner with the key this run authorized.
+ */
+/** Input checks for --flake (exit 2): the reference and, unless only planning, nix on PATH. */
+function checkFlakeInput(o) {
+    const target = parseFlakeTarget(o.flake, { cwd: o.cwd });
+    if (o.requireNix && facts_findOnPath('nix') === undefined) {
+        throw new InputError('--flake needs Nix, and nix is not on PATH (install Nix, or build the runner yourself and pass --runner)');
+    }
+    return target;
+}
+/** The Nix part of --dry-run: read-only facts of this machine. */
+async function cliFlakePlanSections(o) {
+    const facts = await gatherHostFacts(spawnExecutor());
+    return nixPlanSections({
+        frontEnd: 'cli',
+        ...o,
+        facts,
+        workDir: (0,external_node_path_namespaceObject.join)((0,external_node_os_namespaceObject.tmpdir)(), 'nvv-flake-XXXXXX')
+    });
+}
+/**
+ * The files of an earlier run, removed before the build so a failed build's report lists only its
+ * own (validate() clears the same names, except build.log, when it starts).
+ */
+const STALE = /^(report\.json|console\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|build\.log)$/;
+async function clearStaleArtifacts(outDir) {
+    await (0,promises_namespaceObject.mkdir)(outDir, { recursive: true });
+    for (const name of await (0,promises_namespaceObject.readdir)(outDir))
+        if (STALE.test(name))
+            await (0,promises_namespaceObject.rm)((0,external_node_path_namespaceObject.join)(outDir, name), { force: true });
+}
+/** Lines worth a progress line; the rest of the build log goes to --verbose and build.log. */
+const PROGRESS = /^(building '|copying path|these \d+ (derivations|paths)|this derivation|error)/;
+/**
+ * Builds the flake's VM runner. Without --ssh-key a fresh ed25519 pair is generated and its
+ * public half authorized in the VM; with --ssh-key, that key's public half is. A failed build
+ * writes the report (build-failed, file and line) and returns it.
+ */
+async function buildForCli(o) {
+    await clearStaleArtifacts(o.outDir);
+    const workDir = await (0,promises_namespaceObject.mkdtemp)((0,external_node_path_namespaceObject.join)(process.env.RUNNER_TEMP ?? (0,external_node_os_namespaceObject.tmpdir)(), 'nvv-flake-'));
+    const cleanup = () => (0,promises_namespaceObject.rm)(workDir, { recursive: true, force: true });
+    try {
+        let sshKey;
+        let publicKey;
+        if (o.sshKey !== undefined) {
+            sshKey = o.sshKey;
+            publicKey = publicKeyOf(await (0,promises_namespaceObject.readFile)(o.sshKey));
+        }
+        else {
+            const key = await createEphemeralKey(workDir);
+            sshKey = key.privateKeyPath;
+            publicKey = key.publicKey;
+        }
+        const facts = await gatherHostFacts(spawnExecutor());
+        const emulation = emulationFor(o.system, facts);
+        if (emulation.state !== 'native')
+            o.logger.info(`${o.system} on ${facts.hostSystem}: ${emulation.reason}`);
+        if (emulation.state === 'register') {
+            o.logger.warning(`no usable binfmt entry for ${o.system}: only substituted ${o.system} paths will be available (see --dry-run)`);
+        }
+        o.logger.stageStart('build');
+        const started = Date.now();
+        try {
+            const built = await buildRunner({
+                target: o.target,
+                system: o.system,
+                sshUser: o.sshUser,
+                sshPublicKey: publicKey,
+                workDir,
+                outDir: o.outDir,
+                hostSystem: facts.hostSystem,
+                ...(emulation.state === 'ready' ? { emulation: emulation.settings } : {}),
+                signal: o.signal,
+                onLine: (line) => PROGRESS.test(line) ? o.logger.info(`nix: ${line}`) : o.logger.debug(`nix: ${line}`)
+            });
+            o.logger.stageEnd('build', 'passed', built.buildMs);
+            o.logger.info(`runner ${built.runner}`);
+            return {
+                build: {
+                    runner: built.runner,
+                    sshKey,
+                    storePath: built.storePath,
+                    buildMs: built.buildMs,
+                    cleanup
+                }
+            };
+        }
+        catch (err) {
+            if (!(err instanceof errors_ValidationFailure))
+                throw err;
+            const buildMs = Date.now() - started;
+            o.logger.stageEnd('build', 'failed', buildMs);
+            o.logger.warning(`build failed (${err.kind}): ${err.message}`);
+            const report = await writeBuildFailureReport({
+                outDir: o.outDir,
+                system: o.system,
+                configuration: o.target.configuration,
+                failure: err,
+                buildMs,
+                startedAt: o.startedAt
+            });
+            await cleanup();
+            return { report };
+        }
+    }
+    catch (err) {
+        await cleanup();
+        throw err;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/report/model.ts
 const STAGES = [
     'boot',
@@ -35797,9 +37569,11 @@ const USAGE = `usage: vm-automation validate (--runner PATH | --flake REF) --sys
 Boots a NixOS VM runner (result/bin/run-<host>-vm) with QEMU and validates it.
 
   --runner PATH          prebuilt runner script (NixOS config.system.build.vm)
-  --flake REF            build the runner first with Nix, e.g. .#nixos-vm-aarch64
+  --flake REF            build the runner first with the nix on PATH, e.g. .#nixos-vm-aarch64;
+                         the VM authorizes a fresh ed25519 key of this run (no flake change)
   --system SYSTEM        guest system: aarch64-linux, x86_64-linux
-  --ssh-key PATH         private key that logs into the guest (with --runner)
+  --ssh-key PATH         private key that logs into the guest (needed with --runner; with
+                         --flake its public half is authorized instead of a fresh key)
   --ssh-user USER        default root
   --ssh-port-guest N     guest SSH port, default 22
   --stages LIST          comma-separated, default all: ${STAGES.join(',')}
@@ -35918,7 +37692,9 @@ function parseArgs(argv, cwd = process.cwd()) {
         system: parseSystem(systemText),
         sshKey: sshKey !== undefined ? abs(sshKey) : undefined,
         sshUser: values.get('ssh-user') ?? d.sshUser,
-        guestSshPort: values.has('ssh-port-guest') ? parsePort(values.get('ssh-port-guest'), '--ssh-port-guest') : 22,
+        guestSshPort: values.has('ssh-port-guest')
+            ? parsePort(values.get('ssh-port-guest'), '--ssh-port-guest')
+            : 22,
         stages: values.has('stages') ? parseStages(values.get('stages')) : d.stages,
         checksFile: values.has('checks') ? abs(values.get('checks')) : undefined,
         outDir: abs(values.get('out') ?? d.outDir),
@@ -35984,6 +37760,8 @@ function cliLogger(verbose, write = (l) => process.stderr.write(l + '\n')) {
 
 
 
+
+
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_INPUT = 2;
@@ -36014,6 +37792,7 @@ async function checkInputs(o) {
 }
 async function main(argv, out = (s) => process.stdout.write(s)) {
     let opts;
+    let flake;
     try {
         opts = parseArgs(argv);
         if (opts.command === 'help') {
@@ -36028,9 +37807,8 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
             opts.checksFile = (0,external_node_path_namespaceObject.resolve)('tests/vm/checks.yml');
         }
         await checkInputs(opts);
-        if (opts.flake !== undefined && !opts.dryRun) {
-            throw new InputError('--flake: building with Nix is not available in this build; pass --runner');
-        }
+        if (opts.flake !== undefined)
+            flake = checkFlakeInput({ flake: opts.flake, requireNix: !opts.dryRun });
     }
     catch (err) {
         process.stderr.write(`error: ${errorMessage(err)}\n`);
@@ -36040,7 +37818,15 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
         return EXIT_INPUT;
     }
     if (opts.dryRun) {
-        out(renderPlan({ ...opts }) + '\n');
+        const sections = flake !== undefined
+            ? await cliFlakePlanSections({
+                target: flake,
+                system: opts.system,
+                sshUser: opts.sshUser,
+                outDir: opts.outDir
+            })
+            : [];
+        out(renderPlan({ ...opts, sections }) + '\n');
         return EXIT_OK;
     }
     const logger = cliLogger(opts.verbose);
@@ -36058,11 +37844,36 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Count from the process start, so the report includes Node start-up, the build and the KVM probe.
+    const startedAt = Math.round(performance.timeOrigin);
+    let built;
     try {
-        const report = await validate({
-            runner: opts.runner,
+        if (flake !== undefined) {
+            // --flake: build first; the VM authorizes this run's key (or --ssh-key's public half).
+            const b = await buildForCli({
+                target: flake,
+                system: opts.system,
+                sshUser: opts.sshUser,
+                sshKey: opts.sshKey,
+                outDir: opts.outDir,
+                logger,
+                signal: controller.signal,
+                startedAt
+            });
+            if ('report' in b) {
+                out(`${conclusionLine(b.report).replace(/\*\*/g, '')}\n`);
+                const f = b.report.failure;
+                if (f !== null && f.excerpt !== '')
+                    out(`--- evidence (${f.kind}) ---\n${f.excerpt.split('\n').slice(-30).join('\n')}\n---\n`);
+                out(`report: ${opts.outDir}/report.json, build log: ${opts.outDir}/build.log\n`);
+                return EXIT_FAILED;
+            }
+            built = b.build;
+        }
+        let report = await validate({
+            runner: built?.runner ?? opts.runner,
             system: opts.system,
-            sshKey: opts.sshKey,
+            sshKey: built?.sshKey ?? opts.sshKey,
             sshUser: opts.sshUser,
             guestSshPort: opts.guestSshPort,
             stages: opts.stages,
@@ -36077,9 +37888,13 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
             checksFile: opts.checksFile,
             logger,
             signal: controller.signal,
-            // Count from the process start, so the report includes Node start-up and the KVM probe.
-            startedAt: Math.round(performance.timeOrigin)
+            startedAt,
+            ...(built !== undefined
+                ? { buildMs: built.buildMs, configuration: flake?.configuration }
+                : {})
         });
+        if (built !== undefined)
+            report = await listBuildLog(opts.outDir, report);
         out(`${conclusionLine(report).replace(/\*\*/g, '')}\n`);
         if (report.failure !== null && report.failure.excerpt !== '') {
             out(`--- evidence (${report.failure.kind}) ---\n${report.failure.excerpt.split('\n').slice(-30).join('\n')}\n---\n`);
@@ -36090,11 +37905,12 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
         return report.conclusion === 'success' ? EXIT_OK : EXIT_FAILED;
     }
     catch (err) {
-        const kind = err instanceof ValidationFailure ? err.kind : 'tool-error';
+        const kind = err instanceof errors_ValidationFailure ? err.kind : 'tool-error';
         process.stderr.write(`error (${kind}): ${errorMessage(err)}\n`);
         return EXIT_FAILED;
     }
     finally {
+        await built?.cleanup();
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
     }

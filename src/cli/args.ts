@@ -9,9 +9,11 @@ export const USAGE = `usage: vm-automation validate (--runner PATH | --flake REF
 Boots a NixOS VM runner (result/bin/run-<host>-vm) with QEMU and validates it.
 
   --runner PATH          prebuilt runner script (NixOS config.system.build.vm)
-  --flake REF            build the runner first with Nix, e.g. .#nixos-vm-aarch64
+  --flake REF            build the runner first with the nix on PATH, e.g. .#nixos-vm-aarch64;
+                         the VM authorizes a fresh ed25519 key of this run (no flake change)
   --system SYSTEM        guest system: aarch64-linux, x86_64-linux
-  --ssh-key PATH         private key that logs into the guest (with --runner)
+  --ssh-key PATH         private key that logs into the guest (needed with --runner; with
+                         --flake its public half is authorized instead of a fresh key)
   --ssh-user USER        default root
   --ssh-port-guest N     guest SSH port, default 22
   --stages LIST          comma-separated, default all: ${STAGES.join(',')}
@@ -78,7 +80,8 @@ export function parseStages(text: string, what = '--stages'): StageName[] {
     .map((s) => s.trim())
     .filter(Boolean)
     .map((s) => (s === 'homeManager' ? 'home-manager' : s))
-  if (names.length === 0) throw new InputError(`${what}: empty; allowed values: ${STAGES.join(', ')}`)
+  if (names.length === 0)
+    throw new InputError(`${what}: empty; allowed values: ${STAGES.join(', ')}`)
   for (const n of names) {
     if (!(STAGES as readonly string[]).includes(n)) {
       throw new InputError(`${what}: unknown stage "${n}"; allowed values: ${STAGES.join(', ')}`)
@@ -93,7 +96,8 @@ export function parseStages(text: string, what = '--stages'): StageName[] {
 
 export function parsePort(text: string, what: string): number {
   const n = Number(text)
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InputError(`${what}: "${text}" is not a port (1-65535)`)
+  if (!Number.isInteger(n) || n < 1 || n > 65535)
+    throw new InputError(`${what}: "${text}" is not a port (1-65535)`)
   return n
 }
 
@@ -102,8 +106,10 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     return { ...defaults(cwd), command: 'help' }
   }
-  if (command === 'version' || command === '--version') return { ...defaults(cwd), command: 'version' }
-  if (command !== 'validate') throw new InputError(`unknown command "${command}"; allowed: validate, help, version`)
+  if (command === 'version' || command === '--version')
+    return { ...defaults(cwd), command: 'version' }
+  if (command !== 'validate')
+    throw new InputError(`unknown command "${command}"; allowed: validate, help, version`)
   const values = new Map<string, string>()
   const bools = new Set<string>()
   for (let i = 0; i < rest.length; i++) {
@@ -116,7 +122,9 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
       continue
     }
     if (!(VALUE_FLAGS as readonly string[]).includes(name)) {
-      throw new InputError(`unknown option --${name}; allowed: ${[...VALUE_FLAGS, ...BOOL_FLAGS].map((f) => `--${f}`).join(', ')}`)
+      throw new InputError(
+        `unknown option --${name}; allowed: ${[...VALUE_FLAGS, ...BOOL_FLAGS].map((f) => `--${f}`).join(', ')}`
+      )
     }
     const value = eq >= 0 ? arg.slice(eq + 1) : rest[++i]
     if (value === undefined) throw new InputError(`--${name} needs a value`)
@@ -126,12 +134,16 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(cwd, p))
   const runner = values.get('runner')
   const flake = values.get('flake')
-  if (runner === undefined && flake === undefined) throw new InputError('validate needs --runner PATH or --flake REF')
-  if (runner !== undefined && flake !== undefined) throw new InputError('give either --runner or --flake, not both')
+  if (runner === undefined && flake === undefined)
+    throw new InputError('validate needs --runner PATH or --flake REF')
+  if (runner !== undefined && flake !== undefined)
+    throw new InputError('give either --runner or --flake, not both')
   const systemText = values.get('system')
-  if (systemText === undefined) throw new InputError('--system is required; allowed values: aarch64-linux, x86_64-linux')
+  if (systemText === undefined)
+    throw new InputError('--system is required; allowed values: aarch64-linux, x86_64-linux')
   const sshKey = values.get('ssh-key')
-  if (runner !== undefined && sshKey === undefined) throw new InputError('--runner needs --ssh-key PATH (the key that logs into the guest)')
+  if (runner !== undefined && sshKey === undefined)
+    throw new InputError('--runner needs --ssh-key PATH (the key that logs into the guest)')
   const d = defaults(cwd)
   const dur = (name: string, fallback: number): number => {
     const v = values.get(name)
@@ -144,7 +156,9 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
     system: parseSystem(systemText),
     sshKey: sshKey !== undefined ? abs(sshKey) : undefined,
     sshUser: values.get('ssh-user') ?? d.sshUser,
-    guestSshPort: values.has('ssh-port-guest') ? parsePort(values.get('ssh-port-guest') as string, '--ssh-port-guest') : 22,
+    guestSshPort: values.has('ssh-port-guest')
+      ? parsePort(values.get('ssh-port-guest') as string, '--ssh-port-guest')
+      : 22,
     stages: values.has('stages') ? parseStages(values.get('stages') as string) : d.stages,
     checksFile: values.has('checks') ? abs(values.get('checks') as string) : undefined,
     outDir: abs(values.get('out') ?? d.outDir),

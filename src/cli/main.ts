@@ -8,6 +8,9 @@ import { validate } from '../pipeline/validate.js'
 import { renderPlan } from '../pipeline/plan.js'
 import { conclusionLine } from '../report/render.js'
 import { killAllGroupsSync } from '../vm/process.js'
+import { buildForCli, checkFlakeInput, cliFlakePlanSections, type CliBuild } from '../nix/cli.js'
+import type { FlakeTarget } from '../nix/flakeref.js'
+import { listBuildLog } from '../nix/report.js'
 import { TOOL_VERSION } from '../version.js'
 import { USAGE, parseArgs, type CliOptions } from './args.js'
 import { cliLogger } from './logger.js'
@@ -22,7 +25,9 @@ export async function checkInputs(o: CliOptions): Promise<void> {
     try {
       await access(o.runner, constants.X_OK)
     } catch {
-      throw new InputError(`--runner ${o.runner}: not an executable file (expected result/bin/run-<host>-vm)`)
+      throw new InputError(
+        `--runner ${o.runner}: not an executable file (expected result/bin/run-<host>-vm)`
+      )
     }
   }
   if (o.sshKey !== undefined) {
@@ -33,13 +38,21 @@ export async function checkInputs(o: CliOptions): Promise<void> {
       throw new InputError(`--ssh-key ${o.sshKey}: cannot read the file`)
     }
     const parsed = sshUtils.parseKey(text)
-    if (parsed instanceof Error) throw new InputError(`--ssh-key ${o.sshKey}: not a private key ssh2 can use: ${parsed.message}`)
+    if (parsed instanceof Error)
+      throw new InputError(
+        `--ssh-key ${o.sshKey}: not a private key ssh2 can use: ${parsed.message}`
+      )
   }
-  if (o.checksFile !== undefined && !existsSync(o.checksFile)) throw new InputError(`--checks ${o.checksFile}: no such file`)
+  if (o.checksFile !== undefined && !existsSync(o.checksFile))
+    throw new InputError(`--checks ${o.checksFile}: no such file`)
 }
 
-export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+export async function main(
+  argv: string[],
+  out: (s: string) => void = (s) => process.stdout.write(s)
+): Promise<number> {
   let opts: CliOptions
+  let flake: FlakeTarget | undefined
   try {
     opts = parseArgs(argv)
     if (opts.command === 'help') {
@@ -54,9 +67,8 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
       opts.checksFile = resolve('tests/vm/checks.yml')
     }
     await checkInputs(opts)
-    if (opts.flake !== undefined && !opts.dryRun) {
-      throw new InputError('--flake: building with Nix is not available in this build; pass --runner')
-    }
+    if (opts.flake !== undefined)
+      flake = checkFlakeInput({ flake: opts.flake, requireNix: !opts.dryRun })
   } catch (err) {
     process.stderr.write(`error: ${errorMessage(err)}\n`)
     if (!(err instanceof InputError)) return EXIT_FAILED
@@ -64,7 +76,16 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     return EXIT_INPUT
   }
   if (opts.dryRun) {
-    out(renderPlan({ ...opts }) + '\n')
+    const sections =
+      flake !== undefined
+        ? await cliFlakePlanSections({
+            target: flake,
+            system: opts.system,
+            sshUser: opts.sshUser,
+            outDir: opts.outDir
+          })
+        : []
+    out(renderPlan({ ...opts, sections }) + '\n')
     return EXIT_OK
   }
   const logger = cliLogger(opts.verbose)
@@ -82,11 +103,36 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
+  // Count from the process start, so the report includes Node start-up, the build and the KVM probe.
+  const startedAt = Math.round(performance.timeOrigin)
+  let built: CliBuild | undefined
   try {
-    const report = await validate({
-      runner: opts.runner as string,
+    if (flake !== undefined) {
+      // --flake: build first; the VM authorizes this run's key (or --ssh-key's public half).
+      const b = await buildForCli({
+        target: flake,
+        system: opts.system,
+        sshUser: opts.sshUser,
+        sshKey: opts.sshKey,
+        outDir: opts.outDir,
+        logger,
+        signal: controller.signal,
+        startedAt
+      })
+      if ('report' in b) {
+        out(`${conclusionLine(b.report).replace(/\*\*/g, '')}\n`)
+        const f = b.report.failure
+        if (f !== null && f.excerpt !== '')
+          out(`--- evidence (${f.kind}) ---\n${f.excerpt.split('\n').slice(-30).join('\n')}\n---\n`)
+        out(`report: ${opts.outDir}/report.json, build log: ${opts.outDir}/build.log\n`)
+        return EXIT_FAILED
+      }
+      built = b.build
+    }
+    let report = await validate({
+      runner: built?.runner ?? (opts.runner as string),
       system: opts.system,
-      sshKey: opts.sshKey as string,
+      sshKey: built?.sshKey ?? (opts.sshKey as string),
       sshUser: opts.sshUser,
       guestSshPort: opts.guestSshPort,
       stages: opts.stages,
@@ -101,12 +147,17 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
       checksFile: opts.checksFile,
       logger,
       signal: controller.signal,
-      // Count from the process start, so the report includes Node start-up and the KVM probe.
-      startedAt: Math.round(performance.timeOrigin)
+      startedAt,
+      ...(built !== undefined
+        ? { buildMs: built.buildMs, configuration: flake?.configuration }
+        : {})
     })
+    if (built !== undefined) report = await listBuildLog(opts.outDir, report)
     out(`${conclusionLine(report).replace(/\*\*/g, '')}\n`)
     if (report.failure !== null && report.failure.excerpt !== '') {
-      out(`--- evidence (${report.failure.kind}) ---\n${report.failure.excerpt.split('\n').slice(-30).join('\n')}\n---\n`)
+      out(
+        `--- evidence (${report.failure.kind}) ---\n${report.failure.excerpt.split('\n').slice(-30).join('\n')}\n---\n`
+      )
     }
     out(`report: ${opts.outDir}/report.json (total ${formatDuration(report.timings.totalMs)})\n`)
     if (report.failure?.kind === 'input') return EXIT_INPUT
@@ -116,6 +167,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     process.stderr.write(`error (${kind}): ${errorMessage(err)}\n`)
     return EXIT_FAILED
   } finally {
+    await built?.cleanup()
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }

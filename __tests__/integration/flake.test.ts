@@ -1,0 +1,301 @@
+// --flake end to end with real Nix (Debian's nix-bin 2.8 here) and a real guest: the fixture flake
+// (tests/fixtures/flake: nixosSystem's shape, no nixpkgs, no network) is built through our
+// extendModules expression, its runner boots the project's Debian test guest, and the CLI
+// validates it with the SSH key it generated and injected. Run after `npm run package`.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, dirname, join, resolve } from 'node:path'
+import { BUILD_EXPRESSION } from '../../src/nix/expr.js'
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), '../..')
+const cli = process.env.NVV_CLI ?? join(root, 'dist/cli/index.js')
+const fixture = join(root, 'tests/fixtures/flake')
+
+let tmp: string
+let guest: string
+let releaseGuest: (() => void) | undefined
+
+interface CliRun {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd: tmp,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('close', (code) => done({ code, stdout, stderr }))
+  })
+}
+
+/**
+ * Builds (or reuses) a fixture guest and holds a shared lock on its build key until released:
+ * build.sh prunes a stale guest only when it can take that lock exclusively, so another run
+ * rebuilding guests cannot delete this one under us. The lock is held by `flock … cat`, which
+ * ends when its stdin closes — on release, or when this process dies.
+ */
+function fixtureGuest(arch: 'x86_64' | 'aarch64'): { dir: string; release: () => void } {
+  const built = spawnSync(
+    'bash',
+    [join(root, 'tests/fixtures/guest/build.sh'), '--arch', arch, '--variant', 'ok'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }
+  )
+  if (built.status !== 0)
+    throw new Error(`tests/fixtures/guest/build.sh --arch ${arch} --variant ok failed`)
+  const dir = built.stdout.trim().split('\n').at(-1) as string
+  const lockFile = join(dirname(dir), '.locks', `${basename(dir).replace(/.*-/, '')}.lock`)
+  const holder: ChildProcess = spawn('flock', ['-s', lockFile, 'cat'], {
+    stdio: ['pipe', 'ignore', 'ignore']
+  })
+  return { dir, release: () => holder.stdin?.end() }
+}
+
+/** The environment of the builds: the guest for the fixture, and no binary cache (no network). */
+function nixEnv(): NodeJS.ProcessEnv {
+  return { NVV_FIXTURE_GUEST: guest, NIX_CONFIG: 'substituters =\n' }
+}
+
+beforeAll(async () => {
+  for (const tool of ['nix', 'qemu-system-x86_64', 'flock']) {
+    if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', tool]).status !== 0)
+      throw new Error(`${tool} is not on PATH`)
+  }
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run package first`)
+  const g = fixtureGuest('x86_64')
+  guest = g.dir
+  releaseGuest = g.release
+  tmp = await mkdtemp(join(tmpdir(), 'nvv-flake-it-'))
+  // Outside any git work tree, so Nix copies the directory as it is (untracked files included).
+  await cp(fixture, join(tmp, 'flake'), { recursive: true })
+})
+
+afterAll(async () => {
+  releaseGuest?.()
+  if (tmp !== undefined) await rm(tmp, { recursive: true, force: true })
+})
+
+describe('vm-automation validate --flake (real nix build, real boot)', () => {
+  it('builds the fixture through extendModules, boots it and logs in with the key it injected', async () => {
+    const out = join(tmp, 'out-ok')
+    const r = await runCli(
+      [
+        'validate',
+        '--flake',
+        `${join(tmp, 'flake')}#fixture`,
+        '--system',
+        'x86_64-linux',
+        '--stages',
+        'boot,ssh',
+        '--out',
+        out,
+        '--accel',
+        'tcg',
+        '--boot-timeout',
+        '8m'
+      ],
+      nixEnv()
+    )
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))
+    if (r.code !== 0)
+      throw new Error(
+        `exit ${r.code}\n${r.stdout}\n${r.stderr}\n${JSON.stringify(report.failure, null, 2)}`
+      )
+    expect(report).toMatchObject({
+      conclusion: 'success',
+      configuration: 'fixture',
+      system: 'x86_64-linux',
+      failure: null
+    })
+    expect(report.timings.buildMs).toBeGreaterThan(0)
+    expect(report.stages.map((s: { name: string; status: string }) => [s.name, s.status])).toEqual([
+      ['boot', 'passed'],
+      ['ssh', 'passed']
+    ])
+    expect(report.stages[1].checks[0].output).toContain('uid=0(root)')
+    expect(report.artifacts).toContain('build.log')
+    expect(await readFile(join(out, 'build.log'), 'utf8')).toMatch(
+      /building '\/nix\/store\/\w{32}-nixos-vm\.drv'/
+    )
+
+    // What the build baked into the VM came from our module: sshd on, root by key only, and the
+    // run's own ed25519 key — not the guest's fixed one (which no longer opens root's account).
+    const runner = /runner (\/nix\/store\/\S+\/bin\/run-fixture-vm)/.exec(r.stderr)?.[1]
+    expect(runner).toBeDefined()
+    const cpio = await readFile(
+      join(dirname(dirname(runner as string)), 'share', 'nixos.cpio'),
+      'latin1'
+    )
+    expect(cpio).toContain('nvv/sshd-enabled')
+    expect(cpio).toContain('PermitRootLogin prohibit-password')
+    expect(cpio).toMatch(/ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\S+ nixos-vm-validate/)
+    const fixedKey = (await readFile(join(guest, 'ssh', 'id_ed25519.pub'), 'utf8')).split(' ')[1]
+    expect(cpio).not.toContain(fixedKey)
+  })
+
+  it('a syntax error in the flake is build-failed with the file and line, and nothing boots', async () => {
+    const broken = join(tmp, 'broken')
+    await cp(join(tmp, 'flake'), broken, { recursive: true })
+    const conf = join(broken, 'configuration.nix')
+    await writeFile(
+      conf,
+      (await readFile(conf, 'utf8')).replace(
+        'networking.hostName = "fixture";',
+        'networking.hostName = "fixture"'
+      )
+    )
+    const out = join(tmp, 'out-broken')
+    const started = Date.now()
+    const r = await runCli(
+      [
+        'validate',
+        '--flake',
+        `${broken}#fixture`,
+        '--system',
+        'x86_64-linux',
+        '--stages',
+        'boot,ssh',
+        '--out',
+        out
+      ],
+      nixEnv()
+    )
+    expect(r.code).toBe(1)
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))
+    expect(report.conclusion).toBe('failure')
+    expect(report.failure).toMatchObject({
+      stage: 'build',
+      kind: 'build-failed',
+      file: 'configuration.nix',
+      line: 6
+    })
+    expect(report.failure.message).toContain("syntax error, unexpected '='")
+    expect(report.failure.excerpt).toContain('services.openssh.settings.PermitRootLogin')
+    expect(report.stages).toEqual([expect.objectContaining({ name: 'build', status: 'failed' })])
+    expect(report.accelerator).toBe('none')
+    expect(report.artifacts).toEqual(
+      expect.arrayContaining(['build.log', 'report.json', 'junit.xml', 'summary.md'])
+    )
+    expect(existsSync(join(out, 'console.log'))).toBe(false)
+    expect(r.stdout).toContain('build-failed')
+    expect(Date.now() - started).toBeLessThan(60_000)
+  })
+
+  it('plans the emulated leg: binfmt, extra-platforms, and the host.pkgs override', async () => {
+    const r = await runCli(
+      [
+        'validate',
+        '--dry-run',
+        '--flake',
+        `${join(tmp, 'flake')}#fixture-aarch64`,
+        '--system',
+        'aarch64-linux'
+      ],
+      nixEnv()
+    )
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/binfmt/)
+    expect(r.stdout).toContain('nix setting: extra-platforms = aarch64-linux')
+    expect(r.stdout).toMatch(/nix setting: extra-sandbox-paths = \/\S+/)
+    expect(r.stdout).toContain(
+      'virtualisation.vmVariant.virtualisation.host.pkgs = lib.mkForce (import pkgs.path { system = "x86_64-linux"; })'
+    )
+    expect(r.stdout).toContain("--option extra-platforms 'aarch64-linux i686-linux'")
+  })
+
+  it('the emulated leg end to end: aarch64 guest, runner built for the x86_64 host, TCG', async () => {
+    const arm = fixtureGuest('aarch64')
+    const armGuest = arm.dir
+    try {
+      const out = join(tmp, 'out-arm')
+      const r = await runCli(
+        [
+          'validate',
+          '--flake',
+          `${join(tmp, 'flake')}#fixture-aarch64`,
+          '--system',
+          'aarch64-linux',
+          '--stages',
+          'boot,ssh',
+          '--out',
+          out,
+          '--boot-timeout',
+          '8m'
+        ],
+        { ...nixEnv(), NVV_FIXTURE_GUEST: armGuest }
+      )
+      const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))
+      if (r.code !== 0)
+        throw new Error(
+          `exit ${r.code}\n${r.stdout}\n${r.stderr}\n${JSON.stringify(report.failure, null, 2)}`
+        )
+      expect(report).toMatchObject({
+        conclusion: 'success',
+        system: 'aarch64-linux',
+        emulated: true,
+        accelerator: 'tcg'
+      })
+      expect(report.stages[1].checks[0].output).toMatch(/aarch64 GNU\/Linux[\s\S]*uid=0\(root\)/)
+      expect(r.stderr).toMatch(/binfmt entry \S+ runs aarch64-linux binaries/)
+    } finally {
+      arm.release()
+    }
+  })
+
+  it('the host.pkgs override reaches the VM runner: an aarch64 guest’s runner is an x86_64 derivation', () => {
+    const evalVm = (configuration: string): Record<string, string> => {
+      // nix-instantiate calls the function with the --argstr values (nix eval 2.8 does not).
+      const r = spawnSync(
+        'nix-instantiate',
+        [
+          '--extra-experimental-features',
+          'nix-command flakes',
+          '--eval',
+          '--strict',
+          '--json',
+          '--expr',
+          // The build's own expression, with the attributes of its derivation picked out.
+          `{ flakeRef, configuration, sshUser, sshPublicKey, hostSystem }@args: let d = (${BUILD_EXPRESSION}) args; in { inherit (d) system guestSystem hostSystem graphics sshd permitRootLogin rootAuthorizedKeys; }`,
+          '--argstr',
+          'flakeRef',
+          join(tmp, 'flake'),
+          '--argstr',
+          'configuration',
+          configuration,
+          '--argstr',
+          'sshUser',
+          'root',
+          '--argstr',
+          'sshPublicKey',
+          'ssh-ed25519 AAAA test',
+          '--argstr',
+          'hostSystem',
+          'x86_64-linux'
+        ],
+        { encoding: 'utf8', env: { ...process.env, ...nixEnv() } }
+      )
+      if (r.status !== 0) throw new Error(r.stderr)
+      return JSON.parse(r.stdout) as Record<string, string>
+    }
+    expect(evalVm('fixture-aarch64')).toEqual({
+      system: 'x86_64-linux',
+      guestSystem: 'aarch64-linux',
+      hostSystem: 'x86_64-linux',
+      graphics: '',
+      sshd: '1',
+      permitRootLogin: 'prohibit-password',
+      rootAuthorizedKeys: 'ssh-ed25519 AAAA test'
+    })
+    expect(evalVm('fixture')).toMatchObject({ system: 'x86_64-linux', guestSystem: 'x86_64-linux' })
+  })
+})

@@ -1,0 +1,163 @@
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Report } from '../report/model.js'
+import { InputError, ValidationFailure } from '../util/errors.js'
+import type { Logger } from '../util/log.js'
+import type { GuestSystem } from '../vm/system.js'
+import { buildRunner } from './build.js'
+import { spawnExecutor } from './exec.js'
+import { findOnPath, gatherHostFacts } from './facts.js'
+import { parseFlakeTarget, type FlakeTarget } from './flakeref.js'
+import { emulationFor, nixPlanSections, type PlanSection } from './plan.js'
+import { writeBuildFailureReport } from './report.js'
+import { createEphemeralKey, publicKeyOf } from './sshkey.js'
+
+/**
+ * The CLI's `--flake`: build with the Nix found on PATH (nothing installed or configured), then
+ * the caller validates the runner with the key this run authorized.
+ */
+
+/** Input checks for --flake (exit 2): the reference and, unless only planning, nix on PATH. */
+export function checkFlakeInput(o: {
+  flake: string
+  cwd?: string
+  requireNix: boolean
+}): FlakeTarget {
+  const target = parseFlakeTarget(o.flake, { cwd: o.cwd })
+  if (o.requireNix && findOnPath('nix') === undefined) {
+    throw new InputError(
+      '--flake needs Nix, and nix is not on PATH (install Nix, or build the runner yourself and pass --runner)'
+    )
+  }
+  return target
+}
+
+/** The Nix part of --dry-run: read-only facts of this machine. */
+export async function cliFlakePlanSections(o: {
+  target: FlakeTarget
+  system: GuestSystem
+  sshUser: string
+  outDir: string
+}): Promise<PlanSection[]> {
+  const facts = await gatherHostFacts(spawnExecutor())
+  return nixPlanSections({
+    frontEnd: 'cli',
+    ...o,
+    facts,
+    workDir: join(tmpdir(), 'nvv-flake-XXXXXX')
+  })
+}
+
+export interface CliBuild {
+  runner: string
+  /** Private key that logs into the VM: the ephemeral one, or --ssh-key. */
+  sshKey: string
+  storePath: string
+  buildMs: number
+  /** Removes the work dir (ephemeral key, result link). */
+  cleanup(): Promise<void>
+}
+
+/**
+ * The files of an earlier run, removed before the build so a failed build's report lists only its
+ * own (validate() clears the same names, except build.log, when it starts).
+ */
+const STALE =
+  /^(report\.json|console\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|build\.log)$/
+
+async function clearStaleArtifacts(outDir: string): Promise<void> {
+  await mkdir(outDir, { recursive: true })
+  for (const name of await readdir(outDir))
+    if (STALE.test(name)) await rm(join(outDir, name), { force: true })
+}
+
+/** Lines worth a progress line; the rest of the build log goes to --verbose and build.log. */
+const PROGRESS = /^(building '|copying path|these \d+ (derivations|paths)|this derivation|error)/
+
+/**
+ * Builds the flake's VM runner. Without --ssh-key a fresh ed25519 pair is generated and its
+ * public half authorized in the VM; with --ssh-key, that key's public half is. A failed build
+ * writes the report (build-failed, file and line) and returns it.
+ */
+export async function buildForCli(o: {
+  target: FlakeTarget
+  system: GuestSystem
+  sshUser: string
+  sshKey?: string
+  outDir: string
+  logger: Logger
+  signal?: AbortSignal
+  startedAt: number
+}): Promise<{ build: CliBuild } | { report: Report }> {
+  await clearStaleArtifacts(o.outDir)
+  const workDir = await mkdtemp(join(process.env.RUNNER_TEMP ?? tmpdir(), 'nvv-flake-'))
+  const cleanup = (): Promise<void> => rm(workDir, { recursive: true, force: true })
+  try {
+    let sshKey: string
+    let publicKey: string
+    if (o.sshKey !== undefined) {
+      sshKey = o.sshKey
+      publicKey = publicKeyOf(await readFile(o.sshKey))
+    } else {
+      const key = await createEphemeralKey(workDir)
+      sshKey = key.privateKeyPath
+      publicKey = key.publicKey
+    }
+    const facts = await gatherHostFacts(spawnExecutor())
+    const emulation = emulationFor(o.system, facts)
+    if (emulation.state !== 'native')
+      o.logger.info(`${o.system} on ${facts.hostSystem}: ${emulation.reason}`)
+    if (emulation.state === 'register') {
+      o.logger.warning(
+        `no usable binfmt entry for ${o.system}: only substituted ${o.system} paths will be available (see --dry-run)`
+      )
+    }
+    o.logger.stageStart('build')
+    const started = Date.now()
+    try {
+      const built = await buildRunner({
+        target: o.target,
+        system: o.system,
+        sshUser: o.sshUser,
+        sshPublicKey: publicKey,
+        workDir,
+        outDir: o.outDir,
+        hostSystem: facts.hostSystem,
+        ...(emulation.state === 'ready' ? { emulation: emulation.settings } : {}),
+        signal: o.signal,
+        onLine: (line) =>
+          PROGRESS.test(line) ? o.logger.info(`nix: ${line}`) : o.logger.debug(`nix: ${line}`)
+      })
+      o.logger.stageEnd('build', 'passed', built.buildMs)
+      o.logger.info(`runner ${built.runner}`)
+      return {
+        build: {
+          runner: built.runner,
+          sshKey,
+          storePath: built.storePath,
+          buildMs: built.buildMs,
+          cleanup
+        }
+      }
+    } catch (err) {
+      if (!(err instanceof ValidationFailure)) throw err
+      const buildMs = Date.now() - started
+      o.logger.stageEnd('build', 'failed', buildMs)
+      o.logger.warning(`build failed (${err.kind}): ${err.message}`)
+      const report = await writeBuildFailureReport({
+        outDir: o.outDir,
+        system: o.system,
+        configuration: o.target.configuration,
+        failure: err,
+        buildMs,
+        startedAt: o.startedAt
+      })
+      await cleanup()
+      return { report }
+    }
+  } catch (err) {
+    await cleanup()
+    throw err
+  }
+}

@@ -1,0 +1,123 @@
+import type { GuestSystem } from '../vm/system.js'
+import { NIX_FEATURES } from './conf.js'
+import type { FlakeTarget } from './flakeref.js'
+
+/**
+ * The expression `nix build --impure --expr` evaluates. Inputs arrive as --argstr values (never
+ * spliced into the text), so nothing a user writes can change the expression.
+ *
+ * The user's configuration is extended with one module through `extendModules`, so their flake
+ * needs no change. `system.build.vm` is the configuration's VM variant: options that exist only
+ * there (virtualisation.graphics, virtualisation.host.pkgs) go under `virtualisation.vmVariant`;
+ * SSH settings go to the top level and reach the VM variant with the rest of the configuration.
+ * When the guest's architecture is not the host's, the runner (QEMU, the start script) is taken
+ * from the host's package set, so the VM runs with the host's QEMU under TCG (qemu-vm.nix then
+ * picks the full `qemu`, which has every system emulator).
+ */
+export const BUILD_EXPRESSION = `{ flakeRef, configuration, sshUser, sshPublicKey, hostSystem }:
+let
+  flake = builtins.getFlake flakeRef;
+  configurations = flake.nixosConfigurations or { };
+  base =
+    if configurations ? \${configuration} then
+      configurations.\${configuration}
+    else
+      throw "nixos-vm-validate: \${flakeRef} has no nixosConfigurations.\${configuration} (it has: \${builtins.concatStringsSep ", " (builtins.attrNames configurations)})";
+  validation =
+    { lib, pkgs, ... }:
+    {
+      services.openssh.enable = lib.mkForce true;
+      services.openssh.settings.PermitRootLogin = lib.mkIf (sshUser == "root") (lib.mkOverride 60 "prohibit-password");
+      users.users.\${sshUser}.openssh.authorizedKeys.keys = [ sshPublicKey ];
+      virtualisation.vmVariant = {
+        virtualisation.graphics = lib.mkForce false;
+        virtualisation.host.pkgs = lib.mkIf (pkgs.stdenv.hostPlatform.system != hostSystem) (
+          lib.mkForce (import pkgs.path { system = hostSystem; })
+        );
+      };
+    };
+in
+if !(base ? extendModules) then
+  throw "nixos-vm-validate: nixosConfigurations.\${configuration} has no extendModules (is it made by nixpkgs.lib.nixosSystem?)"
+else
+  (base.extendModules { modules = [ validation ]; }).config.system.build.vm
+`
+
+/** The module above, as the dry-run plan shows it (first line: what it is). */
+export function validationModuleText(o: {
+  sshUser: string
+  guest: GuestSystem
+  host: GuestSystem
+}): string[] {
+  const lines = [
+    'services.openssh.enable = lib.mkForce true',
+    ...(o.sshUser === 'root'
+      ? ['services.openssh.settings.PermitRootLogin = lib.mkOverride 60 "prohibit-password"']
+      : []),
+    `users.users.${o.sshUser}.openssh.authorizedKeys.keys = [ <ephemeral ed25519 public key of this run> ]`,
+    'virtualisation.vmVariant.virtualisation.graphics = lib.mkForce false'
+  ]
+  if (o.guest !== o.host) {
+    lines.push(
+      `virtualisation.vmVariant.virtualisation.host.pkgs = lib.mkForce (import pkgs.path { system = "${o.host}"; })  — host.pkgs override: the runner uses the ${o.host} QEMU, the ${o.guest} guest runs under TCG`
+    )
+  }
+  return lines
+}
+
+export interface BuildArgvInput {
+  target: FlakeTarget
+  sshUser: string
+  sshPublicKey: string
+  hostSystem: GuestSystem
+  /** `<workdir>/result`: Nix 2.8 has no --print-out-paths; --json and the link give the path. */
+  outLink: string
+  /** Settings of an emulated build (extra-platforms, extra-sandbox-paths). */
+  emulation?: [string, string][]
+  /** e.g. the restored local binary cache, `file://DIR?trusted=1`. */
+  extraSubstituters?: string[]
+  /** More `--option NAME VALUE` pairs. */
+  options?: [string, string][]
+  showTrace?: boolean
+  nix?: string
+}
+
+/** argv of the build (no shell): `nix build --impure --expr … --argstr …`. */
+export function nixBuildArgv(i: BuildArgvInput): string[] {
+  const options: [string, string][] = [
+    ...(i.emulation ?? []),
+    ...(i.extraSubstituters !== undefined && i.extraSubstituters.length > 0
+      ? ([['extra-substituters', i.extraSubstituters.join(' ')]] as [string, string][])
+      : []),
+    ...(i.options ?? [])
+  ]
+  return [
+    i.nix ?? 'nix',
+    ...NIX_FEATURES,
+    'build',
+    '--impure',
+    '--print-build-logs',
+    '--json',
+    '--out-link',
+    i.outLink,
+    ...(i.showTrace === true ? ['--show-trace'] : []),
+    ...options.flatMap(([k, v]) => ['--option', k, v]),
+    '--expr',
+    BUILD_EXPRESSION,
+    '--argstr',
+    'flakeRef',
+    i.target.flakeRef,
+    '--argstr',
+    'configuration',
+    i.target.configuration,
+    '--argstr',
+    'sshUser',
+    i.sshUser,
+    '--argstr',
+    'sshPublicKey',
+    i.sshPublicKey,
+    '--argstr',
+    'hostSystem',
+    i.hostSystem
+  ]
+}

@@ -1,0 +1,162 @@
+import { join } from 'node:path'
+import type { GuestSystem } from '../vm/system.js'
+import { planEmulation, type EmulationPlan } from './binfmt.js'
+import { renderConf, type ConfLine } from './conf.js'
+import { renderCommand, type Command } from './exec.js'
+import { nixBuildArgv, validationModuleText, BUILD_EXPRESSION } from './expr.js'
+import type { HostFacts } from './facts.js'
+import type { FlakeTarget } from './flakeref.js'
+import { planNixSetup, type NixSetupInput } from './install.js'
+import { planKvmAccess } from './kvm.js'
+import { localSubstituter, type StoreCacheKeys } from './cache.js'
+
+export interface PlanSection {
+  title: string
+  lines: string[]
+}
+
+export interface NixPlanInput {
+  /** The action installs and configures; the CLI uses the Nix it finds as it is. */
+  frontEnd: 'action' | 'cli'
+  target: FlakeTarget
+  system: GuestSystem
+  sshUser: string
+  facts: HostFacts
+  /** Action: what to install and configure. */
+  setup?: NixSetupInput
+  /** Action: the store cache, when enabled. */
+  cache?: { keys: StoreCacheKeys; dir: string }
+  /** Action: Cachix cache name, and whether a token allows pushing. */
+  cachix?: { name: string; push: boolean }
+  /** Where the out-link goes (`<workDir>/result`). */
+  workDir: string
+  outDir: string
+}
+
+function command(c: Command): string {
+  return `$ ${renderCommand(c)}  # ${c.why}${c.optional === true ? ' (may fail)' : ''}`
+}
+
+function confLines(lines: ConfLine[]): string[] {
+  return renderConf(lines)
+    .trimEnd()
+    .split('\n')
+    .map((l) => l.replace(/(access-tokens = github\.com=).*/, '$1***'))
+}
+
+/** The emulation the build of `system` needs on this host. */
+export function emulationFor(system: GuestSystem, facts: HostFacts): EmulationPlan {
+  return planEmulation(system, facts.hostSystem, facts.binfmt, facts.uid)
+}
+
+/** Sections for renderPlan(): Nix, KVM, emulation, build, caches — nothing is run. */
+export function nixPlanSections(p: NixPlanInput): PlanSection[] {
+  const f = p.facts
+  const sections: PlanSection[] = []
+  const emulation = emulationFor(p.system, f)
+
+  if (p.frontEnd === 'action' && p.setup !== undefined) {
+    const setup = planNixSetup({ ...p.setup, emulation }, f)
+    sections.push({
+      title: 'Nix',
+      lines: [
+        setup.summary,
+        ...(setup.installerUrl !== undefined ? [`installer: ${setup.installerUrl}`] : []),
+        ...setup.commands.map(command),
+        ...(setup.conf.system.length > 0
+          ? ['/etc/nix/nix.conf:', ...confLines(setup.conf.system).map((l) => `    ${l}`)]
+          : []),
+        ...(setup.conf.user.length > 0
+          ? [`${f.userConfPath} (0600):`, ...confLines(setup.conf.user).map((l) => `    ${l}`)]
+          : []),
+        ...(setup.path.length > 0 ? [`PATH += ${setup.path.join(':')}`] : [])
+      ]
+    })
+    const kvm = planKvmAccess(f)
+    sections.push({
+      title: 'KVM',
+      lines: [
+        kvm.reason,
+        ...kvm.commands.map(command),
+        'the engine still proves KVM with a probe guest before using it'
+      ]
+    })
+  } else {
+    sections.push({
+      title: 'Nix',
+      lines:
+        f.nix !== undefined
+          ? [
+              `uses ${f.nix.path}${f.nix.version !== undefined ? ` (Nix ${f.nix.version})` : ''} as it is: the CLI installs and configures nothing`,
+              "every nix command gets --extra-experimental-features 'nix-command flakes'"
+            ]
+          : ['nix is not on PATH: the build cannot run (install Nix, or pass --runner)']
+    })
+  }
+
+  const emuLines: string[] = [emulation.reason]
+  if (emulation.state !== 'native') {
+    emuLines.push(
+      `binfmt: ${emulation.state === 'ready' ? 'ready' : 'to register'}, interpreter ${emulation.interpreter ?? '?'}`
+    )
+    if (p.frontEnd === 'action') emuLines.push(...emulation.commands.map(command))
+    else if (emulation.state === 'register') {
+      emuLines.push(
+        `the CLI registers nothing: ${p.system} derivations that are not substituted cannot be built until this is done:`,
+        ...emulation.commands.map(command)
+      )
+    }
+    emuLines.push(...emulation.settings.map(([k, v]) => `nix setting: ${k} = ${v}`))
+  }
+  sections.push({
+    title: `Architecture (guest ${p.system}, host ${f.hostSystem})`,
+    lines: emuLines
+  })
+
+  const outLink = join(p.workDir, 'result')
+  const argv = nixBuildArgv({
+    target: p.target,
+    sshUser: p.sshUser,
+    sshPublicKey: '<ephemeral ed25519 public key>',
+    hostSystem: f.hostSystem,
+    outLink,
+    emulation: emulation.settings,
+    ...(p.cache !== undefined ? { extraSubstituters: [localSubstituter(p.cache.dir)] } : {})
+  })
+  const shown = argv.map((a) => (a === BUILD_EXPRESSION ? '<expression>' : a))
+  sections.push({
+    title: 'Build',
+    lines: [
+      `flake ${p.target.flakeRef}, nixosConfigurations.${p.target.configuration}, extended through extendModules (the flake needs no change) with:`,
+      ...validationModuleText({ sshUser: p.sshUser, guest: p.system, host: f.hostSystem }).map(
+        (l) => `module: ${l}`
+      ),
+      `$ ${renderCommand({ argv: shown, why: '' })}`,
+      `<expression>: let cfg = (builtins.getFlake flakeRef).nixosConfigurations.\${configuration}.extendModules { modules = [ <module above> ]; }; in cfg.config.system.build.vm`,
+      `runner: ${outLink}/bin/run-*-vm; log: ${join(p.outDir, 'build.log')}; a failure is build-failed with the file and line Nix names`
+    ]
+  })
+
+  if (p.cache !== undefined) {
+    sections.push({
+      title: 'Store cache',
+      lines: [
+        `restore ${p.cache.dir} with key ${p.cache.keys.key} (restore keys: ${p.cache.keys.restoreKeys.join(', ')})`,
+        `build with extra substituter ${localSubstituter(p.cache.dir)} (trusted for this one store; other caches keep needing signatures)`,
+        `after the build: nix copy --to file://${p.cache.dir}?compression=zstd <runner>, then save (skipped on an exact hit; "already exists" from a parallel leg is fine)`
+      ]
+    })
+  }
+  if (p.cachix !== undefined) {
+    sections.push({
+      title: 'Cachix',
+      lines: [
+        `substituter https://${p.cachix.name}.cachix.org (public key from extra-trusted-public-keys, else from the Cachix API)`,
+        p.cachix.push
+          ? 'on success: cachix push the VM closure (auth token set)'
+          : 'no auth token: nothing is pushed'
+      ]
+    })
+  }
+  return sections
+}
