@@ -1,0 +1,408 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals'
+import nock from 'nock'
+import { buildAnnotations, batches, repoPath } from '../../src/github/annotations.js'
+import {
+  completeCheckRun,
+  completionBodies,
+  createCheckRunBody,
+  startCheckRun,
+  checkConclusion
+} from '../../src/github/check-run.js'
+import { createGitHubClient, GitHubApiError } from '../../src/github/client.js'
+import { commentBody, commentMarker, findMarked, upsertComment } from '../../src/github/comment.js'
+import type { Report } from '../../src/report/model.js'
+import { OpenApiValidator } from '../support/openapi.js'
+
+const API = 'https://api.github.com'
+let validator: OpenApiValidator
+// Octokit from @actions/github with the global fetch, which nock intercepts.
+const client = () =>
+  createGitHubClient('ghs_unit', API, (...a: Parameters<typeof fetch>) => globalThis.fetch(...a))
+
+beforeAll(() => {
+  nock.disableNetConnect()
+  validator = new OpenApiValidator()
+})
+afterEach(() => {
+  nock.cleanAll()
+})
+afterAll(() => {
+  nock.enableNetConnect()
+})
+
+/** A nock body matcher that fails the request unless it fits GitHub's OpenAPI description. */
+function openapi(method: string, path: string): (body: unknown) => boolean {
+  return (body) => {
+    const url = new URL(path, API)
+    const r = validator.validate(method, url.pathname, url.searchParams, body)
+    if (r.errors.length > 0) throw new Error(r.errors.join('\n'))
+    return true
+  }
+}
+
+function report(over: Partial<Report> = {}): Report {
+  return {
+    schemaVersion: 1,
+    tool: { name: 'nixos-vm-validate', version: '0.1.0' },
+    system: 'x86_64-linux',
+    accelerator: 'tcg',
+    emulated: false,
+    hostSystem: 'x86_64-linux',
+    configuration: 'nixos-vm-x86_64',
+    conclusion: 'failure',
+    failure: null,
+    timings: { totalMs: 1000 },
+    stages: [],
+    artifacts: [],
+    startedAt: new Date(0).toISOString(),
+    ...over
+  }
+}
+
+function failingChecks(n: number, withFile = false): Report {
+  return report({
+    failure: {
+      stage: 'services',
+      kind: 'check-failed',
+      message: `${n} checks failed`,
+      excerpt: 'x',
+      check: 'unit-0'
+    },
+    stages: [
+      {
+        name: 'services',
+        status: 'failed',
+        durationMs: 10,
+        checks: Array.from({ length: n }, (_, i) => ({
+          name: `unit-${i}`,
+          status: 'failed' as const,
+          durationMs: 1,
+          output: `unit-${i}.service: failed\nline 2`,
+          ...(withFile ? { file: '/ws/tests/vm/checks.yml', line: 10 + i } : {})
+        }))
+      }
+    ]
+  })
+}
+
+const target = {
+  owner: 'o',
+  repo: 'r',
+  headSha: 'f'.repeat(40),
+  name: 'VM validation (x, x86_64-linux)',
+  externalId: 'x/x86_64-linux'
+}
+
+describe('the OpenAPI validator (test support)', () => {
+  it('catches what GitHub would reject', () => {
+    const errs = validator
+      .validate('POST', '/repos/o/r/check-runs', new URLSearchParams(), {
+        name: 'x',
+        status: 'done',
+        output: {
+          title: 't',
+          summary: 's'.repeat(65_536),
+          annotations: Array.from({ length: 51 }, () => ({
+            path: 'a',
+            start_line: 1,
+            end_line: 1,
+            annotation_level: 'error',
+            message: 'm'
+          }))
+        }
+      })
+      .errors.join('\n')
+    expect(errs).toMatch(/required property "head_sha" missing/)
+    expect(errs).toMatch(/body.status: "done" is not one of/)
+    expect(errs).toMatch(/body.output.summary: 65536 characters, maxLength 65535/)
+    expect(errs).toMatch(/body.output.annotations: 51 items, maxItems 50/)
+    expect(errs).toMatch(/annotation_level: "error" is not one of/)
+    expect(
+      validator
+        .validate('PATCH', '/repos/o/r/check-runs/1', new URLSearchParams(), {
+          status: 'completed'
+        })
+        .errors.join()
+    ).toMatch(/anyOf/)
+    expect(
+      validator
+        .validate(
+          'GET',
+          '/repos/o/r/issues/1/comments',
+          new URLSearchParams({ per_page: 'many' }),
+          undefined
+        )
+        .errors.join()
+    ).toMatch(/query.per_page/)
+    expect(
+      validator.validate('POST', '/repos/o/r/nope', new URLSearchParams(), {}).errors.join()
+    ).toMatch(/no such operation/)
+    expect(validator.match('PATCH', '/repos/o/r/issues/comments/5')?.route.template).toBe(
+      '/repos/{owner}/{repo}/issues/comments/{comment_id}'
+    )
+  })
+})
+
+describe('annotations', () => {
+  it('pins failed checks at their file/line, relative to the workspace', () => {
+    const a = buildAnnotations(failingChecks(2, true), { workspace: '/ws' })
+    expect(a).toHaveLength(2)
+    expect(a[0]).toMatchObject({
+      path: 'tests/vm/checks.yml',
+      start_line: 10,
+      end_line: 10,
+      annotation_level: 'failure',
+      title: 'services: unit-0'
+    })
+    expect(a[1].start_line).toBe(11)
+  })
+
+  it('without a position: the checks file, else the workflow, else action.yml, line 1', () => {
+    const r = failingChecks(1)
+    expect(
+      buildAnnotations(r, { workspace: '/ws', checksFile: '/ws/tests/vm/checks.yml' })[0]
+    ).toMatchObject({ path: 'tests/vm/checks.yml', start_line: 1 })
+    expect(
+      buildAnnotations(r, { workspace: '/ws', workflowFile: '.github/workflows/vm.yml' })[0].path
+    ).toBe('.github/workflows/vm.yml')
+    expect(buildAnnotations(r, { workspace: '/ws' })[0].path).toBe('action.yml')
+  })
+
+  it('a failure no check stands for (a panic, a build error with its position) is annotated too', () => {
+    const panic = report({
+      failure: {
+        stage: 'boot',
+        kind: 'kernel-panic',
+        message: 'the guest kernel panicked',
+        excerpt: 'Kernel panic - not syncing'
+      }
+    })
+    expect(buildAnnotations(panic, { workspace: '/ws' })).toEqual([
+      expect.objectContaining({
+        path: 'action.yml',
+        start_line: 1,
+        title: 'kernel-panic in stage boot (x86_64-linux)',
+        raw_details: 'Kernel panic - not syncing'
+      })
+    ])
+    const build = report({
+      failure: {
+        stage: 'build',
+        kind: 'build-failed',
+        message: 'undefined variable',
+        excerpt: '',
+        file: '/ws/machines/vm.nix',
+        line: 3
+      }
+    })
+    expect(buildAnnotations(build, { workspace: '/ws' })[0]).toMatchObject({
+      path: 'machines/vm.nix',
+      start_line: 3
+    })
+    expect(
+      buildAnnotations(
+        report({ failure: { stage: 'boot', kind: 'cancelled', message: 'c', excerpt: '' } }),
+        { workspace: '/ws' }
+      )
+    ).toEqual([])
+  })
+
+  it('repoPath keeps relative paths and strips what is outside the workspace', () => {
+    expect(repoPath('./a/b.yml', '/ws')).toBe('a/b.yml')
+    expect(repoPath('/nix/store/x-source/m.nix', '/ws')).toBe('nix/store/x-source/m.nix')
+  })
+
+  it('batches of 50', () => {
+    expect(batches(Array.from({ length: 120 }, (_, i) => i)).map((b) => b.length)).toEqual([
+      50, 50, 20
+    ])
+    expect(batches([])).toEqual([])
+  })
+})
+
+describe('check run payloads', () => {
+  it('create: in_progress on the given head SHA, with external_id; fits the OpenAPI schema', () => {
+    const body = createCheckRunBody(
+      { ...target, detailsUrl: 'https://github.com/o/r/actions/runs/1' },
+      new Date(0)
+    )
+    expect(body).toMatchObject({
+      status: 'in_progress',
+      head_sha: 'f'.repeat(40),
+      external_id: 'x/x86_64-linux'
+    })
+    const { owner, repo, ...json } = body
+    expect(
+      validator.validate('POST', `/repos/${owner}/${repo}/check-runs`, new URLSearchParams(), json)
+        .errors
+    ).toEqual([])
+  })
+
+  it('completion: 120 annotations → completed with the first 50, then updates of 50 and 20', () => {
+    const annotations = buildAnnotations(failingChecks(120), { workspace: '/ws' })
+    const bodies = completionBodies(
+      target,
+      7,
+      'failure',
+      { title: 't', summary: 's', text: 'x' },
+      annotations,
+      new Date(0)
+    )
+    expect(bodies.map((b) => b.output?.annotations?.length)).toEqual([50, 50, 20])
+    expect(bodies[0]).toMatchObject({ status: 'completed', conclusion: 'failure', check_run_id: 7 })
+    expect(bodies.slice(1).every((b) => b.conclusion === undefined && b.status === undefined)).toBe(
+      true
+    )
+    for (const b of bodies) {
+      const { owner, repo, check_run_id, ...json } = b
+      expect(
+        validator.validate(
+          'PATCH',
+          `/repos/${owner}/${repo}/check-runs/${check_run_id}`,
+          new URLSearchParams(),
+          json
+        ).errors
+      ).toEqual([])
+    }
+  })
+
+  it('summary and text are cut to 65,535 characters whatever the report holds', () => {
+    const huge = 'é'.repeat(70_000) + '😀'.repeat(10_000)
+    const [b] = completionBodies(
+      target,
+      1,
+      'success',
+      { title: 'x'.repeat(400), summary: huge, text: huge },
+      [],
+      new Date(0)
+    )
+    expect(b.output?.summary?.length).toBeLessThanOrEqual(65_535)
+    expect(b.output?.text?.length).toBeLessThanOrEqual(65_535)
+    expect(b.output?.summary).toMatch(/cut to stay within/)
+    expect(b.output?.title?.length).toBeLessThanOrEqual(255)
+    // Never half a surrogate pair.
+    expect(b.output?.summary).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])/)
+    const { owner, repo, check_run_id, ...json } = b
+    expect(
+      validator.validate(
+        'PATCH',
+        `/repos/${owner}/${repo}/check-runs/${check_run_id}`,
+        new URLSearchParams(),
+        json
+      ).errors
+    ).toEqual([])
+  })
+
+  it('conclusion: success, failure, or cancelled for a cancelled run', () => {
+    expect(checkConclusion(report({ conclusion: 'success' }))).toBe('success')
+    expect(checkConclusion(failingChecks(1))).toBe('failure')
+    expect(
+      checkConclusion(
+        report({ failure: { stage: 'boot', kind: 'cancelled', message: '', excerpt: '' } })
+      )
+    ).toBe('cancelled')
+  })
+})
+
+describe('check run API calls (nock, no network)', () => {
+  it('creates, completes and sends every annotation batch', async () => {
+    const scope = nock(API)
+      .post('/repos/o/r/check-runs', openapi('POST', '/repos/o/r/check-runs'))
+      .reply(201, { id: 42 })
+      .patch('/repos/o/r/check-runs/42', openapi('PATCH', '/repos/o/r/check-runs/42'))
+      .times(3)
+      .reply(200, { id: 42 })
+    const c = client()
+    const id = await startCheckRun(c, target)
+    expect(id).toBe(42)
+    await completeCheckRun(
+      c,
+      target,
+      id,
+      'failure',
+      { title: 't', summary: 's' },
+      buildAnnotations(failingChecks(101), { workspace: '/ws' })
+    )
+    expect(scope.isDone()).toBe(true)
+  })
+
+  it('a 403 becomes a GitHubApiError saying why (read-only token)', async () => {
+    nock(API)
+      .post('/repos/o/r/check-runs')
+      .reply(403, { message: 'Resource not accessible by integration' })
+    const err = await startCheckRun(client(), target).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(GitHubApiError)
+    expect((err as GitHubApiError).status).toBe(403)
+    expect((err as Error).message).toMatch(
+      /creating the check run failed \(HTTP 403\).*read-only.*checks: write/
+    )
+  })
+})
+
+describe('sticky PR comment', () => {
+  const marker = commentMarker('nixos-vm-x86_64', 'x86_64-linux')
+
+  it('the marker names configuration and system; the body starts with it and stays under 65,536', () => {
+    expect(marker).toBe('<!-- nixos-vm-validate:nixos-vm-x86_64:x86_64-linux -->')
+    const body = commentBody(marker, 'x'.repeat(100_000))
+    expect(body.startsWith(marker)).toBe(true)
+    expect(body.length).toBeLessThanOrEqual(65_536)
+  })
+
+  it('findMarked ignores other legs’ markers', () => {
+    const other = commentMarker('nixos-vm-x86_64', 'aarch64-linux')
+    expect(
+      findMarked(
+        [
+          { id: 1, body: other },
+          { id: 2, body: null },
+          { id: 3, body: `${marker}\nx` }
+        ],
+        marker
+      )?.id
+    ).toBe(3)
+    expect(
+      findMarked([{ id: 1, body: `${marker.replace(' -->', ':emulated -->')}` }], marker)
+    ).toBeUndefined()
+  })
+
+  it('finds the marked comment on a later page and updates it in place', async () => {
+    const page1 = Array.from({ length: 100 }, (_, i) => ({ id: i + 1, body: `hello ${i}` }))
+    const scope = nock(API)
+      .get('/repos/o/r/issues/9/comments')
+      .query({ per_page: '100' })
+      .reply(200, page1, {
+        link: `<${API}/repositories/1/issues/9/comments?per_page=100&page=2>; rel="next"`
+      })
+      .get('/repositories/1/issues/9/comments')
+      .query({ per_page: '100', page: '2' })
+      .reply(200, [{ id: 555, body: `${marker}\nold` }])
+      .patch(
+        '/repos/o/r/issues/comments/555',
+        (b: { body: string }) =>
+          openapi('PATCH', '/repos/o/r/issues/comments/555')(b) && b.body.startsWith(marker)
+      )
+      .reply(200, { id: 555 })
+    const res = await upsertComment(
+      client(),
+      { owner: 'o', repo: 'r', issueNumber: 9 },
+      marker,
+      'new result'
+    )
+    expect(res).toEqual({ id: 555, created: false })
+    expect(scope.isDone()).toBe(true)
+  })
+
+  it('creates it when no comment holds the marker', async () => {
+    const scope = nock(API)
+      .get('/repos/o/r/issues/9/comments')
+      .query(true)
+      .reply(200, [{ id: 1, body: 'unrelated' }])
+      .post('/repos/o/r/issues/9/comments', openapi('POST', '/repos/o/r/issues/9/comments'))
+      .reply(201, { id: 77 })
+    expect(
+      await upsertComment(client(), { owner: 'o', repo: 'r', issueNumber: 9 }, marker, 'first')
+    ).toEqual({ id: 77, created: true })
+    expect(scope.isDone()).toBe(true)
+  })
+})

@@ -1,0 +1,259 @@
+import { describe, expect, it } from '@jest/globals'
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parse } from 'yaml'
+import {
+  INPUT_DEFAULTS,
+  INPUT_NAMES,
+  materializeSshKey,
+  parseInputs,
+  runnerName,
+  type InputName
+} from '../../src/action/inputs.js'
+import { OUTPUT_NAMES } from '../../src/action/main.js'
+import { runIdentity } from '../../src/action/identity.js'
+import { assertCanBuild } from '../../src/action/nix.js'
+import { readRunContext } from '../../src/github/context.js'
+import { InputError } from '../../src/util/errors.js'
+import { ROOT } from '../support/action-runner.js'
+
+const action = parse(readFileSync(join(ROOT, 'action.yml'), 'utf8')) as {
+  inputs: Record<string, { default?: string }>
+  outputs: Record<string, unknown>
+}
+
+const env = { workspace: '/ws', host: 'x86_64-linux' as const }
+const reader =
+  (values: Partial<Record<InputName, string>>) =>
+  (name: InputName): string =>
+    values[name] ?? ''
+const base = { 'vm-runner': 'result/bin/run-nixos-vm-vm', 'ssh-key': 'keys/id' }
+
+function inputError(values: Partial<Record<InputName, string>>): string {
+  try {
+    parseInputs(reader(values), env)
+  } catch (err) {
+    expect(err).toBeInstanceOf(InputError)
+    return (err as Error).message
+  }
+  throw new Error('expected an input error')
+}
+
+describe('input and output names', () => {
+  it('the one const list matches action.yml, in order', () => {
+    expect([...INPUT_NAMES]).toEqual(Object.keys(action.inputs))
+    expect([...OUTPUT_NAMES]).toEqual(Object.keys(action.outputs))
+  })
+
+  it('the defaults applied in code are action.yml’s', () => {
+    for (const name of INPUT_NAMES) {
+      const yamlDefault = action.inputs[name].default
+      if (name === 'github-token') continue // an expression the runner evaluates
+      expect([name, INPUT_DEFAULTS[name]]).toEqual([
+        name,
+        yamlDefault === undefined ? undefined : String(yamlDefault)
+      ])
+    }
+  })
+})
+
+describe('parseInputs', () => {
+  it('reads every input into one typed object, defaults applied', () => {
+    const i = parseInputs(reader(base), env)
+    expect(i).toMatchObject({
+      flake: '.',
+      system: 'x86_64-linux',
+      vmRunner: '/ws/result/bin/run-nixos-vm-vm',
+      sshKey: { kind: 'file', path: '/ws/keys/id' },
+      sshUser: 'root',
+      bootTimeoutMs: 600_000,
+      timeoutMs: 0,
+      accel: 'auto',
+      prComment: false,
+      dryRun: false,
+      nix: {
+        installerVersion: '2.28.3',
+        extraSubstituters: [],
+        extraTrustedPublicKeys: [],
+        cache: true
+      }
+    })
+    expect(i.stages).toHaveLength(10)
+  })
+
+  it('takes the Nix inputs through as parsed lists', () => {
+    const i = parseInputs(
+      reader({
+        configuration: 'nixos-vm-aarch64',
+        system: 'aarch64-linux',
+        'extra-substituters': 'https://a.example.org  https://b.example.org',
+        'extra-trusted-public-keys': 'a.example.org-1:AbCd+/== b-1:xyz=',
+        'cachix-cache': 'my-cache',
+        'cachix-auth-token': 'tok',
+        cache: 'false',
+        'nix-installer-version': '2.24.9'
+      }),
+      env
+    )
+    expect(i.vmRunner).toBeUndefined()
+    expect(i.nix).toEqual({
+      installerVersion: '2.24.9',
+      extraSubstituters: ['https://a.example.org', 'https://b.example.org'],
+      extraTrustedPublicKeys: ['a.example.org-1:AbCd+/==', 'b-1:xyz='],
+      cachixCache: 'my-cache',
+      cachixAuthToken: 'tok',
+      cache: false
+    })
+  })
+
+  it('tells key text from a key path', () => {
+    const text = '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n'
+    expect(parseInputs(reader({ ...base, 'ssh-key': text }), env).sshKey).toEqual({
+      kind: 'text',
+      text
+    })
+  })
+
+  it.each<[Partial<Record<InputName, string>>, RegExp]>([
+    [
+      { system: 'sparc-linux' },
+      /input "system": "sparc-linux" is not supported; allowed values: x86_64-linux, aarch64-linux/
+    ],
+    [{ accel: 'hvf' }, /input "accel": "hvf" is not allowed; allowed values: auto, kvm, tcg/],
+    [
+      { stages: 'boot,smoke' },
+      /input "stages": unknown stage "smoke"; allowed values: boot, ssh, system/
+    ],
+    [{ 'boot-timeout': 'soon' }, /input "boot-timeout": "soon" is not a duration/],
+    [{ timeout: '-1' }, /input "timeout"/],
+    [
+      { 'retention-days': '91' },
+      /input "retention-days": "91" is not allowed; allowed values: a whole number of days from 1 to 90/
+    ],
+    [{ 'retention-days': '0' }, /from 1 to 90/],
+    [
+      { 'pr-comment': 'yes' },
+      /input "pr-comment": "yes" is not a boolean; allowed values: true, false/
+    ],
+    [{ 'dry-run': '1' }, /input "dry-run".*allowed values: true, false/],
+    [{ cache: 'on' }, /input "cache".*allowed values: true, false/],
+    [{ 'artifact-name': 'a/b:c' }, /input "artifact-name": "a\/b:c" contains ":", "\/"/],
+    [{ 'ssh-user': 'root; rm' }, /input "ssh-user"/],
+    [{ 'cachix-cache': 'My Cache' }, /input "cachix-cache"/],
+    [{ 'extra-substituters': 'not a url' }, /input "extra-substituters": "not" is not a URL/],
+    [{ 'extra-trusted-public-keys': 'nocolon' }, /input "extra-trusted-public-keys"/],
+    [{ 'nix-installer-version': 'v2' }, /input "nix-installer-version"/],
+    [{ configuration: 'has space' }, /input "configuration"/]
+  ])('%j → %s', (values, message) => {
+    expect(inputError({ ...base, ...values })).toMatch(message)
+  })
+
+  it('needs a configuration or a vm-runner, and a key with a runner unless only booting', () => {
+    expect(inputError({})).toMatch(/input "configuration" is required unless "vm-runner" is given/)
+    expect(inputError({ 'vm-runner': 'r' })).toMatch(/input "ssh-key" is required with "vm-runner"/)
+    expect(parseInputs(reader({ 'vm-runner': 'r', stages: 'boot' }), env).sshKey).toBeUndefined()
+  })
+
+  it('defaults system to the runner’s own, and says so when the runner has none', () => {
+    expect(parseInputs(reader(base), { workspace: '/ws', host: 'aarch64-linux' }).system).toBe(
+      'aarch64-linux'
+    )
+    expect(() => parseInputs(reader(base), { workspace: '/ws', host: undefined })).toThrow(
+      /allowed values|set it to one of: x86_64-linux, aarch64-linux/
+    )
+  })
+})
+
+describe('materializeSshKey', () => {
+  it('writes key text to a 0600 file under the temp root, and leaves a path alone', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'nvv-key-test-'))
+    const { path, dir } = await materializeSshKey({ kind: 'text', text: 'KEY\r\nBODY' }, root)
+    expect(path?.startsWith(root)).toBe(true)
+    expect(dir).toBeDefined()
+    expect(statSync(path as string).mode & 0o777).toBe(0o600)
+    expect(readFileSync(path as string, 'utf8')).toBe('KEY\nBODY\n')
+    expect(await materializeSshKey({ kind: 'file', path: '/k' }, root)).toEqual({
+      path: '/k',
+      dir: undefined
+    })
+  })
+})
+
+describe('run identity', () => {
+  const ctxEnv = { GITHUB_RUN_ATTEMPT: '3', GITHUB_REPOSITORY: 'o/r' }
+  it('names artifact, check run, external id and marker per configuration, system, attempt', () => {
+    const i = parseInputs(reader({ configuration: 'nixos-vm-x86_64', system: 'x86_64-linux' }), env)
+    expect(runIdentity(i, readRunContext(ctxEnv), 'x86_64-linux')).toEqual({
+      subject: 'nixos-vm-x86_64',
+      system: 'x86_64-linux',
+      emulated: false,
+      artifactName: 'vm-validation-nixos-vm-x86_64-x86_64-linux-3',
+      checkName: 'VM validation (nixos-vm-x86_64, x86_64-linux)',
+      externalId: 'nixos-vm-x86_64/x86_64-linux',
+      marker: '<!-- nixos-vm-validate:nixos-vm-x86_64:x86_64-linux -->'
+    })
+  })
+
+  it('an emulated leg (guest arch ≠ host) gets names of its own', () => {
+    const i = parseInputs(
+      reader({ configuration: 'nixos-vm-aarch64', system: 'aarch64-linux' }),
+      env
+    )
+    const id = runIdentity(i, readRunContext(ctxEnv), 'x86_64-linux')
+    expect(id.artifactName).toBe('vm-validation-nixos-vm-aarch64-aarch64-linux-emulated-3')
+    expect(id.marker).toBe('<!-- nixos-vm-validate:nixos-vm-aarch64:aarch64-linux:emulated -->')
+    expect(id.externalId).toBe('nixos-vm-aarch64/aarch64-linux/emulated')
+  })
+
+  it('a runner without configuration is named after its host', () => {
+    expect(runnerName('/x/result/bin/run-nixos-vm-vm')).toBe('nixos-vm')
+    expect(runnerName('/x/start.sh')).toBe('start.sh')
+    const i = parseInputs(reader(base), env)
+    expect(runIdentity(i, readRunContext({}), 'x86_64-linux').artifactName).toBe(
+      'vm-validation-nixos-vm-x86_64-linux-1'
+    )
+  })
+})
+
+describe('readRunContext', () => {
+  it('takes the PR head SHA, not GITHUB_SHA (the merge commit)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nvv-ctx-'))
+    const event = join(dir, 'event.json')
+    writeFileSync(event, JSON.stringify({ pull_request: { number: 5, head: { sha: 'head' } } }))
+    const c = readRunContext({
+      GITHUB_EVENT_PATH: event,
+      GITHUB_SHA: 'merge',
+      GITHUB_REPOSITORY: 'o/r',
+      GITHUB_WORKFLOW_REF: 'o/r/.github/workflows/vm.yml@refs/heads/x'
+    })
+    expect(c).toMatchObject({
+      headSha: 'head',
+      prNumber: 5,
+      owner: 'o',
+      repo: 'r',
+      workflowFile: '.github/workflows/vm.yml',
+      act: false
+    })
+    expect(readRunContext({ GITHUB_SHA: 'merge', ACT: 'true' })).toMatchObject({
+      headSha: 'merge',
+      prNumber: undefined,
+      act: true
+    })
+  })
+})
+
+describe('assertCanBuild (the Nix layer’s flake check, before anything starts)', () => {
+  it('a configuration build names a missing flake.nix as an input error; a prebuilt runner needs none', () => {
+    const ws = mkdtempSync(join(tmpdir(), 'nvv-ws-'))
+    const i = parseInputs(reader({ configuration: 'nixos-vm-x86_64' }), {
+      workspace: ws,
+      host: 'x86_64-linux'
+    })
+    expect(() => assertCanBuild(i, ws)).toThrow(InputError)
+    expect(() => assertCanBuild(i, ws)).toThrow(/flake\.nix does not exist/)
+    writeFileSync(join(ws, 'flake.nix'), '{ }')
+    expect(() => assertCanBuild(i, ws)).not.toThrow()
+    expect(() => assertCanBuild(parseInputs(reader(base), env), ws)).not.toThrow()
+  })
+})

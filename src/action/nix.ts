@@ -1,0 +1,261 @@
+import { mkdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import * as core from '@actions/core'
+import {
+  actionsCacheClient,
+  buildRunner,
+  createEphemeralKey,
+  emulationFor,
+  ensureEmulation,
+  ensureKvmAccess,
+  flakeLockHash,
+  gatherHostFacts,
+  listBuildLog,
+  localSubstituter,
+  nixPlanSections,
+  nixWorkDir,
+  parseFlakeTarget,
+  planNixSetup,
+  publicKeyOf,
+  pushToCachix,
+  resolveCachix,
+  restoreStoreCache,
+  runCommands,
+  saveStoreCache,
+  setupNix,
+  spawnExecutor,
+  storeCacheDir,
+  storeCacheKeys,
+  writeBuildFailureReport,
+  type FlakeTarget,
+  type NixSetupInput,
+  type PlanSection,
+  type StoreCacheResult
+} from '../nix/index.js'
+import type { Report } from '../report/model.js'
+import { ValidationFailure } from '../util/errors.js'
+import type { Logger } from '../util/log.js'
+import type { ActionInputs } from './inputs.js'
+
+/**
+ * The one place where the action hands a configuration build to the Nix layer (src/nix):
+ * KVM access, emulation (binfmt), Nix install and settings, Cachix, the store cache, an
+ * ephemeral SSH key, `nix build`, and after the run the cache save and the Cachix push.
+ */
+export const NIX_SUPPORT = true
+
+export interface RunnerBuild {
+  /** Absolute path of result/bin/run-<host>-vm. */
+  runner: string
+  /** The key the built VM authorizes (the input's, else an ephemeral one). */
+  sshKey: string
+  buildMs: number
+  /** After validate(): list build.log, save the store cache, push to Cachix. Never throws. */
+  finish(report: Report): Promise<Report>
+}
+
+export interface BuildContext {
+  logger: Logger
+  signal: AbortSignal
+  /** Scratch space (RUNNER_TEMP). */
+  workRoot: string
+  outDir: string
+  /** Path of the SSH key from the inputs (already a file), if any. */
+  sshKeyPath?: string
+  githubToken?: string
+  workspace: string
+}
+
+/** The flake reference and configuration, checked before anything starts (InputError). */
+export function flakeTarget(inputs: ActionInputs, workspace: string): FlakeTarget {
+  return parseFlakeTarget(inputs.flake, { configuration: inputs.configuration, cwd: workspace })
+}
+
+/** Throws the input error when the inputs ask for a Nix build that cannot be described. */
+export function assertCanBuild(
+  inputs: ActionInputs,
+  workspace: string = process.env.GITHUB_WORKSPACE || process.cwd()
+): void {
+  if (inputs.vmRunner === undefined) flakeTarget(inputs, workspace)
+}
+
+function setupInput(inputs: ActionInputs, githubToken: string | undefined): NixSetupInput {
+  return {
+    installerVersion: inputs.nix.installerVersion,
+    extraSubstituters: inputs.nix.extraSubstituters,
+    extraTrustedPublicKeys: inputs.nix.extraTrustedPublicKeys,
+    ...(githubToken !== undefined ? { githubToken } : {})
+  }
+}
+
+/** Builds the configuration's VM runner. A failed build throws (ValidationFailure `build-failed`). */
+export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Promise<RunnerBuild> {
+  const { logger: log, signal } = ctx
+  const exec = spawnExecutor()
+  const target = flakeTarget(inputs, ctx.workspace)
+  const facts = await gatherHostFacts(exec)
+  await ensureKvmAccess(facts, { exec, log })
+  const emulation = await ensureEmulation(emulationFor(inputs.system, facts), { exec, log })
+  const workDir = nixWorkDir(facts.runnerTemp)
+  await mkdir(workDir, { recursive: true })
+
+  const n = inputs.nix
+  const cachix =
+    n.cachixCache !== undefined
+      ? await resolveCachix(
+          {
+            name: n.cachixCache,
+            authToken: n.cachixAuthToken,
+            extraTrustedPublicKeys: n.extraTrustedPublicKeys
+          },
+          { workDir, uid: facts.uid }
+        )
+      : undefined
+  if (cachix?.warning !== undefined) log.warning(cachix.warning)
+  if (cachix !== undefined) await runCommands(cachix.commands, exec, log, signal)
+  const nix = await setupNix(
+    planNixSetup(
+      {
+        ...setupInput(inputs, ctx.githubToken),
+        ...(cachix?.settings !== undefined ? { cachix: cachix.settings } : {}),
+        emulation
+      },
+      facts
+    ),
+    {
+      exec,
+      log,
+      signal
+    }
+  )
+  for (const p of nix.path) core.addPath(p)
+  for (const w of nix.warnings) log.warning(w)
+
+  let restored: StoreCacheResult | undefined
+  const cacheClient = actionsCacheClient()
+  if (n.cache) {
+    const keys = storeCacheKeys({
+      guest: inputs.system,
+      host: facts.hostSystem,
+      configuration: target.configuration,
+      lockHash: await flakeLockHash(target)
+    })
+    restored = await restoreStoreCache({
+      keys,
+      dir: storeCacheDir(facts.runnerTemp),
+      client: cacheClient,
+      log
+    })
+  }
+
+  let sshKey: string
+  let publicKey: string
+  if (ctx.sshKeyPath !== undefined) {
+    sshKey = ctx.sshKeyPath
+    publicKey = publicKeyOf(await readFile(ctx.sshKeyPath), 'input "ssh-key"')
+  } else {
+    const key = await createEphemeralKey(workDir)
+    sshKey = key.privateKeyPath
+    publicKey = key.publicKey
+  }
+
+  const startedAt = Date.now()
+  let built
+  try {
+    built = await buildRunner({
+      target,
+      system: inputs.system,
+      sshUser: inputs.sshUser,
+      sshPublicKey: publicKey,
+      workDir,
+      outDir: ctx.outDir,
+      hostSystem: facts.hostSystem,
+      emulation: emulation.settings,
+      extraSubstituters:
+        restored !== undefined && (restored.hit === 'exact' || restored.hit === 'partial')
+          ? [localSubstituter(restored.dir)]
+          : [],
+      onLine: (l) => core.info(l),
+      signal,
+      timeoutMs: inputs.timeoutMs > 0 ? inputs.timeoutMs : undefined
+    })
+  } catch (err) {
+    if (err instanceof ValidationFailure && err.kind === 'build-failed') {
+      // Written here so build.log is listed; the caller sees the same failure.
+      await writeBuildFailureReport({
+        outDir: ctx.outDir,
+        system: inputs.system,
+        configuration: target.configuration,
+        failure: err,
+        buildMs: Date.now() - startedAt,
+        startedAt
+      }).catch(() => undefined)
+    }
+    throw err
+  }
+  const storePath = built.storePath
+  return {
+    runner: built.runner,
+    sshKey,
+    buildMs: built.buildMs,
+    finish: async (report) => {
+      const listed = await listBuildLog(ctx.outDir, report).catch(() => report)
+      if (restored !== undefined)
+        await saveStoreCache({ restored, storePath, client: cacheClient, exec, log })
+      if (
+        report.conclusion === 'success' &&
+        n.cachixCache !== undefined &&
+        n.cachixAuthToken !== undefined
+      ) {
+        await pushToCachix({
+          name: n.cachixCache,
+          authToken: n.cachixAuthToken,
+          storePath,
+          workDir,
+          exec,
+          log
+        })
+      }
+      return listed
+    }
+  }
+}
+
+/** Dry run: what would be installed and built (facts are read, nothing is changed). */
+export async function nixDryRunSections(
+  inputs: ActionInputs,
+  outDir: string,
+  workspace: string,
+  githubToken: string | undefined
+): Promise<PlanSection[]> {
+  const exec = spawnExecutor()
+  const target = flakeTarget(inputs, workspace)
+  const facts = await gatherHostFacts(exec)
+  const n = inputs.nix
+  return nixPlanSections({
+    frontEnd: 'action',
+    target,
+    system: inputs.system,
+    sshUser: inputs.sshUser,
+    facts,
+    setup: setupInput(inputs, githubToken),
+    ...(n.cache
+      ? {
+          cache: {
+            keys: storeCacheKeys({
+              guest: inputs.system,
+              host: facts.hostSystem,
+              configuration: target.configuration,
+              lockHash: await flakeLockHash(target)
+            }),
+            dir: storeCacheDir(facts.runnerTemp)
+          }
+        }
+      : {}),
+    ...(n.cachixCache !== undefined
+      ? { cachix: { name: n.cachixCache, push: n.cachixAuthToken !== undefined } }
+      : {}),
+    workDir: join(nixWorkDir(facts.runnerTemp)),
+    outDir
+  })
+}
