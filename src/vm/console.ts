@@ -4,8 +4,8 @@
  */
 
 // CSI sequences, OSC sequences, charset selection and single-character escapes.
-// eslint-disable-next-line no-control-regex
 const ANSI =
+  // eslint-disable-next-line no-control-regex
   /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78cDEHM]/g
 
 export function stripAnsi(text: string): string {
