@@ -32445,6 +32445,23 @@ async function withTimeout(p, ms, onTimeout) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/report/model.ts
+const STAGES = [
+    'boot',
+    'ssh',
+    'system',
+    'services',
+    'users',
+    'home-manager',
+    'packages',
+    'network',
+    'performance',
+    'e2e'
+];
+function firstFailedCheck(stage) {
+    return stage.checks.find((c) => c.status === 'failed');
+}
+
 ;// CONCATENATED MODULE: ./src/report/render.ts
 
 const ICON = { passed: '✅', failed: '❌', skipped: '⏭️' };
@@ -35446,6 +35463,7 @@ const TOOL_VERSION = '0.1.0';
 
 
 
+
 /** Files a run writes into --out; stale ones from an earlier run are removed first. */
 const ARTIFACT_PATTERN = /^(report\.json|console\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|e2e-.*\.log)$/;
 const KVM_WATCHDOG_MS = 20_000;
@@ -35534,6 +35552,7 @@ async function validate(o) {
         const boot = stageResult('boot', bootStart);
         log.stageStart('boot');
         let sshWait;
+        let sshReadyAt;
         const sshDeadline = new Deadline(o.bootTimeoutMs + o.sshTimeoutMs);
         const startSshWait = (m) => {
             const key = (0,promises_namespaceObject.readFile)(o.sshKey);
@@ -35548,7 +35567,7 @@ async function validate(o) {
                         log.waiting(`ssh: attempt ${n}, banner ${d.bannerSeen ?? 'not seen yet'}`);
                 }
             }));
-            p.catch(() => undefined);
+            p.then((session) => (sshReadyAt = session.readyAt), () => undefined);
             return p;
         };
         try {
@@ -35583,7 +35602,8 @@ async function validate(o) {
                     alsoReady: sshWait
                 });
             }
-            const readyAt = machine.readyAt ?? Date.now();
+            // Booted when the console showed the login prompt, or SSH answered, whichever came first.
+            const readyAt = Math.min(machine.readyAt ?? Infinity, sshReadyAt ?? Infinity, Date.now());
             report.timings.bootMs = readyAt - machine.startedAt;
             boot.durationMs = Date.now() - bootStart;
             boot.message =
@@ -35689,6 +35709,7 @@ async function validate(o) {
                 await (0,promises_namespaceObject.writeFile)((0,external_node_path_namespaceObject.join)(o.outDir, 'qemu-stderr.log'), stderr + '\n');
         }
         await (0,promises_namespaceObject.rm)(workDir, { recursive: true, force: true }).catch(() => undefined);
+        addSkippedStages(report, o.stages);
         report.conclusion = report.failure === null ? 'success' : 'failure';
         report.timings.totalMs = Date.now() - t0;
         await writeArtifacts(o.outDir, report);
@@ -35714,6 +35735,18 @@ async function startMachine(o, workDir, accel, report, log) {
         o.onStarted?.({ pid: machine.pid, workDir });
     log.info(`started ${o.runner} (pid ${machine.pid ?? '?'}, ${machine.accelerator}, ssh forward 127.0.0.1:${machine.sshPort})`);
     return machine;
+}
+/** Every requested stage appears in the report: those that never started as skipped, with why. */
+function addSkippedStages(report, requested) {
+    const present = new Set(report.stages.map((s) => s.name));
+    const why = report.failure !== null ? `not run: ${report.failure.stage} failed` : 'not run';
+    for (const name of requested) {
+        if (present.has(name))
+            continue;
+        report.stages.push({ name, status: 'skipped', durationMs: 0, checks: [], message: why });
+    }
+    const order = new Map(STAGES.map((s, i) => [s, i]));
+    report.stages.sort((a, b) => (order.get(a.name) ?? -1) - (order.get(b.name) ?? -1));
 }
 function failureOf(stage, f) {
     const d = f.details;
@@ -37540,23 +37573,6 @@ async function buildForCli(o) {
         await cleanup();
         throw err;
     }
-}
-
-;// CONCATENATED MODULE: ./src/report/model.ts
-const STAGES = [
-    'boot',
-    'ssh',
-    'system',
-    'services',
-    'users',
-    'home-manager',
-    'packages',
-    'network',
-    'performance',
-    'e2e'
-];
-function firstFailedCheck(stage) {
-    return stage.checks.find((c) => c.status === 'failed');
 }
 
 ;// CONCATENATED MODULE: ./src/cli/args.ts

@@ -4,7 +4,14 @@ import { join } from 'node:path'
 import { ValidationFailure, toFailure } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
 import { Deadline } from '../util/time.js'
-import type { CheckResult, Failure, Report, StageName, StageResult } from '../report/model.js'
+import {
+  STAGES,
+  type CheckResult,
+  type Failure,
+  type Report,
+  type StageName,
+  type StageResult
+} from '../report/model.js'
 import { renderJunit, renderSummary } from '../report/render.js'
 import { SshSession, shellQuote, waitForSsh } from '../ssh/client.js'
 import { decideAccelerator, qemuBinaryFromRunner, type AccelDecision } from '../vm/accel.js'
@@ -109,6 +116,7 @@ export async function validate(o: ValidateOptions): Promise<Report> {
     const boot = stageResult('boot', bootStart)
     log.stageStart('boot')
     let sshWait: Promise<SshSession> | undefined
+    let sshReadyAt: number | undefined
     const sshDeadline = new Deadline(o.bootTimeoutMs + o.sshTimeoutMs)
     const startSshWait = (m: Machine): Promise<SshSession> => {
       const key = readFile(o.sshKey)
@@ -131,7 +139,10 @@ export async function validate(o: ValidateOptions): Promise<Report> {
           }
         )
       )
-      p.catch(() => undefined)
+      p.then(
+        (session) => (sshReadyAt = session.readyAt),
+        () => undefined
+      )
       return p
     }
     try {
@@ -162,7 +173,8 @@ export async function validate(o: ValidateOptions): Promise<Report> {
           alsoReady: sshWait
         })
       }
-      const readyAt = machine.readyAt ?? Date.now()
+      // Booted when the console showed the login prompt, or SSH answered, whichever came first.
+      const readyAt = Math.min(machine.readyAt ?? Infinity, sshReadyAt ?? Infinity, Date.now())
       report.timings.bootMs = readyAt - machine.startedAt
       boot.durationMs = Date.now() - bootStart
       boot.message =
@@ -273,6 +285,7 @@ export async function validate(o: ValidateOptions): Promise<Report> {
       if (stderr !== '') await writeFile(join(o.outDir, 'qemu-stderr.log'), stderr + '\n')
     }
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined)
+    addSkippedStages(report, o.stages)
     report.conclusion = report.failure === null ? 'success' : 'failure'
     report.timings.totalMs = Date.now() - t0
     await writeArtifacts(o.outDir, report)
@@ -306,6 +319,18 @@ async function startMachine(
     `started ${o.runner} (pid ${machine.pid ?? '?'}, ${machine.accelerator}, ssh forward 127.0.0.1:${machine.sshPort})`
   )
   return machine
+}
+
+/** Every requested stage appears in the report: those that never started as skipped, with why. */
+function addSkippedStages(report: Report, requested: StageName[]): void {
+  const present = new Set(report.stages.map((s) => s.name))
+  const why = report.failure !== null ? `not run: ${report.failure.stage} failed` : 'not run'
+  for (const name of requested) {
+    if (present.has(name)) continue
+    report.stages.push({ name, status: 'skipped', durationMs: 0, checks: [], message: why })
+  }
+  const order = new Map<string, number>(STAGES.map((s, i) => [s, i]))
+  report.stages.sort((a, b) => (order.get(a.name) ?? -1) - (order.get(b.name) ?? -1))
 }
 
 function failureOf(stage: string, f: ValidationFailure): Failure {
