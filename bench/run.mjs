@@ -242,7 +242,7 @@ if (ONLY.includes('C')) {
   const checks = join(dir, 'checks.yml')
   writeFileSync(
     checks,
-    readFileSync(join(ROOT, 'tests/fixtures/demo/checks.yml'), 'utf8').replace(
+    readFileSync(join(ROOT, 'tests/fixtures/demo/checks.yml'), 'utf8').replaceAll(
       '@PORT@',
       String(server.address().port)
     )

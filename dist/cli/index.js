@@ -32445,7 +32445,39 @@ async function withTimeout(p, ms, onTimeout) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/vm/system.ts
+
+const SYSTEMS = ['x86_64-linux', 'aarch64-linux'];
+const ACCEL_CHOICES = ['auto', 'kvm', 'tcg'];
+function parseSystem(value, what = '--system') {
+    if (SYSTEMS.includes(value))
+        return value;
+    throw new InputError(`${what}: "${value}" is not supported; allowed values: ${SYSTEMS.join(', ')}`);
+}
+function parseAccel(value, what = '--accel') {
+    if (ACCEL_CHOICES.includes(value))
+        return value;
+    throw new InputError(`${what}: "${value}" is not allowed; allowed values: ${ACCEL_CHOICES.join(', ')}`);
+}
+/** The Nix system of the machine we run on (what QEMU can accelerate with KVM). */
+function hostSystem(arch = process.arch) {
+    if (arch === 'x64')
+        return 'x86_64-linux';
+    if (arch === 'arm64')
+        return 'aarch64-linux';
+    return undefined;
+}
+/** Serial console device NixOS uses for the guest architecture (nixos/lib/qemu-common.nix). */
+function serialDevice(system) {
+    return system === 'aarch64-linux' ? 'ttyAMA0' : 'ttyS0';
+}
+
+;// CONCATENATED MODULE: ./src/version.ts
+const TOOL_VERSION = '0.1.0';
+
 ;// CONCATENATED MODULE: ./src/report/model.ts
+
+
 const STAGES = [
     'boot',
     'ssh',
@@ -32460,6 +32492,26 @@ const STAGES = [
 ];
 function firstFailedCheck(stage) {
     return stage.checks.find((c) => c.status === 'failed');
+}
+/** A report before anything ran: one place for the fields every run, failed early or not, carries. */
+function newReport(o) {
+    const host = hostSystem();
+    return {
+        schemaVersion: 1,
+        tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
+        system: o.system,
+        accelerator: o.accelerator ?? 'none',
+        emulated: host !== o.system,
+        hostSystem: host ?? process.arch,
+        runner: o.runner,
+        configuration: o.configuration,
+        conclusion: 'failure',
+        failure: null,
+        timings: { totalMs: 0 },
+        stages: [],
+        artifacts: [],
+        startedAt: new Date(o.startedAt).toISOString()
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/report/render.ts
@@ -32656,12 +32708,16 @@ function renderJunit(r) {
 
 
 /**
- * Delay before the next overlapping attempt: a few quick ones, then one a second. Each attempt
- * costs the guest's sshd a fork (and re-exec): under slow emulation, many short attempts would keep
- * sshd too busy to answer any of them.
+ * Delay before the next overlapping attempt. While the guest's kernel refuses the port (an attempt
+ * ends in a reset within a second), probing is cheap for the guest and every 200 ms finds sshd
+ * soon after it listens. Otherwise one a second: an attempt that sshd accepts costs the guest a
+ * fork and re-exec, and under slow emulation many short attempts would keep sshd too busy to
+ * answer any of them.
  */
-function launchIntervalMs(attempt) {
-    return attempt < 3 ? 250 : 1000;
+function launchIntervalMs(attempt, lastEndedFast) {
+    if (attempt < 3 || lastEndedFast)
+        return attempt < 3 ? 250 : 200;
+    return 1000;
 }
 class AttemptError extends Error {
     auth;
@@ -32751,6 +32807,7 @@ async function waitForSsh(target, o) {
     let authFailure;
     let wake = () => undefined;
     let nextLaunch = 0;
+    let lastEndedFast = false;
     const cleanup = () => {
         for (const a of live)
             a.cancel();
@@ -32774,7 +32831,8 @@ async function waitForSsh(target, o) {
                 const perAttempt = Math.max(1000, Math.min(o.attemptTimeoutMs ?? 60_000, o.deadline.remaining()));
                 const a = attempt(target, perAttempt, o.bannerTimeoutMs ?? 15_000, diag);
                 live.add(a);
-                nextLaunch = Date.now() + launchIntervalMs(diag.attempts);
+                const launchedAt = Date.now();
+                nextLaunch = launchedAt + launchIntervalMs(diag.attempts, lastEndedFast);
                 a.promise.then((client) => {
                     live.delete(a);
                     if (won === undefined)
@@ -32784,6 +32842,9 @@ async function waitForSsh(target, o) {
                     wake();
                 }, (err) => {
                     live.delete(a);
+                    lastEndedFast = Date.now() - launchedAt < 1000 && !err.auth;
+                    if (lastEndedFast)
+                        nextLaunch = Math.min(nextLaunch, Date.now() + launchIntervalMs(diag.attempts, true));
                     if (err.message !== 'cancelled')
                         diag.lastError = err.message;
                     if (err.auth) {
@@ -32932,33 +32993,6 @@ function shellQuote(word) {
 
 ;// CONCATENATED MODULE: external "node:child_process"
 const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: ./src/vm/system.ts
-
-const SYSTEMS = ['x86_64-linux', 'aarch64-linux'];
-const ACCEL_CHOICES = ['auto', 'kvm', 'tcg'];
-function parseSystem(value, what = '--system') {
-    if (SYSTEMS.includes(value))
-        return value;
-    throw new InputError(`${what}: "${value}" is not supported; allowed values: ${SYSTEMS.join(', ')}`);
-}
-function parseAccel(value, what = '--accel') {
-    if (ACCEL_CHOICES.includes(value))
-        return value;
-    throw new InputError(`${what}: "${value}" is not allowed; allowed values: ${ACCEL_CHOICES.join(', ')}`);
-}
-/** The Nix system of the machine we run on (what QEMU can accelerate with KVM). */
-function hostSystem(arch = process.arch) {
-    if (arch === 'x64')
-        return 'x86_64-linux';
-    if (arch === 'arm64')
-        return 'aarch64-linux';
-    return undefined;
-}
-/** Serial console device NixOS uses for the guest architecture (nixos/lib/qemu-common.nix). */
-function serialDevice(system) {
-    return system === 'aarch64-linux' ? 'ttyAMA0' : 'ttyS0';
-}
-
 ;// CONCATENATED MODULE: ./src/vm/accel.ts
 
 
@@ -35445,12 +35479,7 @@ async function loadChecks(file, stages, cwd = process.cwd()) {
     return parseChecks(text, { source: file, label, root: cwd, checkScripts: stages.includes('e2e') });
 }
 
-;// CONCATENATED MODULE: ./src/version.ts
-const TOOL_VERSION = '0.1.0';
-
 ;// CONCATENATED MODULE: ./src/pipeline/validate.ts
-
-
 
 
 
@@ -35476,23 +35505,13 @@ async function validate(o) {
     const t0 = o.startedAt ?? Date.now();
     const log = o.logger;
     await prepareOutDir(o.outDir);
-    const host = hostSystem();
-    const report = {
-        schemaVersion: 1,
-        tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
+    const report = newReport({
         system: o.system,
-        accelerator: 'none',
-        emulated: host !== o.system,
-        hostSystem: host ?? process.arch,
+        startedAt: t0,
         runner: o.runner,
-        configuration: o.configuration,
-        conclusion: 'failure',
-        failure: null,
-        timings: { totalMs: 0, buildMs: o.buildMs },
-        stages: [],
-        artifacts: [],
-        startedAt: new Date(t0).toISOString()
-    };
+        configuration: o.configuration
+    });
+    report.timings.buildMs = o.buildMs;
     const workDir = await (0,promises_namespaceObject.mkdtemp)((0,external_node_path_namespaceObject.join)(o.workRoot ?? (0,external_node_os_namespaceObject.tmpdir)(), 'nvv-'));
     let machine;
     let ssh;
@@ -37371,7 +37390,6 @@ function nixPlanSections(p) {
 
 
 
-
 /**
  * The report of a run that stopped at the build: one failed `build` stage, failure kind
  * `build-failed` with the file and line Nix named (repository-relative), nothing booted.
@@ -37379,16 +37397,8 @@ function nixPlanSections(p) {
  */
 async function writeBuildFailureReport(o) {
     const d = o.failure.details;
-    const host = hostSystem();
     const report = {
-        schemaVersion: 1,
-        tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
-        system: o.system,
-        accelerator: 'none',
-        emulated: host !== o.system,
-        hostSystem: host ?? process.arch,
-        configuration: o.configuration,
-        conclusion: 'failure',
+        ...newReport({ system: o.system, startedAt: o.startedAt, configuration: o.configuration }),
         failure: {
             stage: 'build',
             kind: o.failure.kind,
@@ -37407,9 +37417,7 @@ async function writeBuildFailureReport(o) {
                 checks: [],
                 message: o.failure.message
             }
-        ],
-        artifacts: [],
-        startedAt: new Date(o.startedAt).toISOString()
+        ]
     };
     await writeArtifacts(o.outDir, report);
     return listBuildLog(o.outDir, report);

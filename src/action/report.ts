@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Failure, Report, StageResult } from '../report/model.js'
-import { TOOL_VERSION } from '../version.js'
-import { hostSystem, type Accelerator, type GuestSystem } from '../vm/system.js'
+import { newReport, type Failure, type Report, type StageResult } from '../report/model.js'
+import type { Accelerator, GuestSystem } from '../vm/system.js'
 import { stripAnsi } from '../vm/console.js'
 import { readTail } from './summary.js'
 
@@ -25,7 +24,6 @@ export interface BareReportInput {
  */
 export function bareReport(i: BareReportInput): Report {
   const now = Date.now()
-  const host = hostSystem()
   const stages: StageResult[] =
     i.stage !== undefined
       ? [
@@ -40,20 +38,16 @@ export function bareReport(i: BareReportInput): Report {
         ]
       : []
   return {
-    schemaVersion: 1,
-    tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
-    system: i.system,
-    accelerator: i.accelerator ?? 'none',
-    emulated: host !== i.system,
-    hostSystem: host ?? process.arch,
-    runner: i.runner,
-    configuration: i.configuration,
-    conclusion: 'failure',
+    ...newReport({
+      system: i.system,
+      startedAt: i.startedAt,
+      runner: i.runner,
+      configuration: i.configuration,
+      accelerator: i.accelerator
+    }),
     failure: i.failure,
     timings: { totalMs: now - i.startedAt },
-    stages,
-    artifacts: [],
-    startedAt: new Date(i.startedAt).toISOString()
+    stages
   }
 }
 

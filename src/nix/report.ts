@@ -2,10 +2,9 @@ import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeArtifacts } from '../pipeline/validate.js'
-import type { Report } from '../report/model.js'
+import { newReport, type Report } from '../report/model.js'
 import type { ValidationFailure } from '../util/errors.js'
-import { TOOL_VERSION } from '../version.js'
-import { hostSystem, type GuestSystem } from '../vm/system.js'
+import type { GuestSystem } from '../vm/system.js'
 
 /**
  * The report of a run that stopped at the build: one failed `build` stage, failure kind
@@ -21,16 +20,8 @@ export async function writeBuildFailureReport(o: {
   startedAt: number
 }): Promise<Report> {
   const d = o.failure.details as { file?: string; line?: number }
-  const host = hostSystem()
   const report: Report = {
-    schemaVersion: 1,
-    tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
-    system: o.system,
-    accelerator: 'none',
-    emulated: host !== o.system,
-    hostSystem: host ?? process.arch,
-    configuration: o.configuration,
-    conclusion: 'failure',
+    ...newReport({ system: o.system, startedAt: o.startedAt, configuration: o.configuration }),
     failure: {
       stage: 'build',
       kind: o.failure.kind,
@@ -49,9 +40,7 @@ export async function writeBuildFailureReport(o: {
         checks: [],
         message: o.failure.message
       }
-    ],
-    artifacts: [],
-    startedAt: new Date(o.startedAt).toISOString()
+    ]
   }
   await writeArtifacts(o.outDir, report)
   return listBuildLog(o.outDir, report)

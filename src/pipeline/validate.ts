@@ -6,6 +6,7 @@ import { formatDuration } from '../util/duration.js'
 import { Deadline } from '../util/time.js'
 import {
   STAGES,
+  newReport,
   type CheckResult,
   type Failure,
   type Report,
@@ -16,11 +17,9 @@ import { renderJunit, renderSummary } from '../report/render.js'
 import { SshSession, shellQuote, waitForSsh } from '../ssh/client.js'
 import { decideAccelerator, qemuBinaryFromRunner, type AccelDecision } from '../vm/accel.js'
 import { KvmStallError, Machine } from '../vm/machine.js'
-import { hostSystem } from '../vm/system.js'
 import type { ValidateOptions } from './options.js'
 import { CHECK_STAGES, type StageContext } from '../checks/stages.js'
 import { loadChecks } from '../checks/config.js'
-import { TOOL_VERSION } from '../version.js'
 
 /** Files a run writes into --out; stale ones from an earlier run are removed first. */
 const ARTIFACT_PATTERN =
@@ -37,23 +36,13 @@ export async function validate(o: ValidateOptions): Promise<Report> {
   const t0 = o.startedAt ?? Date.now()
   const log = o.logger
   await prepareOutDir(o.outDir)
-  const host = hostSystem()
-  const report: Report = {
-    schemaVersion: 1,
-    tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
+  const report = newReport({
     system: o.system,
-    accelerator: 'none',
-    emulated: host !== o.system,
-    hostSystem: host ?? process.arch,
+    startedAt: t0,
     runner: o.runner,
-    configuration: o.configuration,
-    conclusion: 'failure',
-    failure: null,
-    timings: { totalMs: 0, buildMs: o.buildMs },
-    stages: [],
-    artifacts: [],
-    startedAt: new Date(t0).toISOString()
-  }
+    configuration: o.configuration
+  })
+  report.timings.buildMs = o.buildMs
   const workDir = await mkdtemp(join(o.workRoot ?? tmpdir(), 'nvv-'))
   let machine: Machine | undefined
   let ssh: SshSession | undefined

@@ -1,5 +1,6 @@
 import type { FailureKind } from '../util/errors.js'
-import type { Accelerator, GuestSystem } from '../vm/system.js'
+import { hostSystem, type Accelerator, type GuestSystem } from '../vm/system.js'
+import { TOOL_VERSION } from '../version.js'
 
 export type Status = 'passed' | 'failed' | 'skipped'
 
@@ -95,4 +96,31 @@ export type StageName = (typeof STAGES)[number]
 
 export function firstFailedCheck(stage: StageResult): CheckResult | undefined {
   return stage.checks.find((c) => c.status === 'failed')
+}
+
+/** A report before anything ran: one place for the fields every run, failed early or not, carries. */
+export function newReport(o: {
+  system: GuestSystem
+  startedAt: number
+  runner?: string
+  configuration?: string
+  accelerator?: Report['accelerator']
+}): Report {
+  const host = hostSystem()
+  return {
+    schemaVersion: 1,
+    tool: { name: 'nixos-vm-validate', version: TOOL_VERSION },
+    system: o.system,
+    accelerator: o.accelerator ?? 'none',
+    emulated: host !== o.system,
+    hostSystem: host ?? process.arch,
+    runner: o.runner,
+    configuration: o.configuration,
+    conclusion: 'failure',
+    failure: null,
+    timings: { totalMs: 0 },
+    stages: [],
+    artifacts: [],
+    startedAt: new Date(o.startedAt).toISOString()
+  }
 }

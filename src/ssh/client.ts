@@ -51,12 +51,15 @@ export interface ExecResult {
 }
 
 /**
- * Delay before the next overlapping attempt: a few quick ones, then one a second. Each attempt
- * costs the guest's sshd a fork (and re-exec): under slow emulation, many short attempts would keep
- * sshd too busy to answer any of them.
+ * Delay before the next overlapping attempt. While the guest's kernel refuses the port (an attempt
+ * ends in a reset within a second), probing is cheap for the guest and every 200 ms finds sshd
+ * soon after it listens. Otherwise one a second: an attempt that sshd accepts costs the guest a
+ * fork and re-exec, and under slow emulation many short attempts would keep sshd too busy to
+ * answer any of them.
  */
-export function launchIntervalMs(attempt: number): number {
-  return attempt < 3 ? 250 : 1000
+export function launchIntervalMs(attempt: number, lastEndedFast: boolean): number {
+  if (attempt < 3 || lastEndedFast) return attempt < 3 ? 250 : 200
+  return 1000
 }
 
 class AttemptError extends Error {
@@ -164,6 +167,7 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
   let authFailure: ValidationFailure | undefined
   let wake: () => void = () => undefined
   let nextLaunch = 0
+  let lastEndedFast = false
   const cleanup = (): void => {
     for (const a of live) a.cancel()
     live.clear()
@@ -185,7 +189,8 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
         )
         const a = attempt(target, perAttempt, o.bannerTimeoutMs ?? 15_000, diag)
         live.add(a)
-        nextLaunch = Date.now() + launchIntervalMs(diag.attempts)
+        const launchedAt = Date.now()
+        nextLaunch = launchedAt + launchIntervalMs(diag.attempts, lastEndedFast)
         a.promise.then(
           (client) => {
             live.delete(a)
@@ -195,6 +200,9 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
           },
           (err: AttemptError) => {
             live.delete(a)
+            lastEndedFast = Date.now() - launchedAt < 1000 && !err.auth
+            if (lastEndedFast)
+              nextLaunch = Math.min(nextLaunch, Date.now() + launchIntervalMs(diag.attempts, true))
             if (err.message !== 'cancelled') diag.lastError = err.message
             if (err.auth) {
               diag.authRejected++
