@@ -51,15 +51,27 @@ export interface ExecResult {
 }
 
 /**
- * Delay before the next overlapping attempt. While the guest's kernel refuses the port (an attempt
- * ends in a reset within a second), probing is cheap for the guest and every 200 ms finds sshd
- * soon after it listens. Otherwise one a second: an attempt that sshd accepts costs the guest a
- * fork and re-exec, and under slow emulation many short attempts would keep sshd too busy to
- * answer any of them.
+ * Pacing of the overlapping attempts. QEMU's user-mode forwarder accepts every TCP connection at
+ * once; what happens next tells the guest's state:
+ * - before the guest's network is up, the connection just hangs: such attempts are dead, so they
+ *   are dropped after a short banner wait (growing, in case sshd is merely slow) and replaced;
+ * - once the guest's kernel answers, a closed port resets the connection within a second: cheap
+ *   for the guest, so a new attempt every 200 ms finds sshd right after it listens;
+ * - an attempt that sshd accepted costs the guest a fork and re-exec: under slow emulation, many
+ *   short attempts would keep sshd too busy to answer, so then one a second, with a long wait.
  */
-export function launchIntervalMs(attempt: number, lastEndedFast: boolean): number {
-  if (attempt < 3 || lastEndedFast) return attempt < 3 ? 250 : 200
-  return 1000
+export function attemptPacing(
+  attempt: number,
+  state: { networkSeen: boolean; lastEndedFast: boolean },
+  bannerTimeoutMs = 15_000
+): { intervalMs: number; bannerTimeoutMs: number } {
+  if (!state.networkSeen) {
+    return {
+      intervalMs: attempt < 3 ? 250 : 500,
+      bannerTimeoutMs: Math.min(bannerTimeoutMs, 2000 + 250 * attempt)
+    }
+  }
+  return { intervalMs: state.lastEndedFast ? 200 : 1000, bannerTimeoutMs }
 }
 
 class AttemptError extends Error {
@@ -168,6 +180,7 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
   let wake: () => void = () => undefined
   let nextLaunch = 0
   let lastEndedFast = false
+  let networkSeen = false
   const cleanup = (): void => {
     for (const a of live) a.cancel()
     live.clear()
@@ -187,10 +200,11 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
           1000,
           Math.min(o.attemptTimeoutMs ?? 60_000, o.deadline.remaining())
         )
-        const a = attempt(target, perAttempt, o.bannerTimeoutMs ?? 15_000, diag)
+        const pace = attemptPacing(diag.attempts, { networkSeen, lastEndedFast }, o.bannerTimeoutMs)
+        const a = attempt(target, perAttempt, pace.bannerTimeoutMs, diag)
         live.add(a)
         const launchedAt = Date.now()
-        nextLaunch = launchedAt + launchIntervalMs(diag.attempts, lastEndedFast)
+        nextLaunch = launchedAt + pace.intervalMs
         a.promise.then(
           (client) => {
             live.delete(a)
@@ -200,9 +214,10 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
           },
           (err: AttemptError) => {
             live.delete(a)
+            // A reset within a second: the guest's kernel answered, nothing listens yet.
             lastEndedFast = Date.now() - launchedAt < 1000 && !err.auth
-            if (lastEndedFast)
-              nextLaunch = Math.min(nextLaunch, Date.now() + launchIntervalMs(diag.attempts, true))
+            if (lastEndedFast || diag.bannerSeen !== undefined) networkSeen = true
+            if (lastEndedFast) nextLaunch = Math.min(nextLaunch, Date.now() + 200)
             if (err.message !== 'cancelled') diag.lastError = err.message
             if (err.auth) {
               diag.authRejected++
