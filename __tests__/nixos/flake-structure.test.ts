@@ -7,49 +7,16 @@ import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'no
 import { join, relative, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
+import { INPUT_NAMES } from '../../src/action/inputs.js'
+import { SECTIONS } from '../../src/checks/schema.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '')
 
 /** The action's inputs (action.yml); workflows may pass only these to `uses: ./`. */
-const actionInputs = [
-  'flake',
-  'configuration',
-  'system',
-  'vm-runner',
-  'ssh-key',
-  'stages',
-  'checks',
-  'boot-timeout',
-  'timeout',
-  'ssh-user',
-  'accel',
-  'artifact-name',
-  'retention-days',
-  'github-token',
-  'check-name',
-  'pr-comment',
-  'dry-run',
-  'nix-installer-version',
-  'extra-substituters',
-  'extra-trusted-public-keys',
-  'cachix-cache',
-  'cachix-auth-token',
-  'cache'
-]
+const actionInputs: readonly string[] = INPUT_NAMES
 
 /** Top-level sections of a checks file (every one optional). */
-const checksSections = [
-  'system',
-  'services',
-  'docker',
-  'users',
-  'homeManager',
-  'packages',
-  'commands',
-  'network',
-  'performance',
-  'e2e'
-]
+const checksSections: readonly string[] = SECTIONS
 
 const skippedDirs = new Set(['.git', 'node_modules', 'dist', 'coverage', 'vm-validation'])
 
