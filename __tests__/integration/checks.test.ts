@@ -14,7 +14,6 @@
  * people's QEMU may run on this machine at the same time).
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals'
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
@@ -29,7 +28,7 @@ import { Deadline } from '../../src/util/time.js'
 import { Machine } from '../../src/vm/machine.js'
 import { freePort } from '../../src/vm/process.js'
 import type { ValidateOptions } from '../../src/pipeline/options.js'
-import { CLI, ROOT, buildGuest, qemuLeft, scratch, type Arch, type CliRun } from './helpers.js'
+import { ROOT, buildGuest, qemuLeft, runCli, scratch, type Arch, type CliRun } from './helpers.js'
 
 const MIN = 60_000
 const DEFAULT_STAGES_OFFLINE =
@@ -40,48 +39,11 @@ afterEach(() => {
   for (const marker of markers.splice(0)) expect(qemuLeft(marker)).toEqual([])
 })
 
-/**
- * The bundled CLI as a user runs it, from `cwd` (the repository root decides the default checks
- * file and e2e paths). Same conventions as helpers.runCli: TMPDIR is a per-run scratch dir, so
- * the run's QEMU command line names it.
- */
-function runCliIn(cwd: string, args: string[], timeoutMs = 15 * MIN): Promise<CliRun> {
-  const marker = scratch('checks')
-  markers.push(marker)
-  const outDir = join(marker, 'out')
-  const started = Date.now()
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [process.env.NVV_CLI ?? CLI, 'validate', ...args, '--out', outDir],
-      {
-        cwd,
-        env: { ...process.env, TMPDIR: marker },
-        stdio: ['ignore', 'pipe', 'pipe']
-      }
-    )
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    const timer = setTimeout(() => {
-      child.kill('SIGTERM')
-      reject(new Error(`CLI did not finish within ${timeoutMs} ms:\n${stderr}`))
-    }, timeoutMs)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({
-        code,
-        signal,
-        stdout,
-        stderr,
-        durationMs: Date.now() - started,
-        outDir,
-        marker,
-        report: () => JSON.parse(readFileSync(join(outDir, 'report.json'), 'utf8')) as Report
-      })
-    })
-  })
+/** The bundled CLI run from `cwd` (the directory decides the default checks file and e2e paths). */
+async function runCliIn(cwd: string, args: string[], timeoutMs = 15 * MIN): Promise<CliRun> {
+  const run = await runCli(['validate', ...args], { cwd, timeoutMs })
+  markers.push(run.marker)
+  return run
 }
 
 function guestArgs(arch: Arch, variant: 'ok' | 'failed-unit'): string[] {

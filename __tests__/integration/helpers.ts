@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url'
 import type { Report } from '../../src/report/model.js'
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
-export const CLI = join(ROOT, 'dist', 'cli', 'index.js')
+/** The bundled CLI; NVV_CLI points the tests at a bundle built elsewhere. */
+export const CLI = process.env.NVV_CLI ?? join(ROOT, 'dist', 'cli', 'index.js')
 
 export type Arch = 'x86_64' | 'aarch64'
 export type Variant = 'ok' | 'panic' | 'hang' | 'emergency' | 'no-sshd' | 'failed-unit'

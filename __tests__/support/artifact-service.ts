@@ -5,8 +5,8 @@
  * (`comp=block` parts then `comp=blocklist`, or one PUT).
  */
 import { createHash } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { LoopbackServer } from './loopback.js'
 
 const TWIRP = '/twirp/github.actions.results.api.v1.ArtifactService/'
 export const RUN_BACKEND_ID = 'a1b2c3d4-0000-4000-8000-000000000001'
@@ -29,11 +29,9 @@ export function runtimeToken(): string {
   return `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ scp: `Actions.ExampleScope Actions.Results:${RUN_BACKEND_ID}:${JOB_BACKEND_ID}` })}.sig`
 }
 
-export class FakeArtifactService {
+export class FakeArtifactService extends LoopbackServer {
   readonly artifacts = new Map<string, StoredArtifact>()
   readonly errors: string[] = []
-  private server: Server | undefined
-  private base = ''
   private nextId = 4242
   private readonly blocks = new Map<string, Map<string, Buffer>>()
 
@@ -41,21 +39,7 @@ export class FakeArtifactService {
     return this.base
   }
 
-  async start(): Promise<string> {
-    this.server = createServer((req, res) => void this.handle(req, res))
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve))
-    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`
-    return this.base
-  }
-
-  async stop(): Promise<void> {
-    const s = this.server
-    if (s === undefined) return
-    s.closeAllConnections()
-    await new Promise<void>((resolve) => s.close(() => resolve()))
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.base)
     const chunks: Buffer[] = []
     for await (const c of req) chunks.push(c as Buffer)

@@ -3,8 +3,8 @@
  * issue comments, each request checked against GitHub's OpenAPI description first. A request
  * that breaks the description is answered 422 and kept in `violations`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { LoopbackServer } from './loopback.js'
 import { OpenApiValidator } from './openapi.js'
 
 export interface RecordedRequest {
@@ -45,18 +45,17 @@ export interface FakeGitHubOptions {
   comments?: FakeComment[]
 }
 
-export class FakeGitHubApi {
+export class FakeGitHubApi extends LoopbackServer {
   readonly requests: RecordedRequest[] = []
   readonly checkRuns = new Map<number, FakeCheckRun>()
   readonly comments: FakeComment[]
-  private server: Server | undefined
   private nextId = 9000
-  private base = ''
 
   constructor(
     private readonly options: FakeGitHubOptions = {},
     private readonly validator = new OpenApiValidator()
   ) {
+    super()
     this.comments = [...(options.comments ?? [])]
   }
 
@@ -73,21 +72,7 @@ export class FakeGitHubApi {
     return this.requests.map((r) => r.operationId ?? `${r.method} ${r.path}`)
   }
 
-  async start(): Promise<string> {
-    this.server = createServer((req, res) => void this.handle(req, res))
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve))
-    this.base = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`
-    return this.base
-  }
-
-  async stop(): Promise<void> {
-    const s = this.server
-    if (s === undefined) return
-    s.closeAllConnections()
-    await new Promise<void>((resolve) => s.close(() => resolve()))
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.base)
     const chunks: Buffer[] = []
     for await (const c of req) chunks.push(c as Buffer)
