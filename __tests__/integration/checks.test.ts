@@ -19,9 +19,10 @@ import { readFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { CHECK_STAGES, type StageContext } from '../../src/checks/stages.js'
+import { CHECK_STAGES, type CheckStageName, type StageContext } from '../../src/checks/stages.js'
+import { waitForBootEnd } from '../../src/checks/system.js'
 import { parseChecks } from '../../src/checks/schema.js'
-import type { CheckResult, Report, StageName } from '../../src/report/model.js'
+import type { CheckResult, Report } from '../../src/report/model.js'
 import { waitForSsh, type SshSession } from '../../src/ssh/client.js'
 import { silentLogger } from '../../src/util/log.js'
 import { Deadline } from '../../src/util/time.js'
@@ -206,10 +207,21 @@ describe('x86_64', () => {
         ['system state', 'failed'],
         ['failed unit broken-demo.service', 'failed']
       ])
-      expect(stage(r, 'services')).toMatchObject({
-        status: 'skipped',
-        message: 'not run: system failed'
-      })
+      // The stages that only need SSH ran alongside and passed; those that judge the booted
+      // system were not started once system failed.
+      expect(r.stages.map((s) => [s.name, s.status])).toEqual([
+        ['boot', 'passed'],
+        ['ssh', 'passed'],
+        ['system', 'failed'],
+        ['services', 'passed'],
+        ['users', 'passed'],
+        ['home-manager', 'skipped'],
+        ['packages', 'passed'],
+        ['network', 'skipped'],
+        ['performance', 'skipped'],
+        ['e2e', 'skipped']
+      ])
+      expect(stage(r, 'network').message).toBe('not run: system failed')
       // Evidence files: the whole journal and the unit's own.
       expect(readFileSync(join(run.outDir, 'journal.txt'), 'utf8')).toContain('broken-demo')
       expect(readFileSync(join(run.outDir, 'journal-broken-demo.service.txt'), 'utf8')).toContain(
@@ -351,20 +363,20 @@ describe('x86_64', () => {
     }, 2 * MIN)
 
     /** One stage against the booted guest, with a checks file text. */
-    async function stageWith(
-      name: Exclude<StageName, 'boot' | 'ssh'>,
-      yaml: string
-    ): Promise<CheckResult[]> {
+    async function stageWith(name: CheckStageName, yaml: string): Promise<CheckResult[]> {
       if (ssh === undefined || machine === undefined) throw new Error('guest not booted')
+      const session = ssh
       const checks = parseChecks(yaml, { label: 'checks.yml', root: ROOT })
+      const signal = new AbortController().signal
       const ctx: StageContext = {
         ssh,
         machine,
         options: { sshUser: 'root', outDir: marker, logger: silentLogger } as ValidateOptions,
         checks,
         report,
-        signal: new AbortController().signal,
-        deadline: new Deadline(5 * MIN)
+        signal,
+        deadline: new Deadline(5 * MIN),
+        bootEnd: (ms) => waitForBootEnd({ ssh: session, signal }, ms)
       }
       return CHECK_STAGES[name](ctx)
     }
@@ -445,6 +457,17 @@ describe('x86_64', () => {
         expect(rs.find((c) => c.name === 'kernel time ≤ 5m00s')?.status).toBe('passed')
         expect(report.boot?.totalMs).toBeGreaterThan(1000)
         expect(report.boot?.memoryUsedMiB).toBeGreaterThan(50)
+        // The blame and critical chain computed from one unit dump are systemd-analyze's own.
+        if (ssh === undefined) throw new Error('guest not booted')
+        const chain = await ssh.exec('systemd-analyze critical-chain --no-pager', 60_000)
+        expect(report.boot?.criticalChain).toBe(chain.stdout.trimEnd())
+        const blame = await ssh.exec('systemd-analyze blame --no-pager | head -n 10', 60_000)
+        expect(report.boot?.blame?.map((b) => b.unit)).toEqual(
+          blame.stdout
+            .trim()
+            .split('\n')
+            .map((l) => l.trim().split(/\s+/).at(-1))
+        )
       },
       3 * MIN
     )

@@ -3,7 +3,6 @@ import {
   budgetChecks,
   judgeBudgets,
   parseAnalyzeTime,
-  parseBlame,
   parseMemoryUsedMiB,
   parseTimespan
 } from '../../src/checks/performance.js'
@@ -83,28 +82,6 @@ describe('parseAnalyzeTime', () => {
         "Bootup is not yet finished (org.freedesktop.systemd1.Manager.FinishTimestampMonotonic=0).\nPlease try again later.\nHint: Use 'systemctl list-jobs' to see active jobs"
       )
     ).toBeUndefined()
-  })
-})
-
-describe('parseBlame', () => {
-  it('keeps the 10 slowest units, minutes included', () => {
-    const text = [
-      '14.912s docker.service',
-      ' 6.865s systemd-networkd-wait-online.service',
-      '1min 2.003s home-manager-baleen.service',
-      '  543ms systemd-udevd.service',
-      '   12us foo.mount',
-      ...Array.from({ length: 10 }, (_, i) => `  ${i + 1}ms unit${i}.service`)
-    ].join('\n')
-    const blame = parseBlame(text)
-    expect(blame).toHaveLength(10)
-    expect(blame[0]).toEqual({ unit: 'home-manager-baleen.service', ms: 62_003 })
-    expect(blame[1]).toEqual({ unit: 'docker.service', ms: 14_912 })
-    expect(blame.map((b) => b.unit)).not.toContain('foo.mount')
-  })
-
-  it('ignores lines that are not blame rows', () => {
-    expect(parseBlame('Bootup is not yet finished.\nPlease try again later.\n')).toEqual([])
   })
 })
 

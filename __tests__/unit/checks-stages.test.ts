@@ -14,6 +14,7 @@ import { runChecks, type CheckSpec, type RunContext } from '../../src/checks/run
 import { parseChecks } from '../../src/checks/schema.js'
 import { servicesStage } from '../../src/checks/services.js'
 import { systemStage } from '../../src/checks/system.js'
+import { CRITICAL_CHAIN_HEADER } from '../../src/checks/unit-times.js'
 import { usersStage } from '../../src/checks/users.js'
 import { packagesStage } from '../../src/checks/commands.js'
 import type { Report } from '../../src/report/model.js'
@@ -317,6 +318,10 @@ describe('users and packages stages', () => {
   })
 })
 
+/** One unit's block of `systemctl show`, as the performance stage's dump has it. */
+const unit = (id: string, after: string, activating: number, activated: number): string =>
+  `Id=${id}\nAfter=${after}\nInactiveExitTimestampMonotonic=${activating}\nActiveEnterTimestampMonotonic=${activated}\n`
+
 describe('performance stage', () => {
   it('retries while the boot is not finished, records report.boot, judges budgets', async () => {
     const checks = parseChecks(
@@ -333,12 +338,21 @@ describe('performance stage', () => {
             }
           : { stdout: 'Startup finished in 3.094s (kernel) + 32.116s (userspace) = 35.211s\n' }
       }
-      if (c.startsWith('systemd-analyze blame'))
-        return { stdout: '14.912s docker.service\n 2.052s ssh.service\n' }
-      if (c.startsWith('systemd-analyze critical-chain'))
-        return { stdout: 'graphical.target @31.708s\n└─multi-user.target @31.702s\n' }
-      if (c.startsWith('cat /proc/meminfo'))
-        return { stdout: 'MemTotal: 995352 kB\nMemAvailable: 744888 kB\n' }
+      if (c.startsWith('systemctl get-default'))
+        return {
+          stdout: [
+            'graphical.target',
+            'UserspaceTimestampMonotonic=1000000',
+            'FinishTimestampMonotonic=33000000',
+            '',
+            unit('graphical.target', 'multi-user.target', 32_708_000, 32_708_000),
+            unit('multi-user.target', 'docker.service ssh.service', 32_702_000, 32_702_000),
+            unit('docker.service', '', 17_000_000, 31_912_000),
+            unit('ssh.service', '', 5_000_000, 7_052_000),
+            '@@nvv-meminfo@@',
+            'MemTotal: 995352 kB\nMemAvailable: 744888 kB\n'
+          ].join('\n')
+        }
       return { code: 1 }
     })
     const c = ctx(ssh)
@@ -352,7 +366,7 @@ describe('performance stage', () => {
         { unit: 'docker.service', ms: 14_912 },
         { unit: 'ssh.service', ms: 2052 }
       ],
-      criticalChain: 'graphical.target @31.708s\n└─multi-user.target @31.702s',
+      criticalChain: `${CRITICAL_CHAIN_HEADER}\ngraphical.target @31.708s\n└─multi-user.target @31.702s\n  └─docker.service @16s +14.912s`,
       memoryUsedMiB: 245
     })
     const failed = results.filter((r) => r.status === 'failed')

@@ -3,6 +3,12 @@ import { Deadline } from '../util/time.js'
 import type { BootAnalysis, CheckResult, Report } from '../report/model.js'
 import type { ChecksConfig, PerformanceBudget, PerformanceSpec } from './config.js'
 import { combined, describeExit, poll, run, trimOutput, type RunContext } from './run.js'
+import {
+  UNIT_TIMES_COMMAND,
+  blameFromDump,
+  criticalChainFromDump,
+  parseUnitDump
+} from './unit-times.js'
 
 const SPAN_UNITS: [string, number][] = [
   ['month', 2_629_800_000],
@@ -65,19 +71,6 @@ export function parseAnalyzeTime(text: string): AnalyzeTime | undefined {
         )
   if (totalMs === undefined) return undefined
   return { ...out, totalMs }
-}
-
-/** `systemd-analyze blame`: the `limit` slowest units. */
-export function parseBlame(text: string, limit = 10): { unit: string; ms: number }[] {
-  const out: { unit: string; ms: number }[] = []
-  const re = new RegExp(`^\\s*(${SPAN})\\s+(\\S+)\\s*$`)
-  for (const line of text.split('\n')) {
-    const m = re.exec(line)
-    if (m === null) continue
-    const ms = parseTimespan(m[1])
-    if (ms !== undefined) out.push({ unit: m[2], ms })
-  }
-  return out.sort((a, b) => b.ms - a.ms).slice(0, limit)
 }
 
 /** /proc/meminfo: MemTotal − MemAvailable, in MiB. */
@@ -256,45 +249,52 @@ export async function performanceStage(
     })
   }
 
+  // One command for the evidence: the unit timestamps (blame and critical chain are computed here,
+  // see unit-times.ts) and the memory in use.
   const extraStart = Date.now()
-  const [blame, chain, mem] = await Promise.all([
-    run(env, 'systemd-analyze blame --no-pager 2>&1 | head -n 40', 60_000),
-    run(env, 'systemd-analyze critical-chain --no-pager 2>&1 | head -n 60', 60_000),
-    run(env, 'cat /proc/meminfo', 30_000)
-  ])
+  const MARK = '@@nvv-meminfo@@'
+  const evidence = await run(
+    env,
+    `${UNIT_TIMES_COMMAND} 2>&1; echo ${MARK}; cat /proc/meminfo`,
+    60_000
+  )
   const extraMs = Date.now() - extraStart
-  const slowest = parseBlame(blame.stdout)
+  const [unitText, memText = ''] = evidence.stdout.split(`${MARK}\n`)
+  const dump = parseUnitDump(unitText)
+  const slowest = blameFromDump(dump)
   if (slowest.length > 0) boot.blame = slowest
-  if (chain.code === 0 && chain.stdout.trim() !== '') boot.criticalChain = chain.stdout.trimEnd()
-  const used = parseMemoryUsedMiB(mem.stdout)
+  const chain = criticalChainFromDump(dump)
+  if (chain !== '') boot.criticalChain = chain
+  const used = parseMemoryUsedMiB(memText)
   if (used !== undefined) boot.memoryUsedMiB = used
+  const why = `${describeExit(evidence)}\n${trimOutput(combined(evidence), 500)}`
   // Evidence, not verdicts: a guest without these tools is not a failed validation.
   results.push(
     slowest.length > 0
       ? {
-          name: 'slowest units (systemd-analyze blame)',
+          name: 'slowest units (blame)',
           status: 'passed',
           durationMs: extraMs,
           output: slowest.map((b) => `${formatDuration(b.ms).padStart(8)} ${b.unit}`).join('\n')
         }
       : {
-          name: 'slowest units (systemd-analyze blame)',
+          name: 'slowest units (blame)',
           status: 'skipped',
           durationMs: extraMs,
-          output: `no blame: ${describeExit(blame)}\n${trimOutput(combined(blame), 500)}`
+          output: `no unit start times from systemctl show: ${why}`
         },
     boot.criticalChain !== undefined
       ? {
-          name: 'critical chain (systemd-analyze critical-chain)',
+          name: 'critical chain',
           status: 'passed',
           durationMs: extraMs,
           output: trimOutput(boot.criticalChain)
         }
       : {
-          name: 'critical chain (systemd-analyze critical-chain)',
+          name: 'critical chain',
           status: 'skipped',
           durationMs: extraMs,
-          output: `no critical chain: ${describeExit(chain)}\n${trimOutput(combined(chain), 500)}`
+          output: `no critical chain (default target or boot marks missing): ${why}`
         },
     used !== undefined
       ? {
@@ -307,7 +307,7 @@ export async function performanceStage(
           name: 'memory in use',
           status: 'skipped',
           durationMs: extraMs,
-          output: `cannot read /proc/meminfo: ${describeExit(mem)}`
+          output: `cannot read /proc/meminfo: ${why}`
         }
   )
 

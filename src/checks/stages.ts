@@ -11,7 +11,7 @@ import { networkStage } from './network.js'
 import { performanceStage } from './performance.js'
 import type { RunContext } from './run.js'
 import { servicesStage } from './services.js'
-import { systemStage } from './system.js'
+import { systemStage, type BootEnd } from './system.js'
 import { homeManagerStage, usersStage } from './users.js'
 
 export interface StageContext {
@@ -23,7 +23,17 @@ export interface StageContext {
   signal: AbortSignal
   /** Budget of this stage. */
   deadline: Deadline
+  /** The one wait per run for the end of the boot (systemctl is-system-running --wait). */
+  bootEnd: BootEnd
 }
+
+/**
+ * Stages that judge the booted system, so they start once the boot has ended: a URL fetched while
+ * the network is still coming up, or an e2e script racing the services it tests, would fail for
+ * the wrong reason, and boot timings do not exist before then. The other stages start as soon as
+ * SSH works and wait, each for its own units, while the boot finishes.
+ */
+export const AFTER_BOOT_END: ReadonlySet<StageName> = new Set(['network', 'performance', 'e2e'])
 
 export type StageRunner = (ctx: StageContext) => Promise<CheckResult[]>
 
@@ -47,8 +57,10 @@ function runContext(
   }
 }
 
-export const CHECK_STAGES: Record<Exclude<StageName, 'boot' | 'ssh'>, StageRunner> = {
-  system: (ctx) => systemStage(runContext(ctx, 'system'), ctx.checks),
+export type CheckStageName = Exclude<StageName, 'boot' | 'ssh'>
+
+export const CHECK_STAGES: Record<CheckStageName, StageRunner> = {
+  system: (ctx) => systemStage(runContext(ctx, 'system'), ctx.checks, ctx.bootEnd),
   services: (ctx) => servicesStage(runContext(ctx, 'services'), ctx.checks),
   users: (ctx) => usersStage(runContext(ctx, 'users'), ctx.checks),
   'home-manager': (ctx) => homeManagerStage(runContext(ctx, 'home-manager'), ctx.checks),

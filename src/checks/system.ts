@@ -1,6 +1,6 @@
 import { formatDuration } from '../util/duration.js'
 import type { CheckResult } from '../report/model.js'
-import { shellQuote } from '../ssh/client.js'
+import { shellQuote, type ExecResult } from '../ssh/client.js'
 import type { ChecksConfig } from './config.js'
 import {
   combined,
@@ -37,20 +37,36 @@ export function unitJournalCommand(unit: string, lines = JOURNAL_LINES): string 
 }
 
 /**
- * `systemctl is-system-running --wait` within the deadline (also bounded on the guest with
- * timeout(1)). "running" passes; "degraded" fails and lists every failed unit with its last
- * journal lines; still "starting" at the deadline fails with the pending jobs.
+ * The end of the boot: `systemctl is-system-running --wait`, bounded by `timeoutMs` (also on the
+ * guest with timeout(1)). Resolves with systemd's last word on the state ("running", "degraded",
+ * …) or, at the deadline, the state it was still in.
  */
-export async function systemState(
-  env: CheckEnv,
+export function waitForBootEnd(
+  env: Pick<CheckEnv, 'ssh' | 'signal'>,
   timeoutMs: number
-): Promise<CheckOutcome & { failedUnits: string[]; journals: Map<string, string> }> {
+): Promise<ExecResult> {
   const secs = Math.max(1, Math.floor(timeoutMs / 1000))
-  const wait = await run(
+  return run(
     env,
     `if command -v timeout >/dev/null 2>&1; then timeout ${secs} systemctl is-system-running --wait; else systemctl is-system-running --wait; fi`,
     timeoutMs + 5000
   )
+}
+
+/** Waits for the end of the boot once, for every stage that asks (see the pipeline). */
+export type BootEnd = (timeoutMs: number) => Promise<ExecResult>
+
+/**
+ * The system state once the boot ended (`bootEnd`, or a wait of its own). "running" passes;
+ * "degraded" fails and lists every failed unit with its last journal lines; still "starting" at
+ * the deadline fails with the pending jobs.
+ */
+export async function systemState(
+  env: CheckEnv,
+  timeoutMs: number,
+  bootEnd: BootEnd = (ms) => waitForBootEnd(env, ms)
+): Promise<CheckOutcome & { failedUnits: string[]; journals: Map<string, string> }> {
+  const wait = await bootEnd(timeoutMs)
   const state = wait.stdout.trim().split('\n').at(-1)?.trim() ?? ''
   const journals = new Map<string, string>()
   if (wait.code === 0 && state === 'running') {
@@ -113,7 +129,11 @@ function perUnitBudget(text: string, max = 4000): string {
 }
 
 /** Stage `system`: the state check, then one failed check per failed unit. */
-export async function systemStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
+export async function systemStage(
+  ctx: RunContext,
+  checks: ChecksConfig,
+  bootEnd?: BootEnd
+): Promise<CheckResult[]> {
   const spec = checks.system
   if (spec === undefined)
     return [
@@ -132,7 +152,11 @@ export async function systemStage(ctx: RunContext, checks: ChecksConfig): Promis
       file: spec.file,
       line: spec.line,
       run: async (env) =>
-        (detail = await systemState(env, Math.min(spec.timeoutMs, env.deadline.remaining())))
+        (detail = await systemState(
+          env,
+          Math.min(spec.timeoutMs, env.deadline.remaining()),
+          bootEnd
+        ))
     }
   ])
   const results = [state]

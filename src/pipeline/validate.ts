@@ -14,11 +14,19 @@ import {
   type StageResult
 } from '../report/model.js'
 import { renderJunit, renderSummary } from '../report/render.js'
-import { SshSession, shellQuote, waitForSsh } from '../ssh/client.js'
+import { SshSession, shellQuote, waitForSsh, type ExecResult } from '../ssh/client.js'
 import { decideAccelerator, qemuBinaryFromRunner, type AccelDecision } from '../vm/accel.js'
 import { KvmStallError, Machine } from '../vm/machine.js'
 import type { ValidateOptions } from './options.js'
-import { CHECK_STAGES, type StageContext } from '../checks/stages.js'
+import {
+  AFTER_BOOT_END,
+  CHECK_STAGES,
+  type CheckStageName,
+  type StageContext
+} from '../checks/stages.js'
+import { CHECK_CONCURRENCY } from '../checks/run.js'
+import { DEFAULT_TIMEOUTS } from '../checks/schema.js'
+import { waitForBootEnd } from '../checks/system.js'
 import { loadChecks } from '../checks/config.js'
 
 /** Files a run writes into --out; stale ones from an earlier run are removed first. */
@@ -74,12 +82,17 @@ export async function validate(o: ValidateOptions): Promise<Report> {
     stage.status = 'failed'
     stage.durationMs = Date.now() - started
     stage.message = f.message
-    report.failure = failureOf(stage.name, f)
+    const failure = failureOf(stage.name, f)
     if (machine !== undefined && machine.startedAt > 0)
-      report.failure.atMs = Date.now() - machine.startedAt
+      failure.atMs = Date.now() - machine.startedAt
+    // Stages that run at once may both fail: the report names the earliest in stage order.
+    const first = report.failure === null
+    if (first || stageOrder(stage.name) < stageOrder(report.failure?.stage ?? '')) {
+      report.failure = failure
+    }
     log.stageEnd(stage.name, 'failed', stage.durationMs)
     log.warning(`${stage.name} failed (${f.kind}): ${f.message}`)
-    if (machine !== undefined) await captureFailureEvidence(machine, ssh, o.outDir, f)
+    if (machine !== undefined) await captureFailureEvidence(machine, ssh, o.outDir, f, first)
   }
 
   try {
@@ -211,32 +224,35 @@ export async function validate(o: ValidateOptions): Promise<Report> {
       }
     }
 
-    // check stages (issue 2): each runs its checks concurrently over the one connection
-    for (const name of o.stages) {
-      if (name === 'boot' || name === 'ssh') continue
-      const runStage = CHECK_STAGES[name]
+    // check stages (issue 2): each runs its checks concurrently over the one connection, and the
+    // stages themselves run at once (see AFTER_BOOT_END); NVV_CHECK_CONCURRENCY=1 runs them one
+    // after another instead.
+    const checkStages = o.stages.filter((n): n is CheckStageName => n !== 'boot' && n !== 'ssh')
+    let bootEndWait: Promise<ExecResult> | undefined
+    const runCheckStage = async (name: CheckStageName): Promise<void> => {
+      if (report.failure !== null) return // listed as "not run: <stage> failed" at the end
+      if (ssh === undefined || machine === undefined) {
+        const skipped = stageResult(name, Date.now())
+        skipped.status = 'skipped'
+        skipped.message = 'not run: needs the ssh stage'
+        return
+      }
+      const session = ssh
       const started = Date.now()
       const stage = stageResult(name, started)
-      if (report.failure !== null || ssh === undefined || machine === undefined) {
-        stage.status = 'skipped'
-        stage.message =
-          report.failure !== null
-            ? `not run: ${report.failure.stage} failed`
-            : 'not run: needs the ssh stage'
-        continue
-      }
       log.stageStart(name)
       const ctx: StageContext = {
-        ssh,
+        ssh: session,
         machine,
         options: o,
         checks,
         report,
         signal,
-        deadline: new Deadline(o.stageTimeoutMs)
+        deadline: new Deadline(o.stageTimeoutMs),
+        bootEnd: (ms) => (bootEndWait ??= waitForBootEnd({ ssh: session, signal }, ms))
       }
       try {
-        const results = await runStage(ctx)
+        const results = await CHECK_STAGES[name](ctx)
         stage.checks.push(...results)
         stage.durationMs = Date.now() - started
         const failed = results.filter((c) => c.status === 'failed')
@@ -255,6 +271,27 @@ export async function validate(o: ValidateOptions): Promise<Report> {
       } catch (err) {
         await failStage(stage, err, started)
       }
+    }
+    if (CHECK_CONCURRENCY === 1 || ssh === undefined) {
+      for (const name of checkStages) await runCheckStage(name)
+    } else {
+      const session = ssh
+      const early = checkStages.filter((n) => !AFTER_BOOT_END.has(n))
+      const runs = early.map(runCheckStage)
+      const later = checkStages.filter((n) => AFTER_BOOT_END.has(n))
+      if (later.length > 0) {
+        // They start once the system stage has judged the finished boot (a degraded boot skips
+        // them), or without a system stage once the boot has ended.
+        const system = early.indexOf('system')
+        await (system >= 0
+          ? runs[system]
+          : (bootEndWait ??= waitForBootEnd(
+              { ssh: session, signal },
+              Math.min(checks.system?.timeoutMs ?? DEFAULT_TIMEOUTS.system, o.stageTimeoutMs)
+            )))
+        runs.push(...later.map(runCheckStage))
+      }
+      await Promise.all(runs)
     }
   } catch (err) {
     // Failures outside a stage (bad checks file, accelerator choice) are input errors: no VM ran.
@@ -310,6 +347,11 @@ async function startMachine(
   return machine
 }
 
+function stageOrder(name: string): number {
+  const i = (STAGES as readonly string[]).indexOf(name)
+  return i < 0 ? STAGES.length : i
+}
+
 /** Every requested stage appears in the report: those that never started as skipped, with why. */
 function addSkippedStages(report: Report, requested: StageName[]): void {
   const present = new Set(report.stages.map((s) => s.name))
@@ -318,8 +360,7 @@ function addSkippedStages(report: Report, requested: StageName[]): void {
     if (present.has(name)) continue
     report.stages.push({ name, status: 'skipped', durationMs: 0, checks: [], message: why })
   }
-  const order = new Map<string, number>(STAGES.map((s, i) => [s, i]))
-  report.stages.sort((a, b) => (order.get(a.name) ?? -1) - (order.get(b.name) ?? -1))
+  report.stages.sort((a, b) => stageOrder(a.name) - stageOrder(b.name))
 }
 
 function failureOf(stage: string, f: ValidationFailure): Failure {
@@ -350,9 +391,11 @@ async function captureFailureEvidence(
   machine: Machine,
   ssh: SshSession | undefined,
   outDir: string,
-  f: ValidationFailure
+  f: ValidationFailure,
+  screenshot: boolean
 ): Promise<void> {
-  await machine.screenshot(join(outDir, 'screenshot-failure.png'))
+  // The screen at the first failure; a later failure adds its unit's journal and a fresher journal.
+  if (screenshot) await machine.screenshot(join(outDir, 'screenshot-failure.png'))
   if (ssh === undefined || ssh.closed) return
   const journal = await ssh.exec(
     'journalctl -b --no-pager -o short-monotonic 2>&1 | tail -n 20000',

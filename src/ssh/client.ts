@@ -294,8 +294,46 @@ export class SshSession {
     client.on('error', () => undefined)
   }
 
-  exec(command: string, timeoutMs: number, stdin?: string): Promise<ExecResult> {
+  /**
+   * Channels open at once. sshd refuses more than MaxSessions (default 10) per connection, and SFTP
+   * keeps one open: commands beyond this wait for a free channel, so any number of checks may call
+   * `exec` at the same time.
+   */
+  static readonly MAX_CHANNELS = 8
+  private active = 0
+  private readonly waiting: (() => void)[] = []
+
+  private async acquire(): Promise<void> {
+    if (this.active < SshSession.MAX_CHANNELS) {
+      this.active++
+      return
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve))
+  }
+
+  private release(): void {
+    const next = this.waiting.shift()
+    if (next !== undefined) next()
+    else this.active--
+  }
+
+  /** Runs `command` on its own channel; `timeoutMs` includes any wait for a free channel. */
+  async exec(command: string, timeoutMs: number, stdin?: string): Promise<ExecResult> {
     const started = Date.now()
+    await this.acquire()
+    try {
+      return await this.execNow(command, started, timeoutMs - (Date.now() - started), stdin)
+    } finally {
+      this.release()
+    }
+  }
+
+  private execNow(
+    command: string,
+    started: number,
+    timeoutMs: number,
+    stdin?: string
+  ): Promise<ExecResult> {
     return new Promise((resolve) => {
       let stdout = ''
       let stderr = ''
@@ -316,16 +354,25 @@ export class SshSession {
           timedOut
         })
       }
-      const timer = setTimeout(() => {
+      const timer = setTimeout(
+        () => {
+          timedOut = true
+          try {
+            channel?.signal('KILL')
+          } catch {
+            // channel may already be gone
+          }
+          channel?.close()
+          finish(null, 'timeout')
+        },
+        Math.max(0, timeoutMs)
+      )
+      if (timeoutMs <= 0) {
+        // The whole budget went waiting for a channel.
         timedOut = true
-        try {
-          channel?.signal('KILL')
-        } catch {
-          // channel may already be gone
-        }
-        channel?.close()
         finish(null, 'timeout')
-      }, timeoutMs)
+        return
+      }
       if (this.closed) {
         stderr = 'SSH connection is closed'
         finish(null, 'closed')
