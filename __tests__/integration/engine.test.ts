@@ -292,7 +292,7 @@ describe('the CLI around a run', () => {
       '--dry-run'
     ])
     expect(run.code).toBe(0)
-    expect(run.stdout).toMatch(/-cpu cortex-a72/)
+    expect(run.stdout).toMatch(/-cpu max,pauth=off/)
     expect(run.stdout).toMatch(/hostfwd=tcp:127\.0\.0\.1/)
     expect(hasArtifact(run, 'console.log')).toBe(false)
   })

@@ -104,4 +104,10 @@ describe('check rendering', () => {
     expect(md).toContain('<details open><summary>❌ packages: 3 checks</summary>')
     expect(md).toContain('❌ packages / neovim (1.9s) — tests/vm/checks.yml:36</summary>')
   })
+
+  it('the stage table counts passed, failed and skipped checks', () => {
+    expect(renderSummary(report())).toContain(
+      '| packages | ❌ failed | 2.0s | 1/3 passed, 1 failed, 1 skipped |'
+    )
+  })
 })

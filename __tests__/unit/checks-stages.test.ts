@@ -263,6 +263,29 @@ describe('services stage', () => {
       ['docker as baleen (no sudo)', 'passed']
     ])
     expect(ssh.calls.filter((c) => c.includes('docker.service;')).length).toBe(2)
+    // baleen's docker CLI reached the daemon: that proves it answers, no second CLI start.
+    expect(ssh.calls.filter((c) => c.includes('docker info'))).toHaveLength(1)
+    expect(results[2].output).toBe('server 20.10.24, storage overlay2, 0 running (as baleen)')
+  })
+
+  it('asks the daemon as the SSH user when a listed user cannot reach it', async () => {
+    const ssh = new FakeSsh((c) => {
+      if (c.includes('docker info') && c.includes('runuser'))
+        return {
+          code: 1,
+          stderr: 'permission denied while trying to connect to the Docker daemon socket'
+        }
+      if (c.includes('docker info')) return { stdout: 'server 20.10.24, storage overlay2\n' }
+      return { code: 1 }
+    })
+    const checks = parseChecks('docker: { users: [baleen] }\n', { label: 'c.yml', root: ROOT })
+    const results = await servicesStage(ctx(ssh), checks)
+    expect(results.map((r) => [r.name, r.status])).toEqual([
+      ['docker daemon answers', 'passed'],
+      ['docker as baleen (no sudo)', 'failed']
+    ])
+    expect(results[0].output).toBe('server 20.10.24, storage overlay2')
+    expect(ssh.calls.filter((c) => c.includes('docker info'))).toHaveLength(2)
   })
 
   it('a failed unit fails with its state and journal, naming the unit', async () => {

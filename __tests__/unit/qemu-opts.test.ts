@@ -30,7 +30,7 @@ describe('buildQemuOpts', () => {
   it('overrides -cpu max on aarch64 under TCG only', () => {
     expect(buildQemuOpts({ ...base, system: 'aarch64-linux', accel: 'tcg' }).slice(-2)).toEqual([
       '-cpu',
-      'cortex-a72'
+      'max,pauth=off'
     ])
     expect(buildQemuOpts({ ...base, system: 'aarch64-linux', accel: 'kvm' })).not.toContain('-cpu')
     expect(

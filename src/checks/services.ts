@@ -176,12 +176,31 @@ export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Prom
   }))
   const docker = checks.docker
   if (docker !== undefined) {
+    // A user's docker CLI that reached the daemon proves it answers: the daemon check asks as the
+    // SSH user only when no listed user got through (under emulation every docker CLI start costs
+    // the guest about a second of CPU).
+    const asUsers = new Map<string, Promise<CheckOutcome>>()
+    const userRun = (env: CheckEnv, name: string): Promise<CheckOutcome> => {
+      let p = asUsers.get(name)
+      if (p === undefined) {
+        p = dockerReaches(env, name)
+        asUsers.set(name, p)
+      }
+      return p
+    }
     specs.push({
       name: 'docker daemon answers',
       timeoutMs: docker.timeoutMs,
       file: docker.file,
       line: docker.line,
-      run: (env) => dockerReaches(env, undefined)
+      run: async (env) => {
+        for (const u of docker.users) {
+          const r = await userRun(env, u.name)
+          if (r.status === 'passed')
+            return { status: 'passed', output: `${r.output} (as ${u.name})` }
+        }
+        return dockerReaches(env, undefined)
+      }
     })
     for (const u of docker.users) {
       specs.push({
@@ -189,7 +208,7 @@ export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Prom
         timeoutMs: docker.timeoutMs,
         file: u.file,
         line: u.line,
-        run: (env) => dockerReaches(env, u.name)
+        run: (env) => userRun(env, u.name)
       })
     }
   }

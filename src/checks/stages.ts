@@ -28,12 +28,20 @@ export interface StageContext {
 }
 
 /**
- * Stages that judge the booted system, so they start once the boot has ended: a URL fetched while
- * the network is still coming up, or an e2e script racing the services it tests, would fail for
- * the wrong reason, and boot timings do not exist before then. The other stages start as soon as
- * SSH works and wait, each for its own units, while the boot finishes.
+ * Stages that judge the booted system start once the boot has ended and the system stage found it
+ * healthy: a unit still starting, a URL fetched while the network comes up or an e2e script racing
+ * the services it tests would fail for the wrong reason, boot timings do not exist before then,
+ * and polling units (or the docker CLI) while the boot runs takes the CPU the boot needs — under
+ * emulation that made the boot itself end 5 s later. The other stages (system's own wait, users,
+ * packages: plain commands, no polling) start as soon as SSH works, in the boot's idle moments.
  */
-export const AFTER_BOOT_END: ReadonlySet<StageName> = new Set(['network', 'performance', 'e2e'])
+export const AFTER_BOOT_END: ReadonlySet<StageName> = new Set([
+  'services',
+  'home-manager',
+  'network',
+  'performance',
+  'e2e'
+])
 
 export type StageRunner = (ctx: StageContext) => Promise<CheckResult[]>
 

@@ -25,7 +25,7 @@ Boots a NixOS VM runner (result/bin/run-<host>-vm) with QEMU and validates it.
   --stage-timeout D      budget of one check stage, default 10m
   --timeout D            whole run, default none
   --accel MODE           auto (prove KVM, else TCG), kvm, tcg; default auto
-  --cpu MODEL            QEMU -cpu override (default: cortex-a72 for aarch64 under TCG)
+  --cpu MODEL            QEMU -cpu override (default: max,pauth=off for aarch64 under TCG)
   --dry-run              print the plan, boot nothing
   --verbose              debug lines
 Durations: 90 (seconds), 90s, 10m, 1m30s, 500ms.

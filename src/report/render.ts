@@ -114,9 +114,16 @@ function checksList(stages: StageResult[]): string {
 function stageTable(stages: StageResult[]): string {
   const lines = ['| Stage | Result | Duration | Checks |', '| --- | --- | --- | --- |']
   for (const s of stages) {
-    const failed = s.checks.filter((c) => c.status === 'failed').length
+    const count = (status: string): number => s.checks.filter((c) => c.status === status).length
+    const skipped = count('skipped')
     const checks =
-      s.checks.length === 0 ? '' : `${s.checks.length - failed}/${s.checks.length} passed`
+      s.checks.length === 0
+        ? ''
+        : [
+            `${count('passed')}/${s.checks.length} passed`,
+            ...(count('failed') > 0 ? [`${count('failed')} failed`] : []),
+            ...(skipped > 0 ? [`${skipped} skipped`] : [])
+          ].join(', ')
     lines.push(
       `| ${s.name} | ${ICON[s.status] ?? ''} ${s.status} | ${formatDuration(s.durationMs)} | ${mdCell(checks || (s.message ?? ''))} |`
     )

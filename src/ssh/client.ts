@@ -51,10 +51,13 @@ export interface ExecResult {
 }
 
 /**
- * Pacing of the overlapping attempts. QEMU's user-mode forwarder accepts every TCP connection at
- * once; what happens next tells the guest's state:
- * - before the guest's network is up, the connection just hangs: such attempts are dead, so they
- *   are dropped after a short banner wait (growing, in case sshd is merely slow) and replaced;
+ * Pacing of the attempts. QEMU's user-mode forwarder accepts every TCP connection at once; what
+ * happens next tells the guest's state:
+ * - before the guest has an address, the connection hangs: its SYN is lost and QEMU's TCP resends
+ *   it seconds later. One attempt at a time, dropped after a short banner wait (growing, in case
+ *   sshd is merely slow) and replaced at once, reaches sshd within that wait of the guest's network
+ *   coming up. More attempts at once measured slower, not faster (`npm run bench`, A): their
+ *   delayed SYNs all land on sshd as it starts, and every one costs the guest a fork and re-exec;
  * - once the guest's kernel answers, a closed port resets the connection within a second: cheap
  *   for the guest, so a new attempt every 200 ms finds sshd right after it listens;
  * - an attempt that sshd accepted costs the guest a fork and re-exec: under slow emulation, many
@@ -63,15 +66,17 @@ export interface ExecResult {
 export function attemptPacing(
   attempt: number,
   state: { networkSeen: boolean; lastEndedFast: boolean },
-  bannerTimeoutMs = 15_000
-): { intervalMs: number; bannerTimeoutMs: number } {
+  bannerTimeoutMs = 15_000,
+  maxParallel = 4
+): { intervalMs: number; bannerTimeoutMs: number; maxLive: number } {
   if (!state.networkSeen) {
     return {
-      intervalMs: attempt < 3 ? 250 : 500,
-      bannerTimeoutMs: Math.min(bannerTimeoutMs, 2000 + 250 * attempt)
+      intervalMs: 100,
+      bannerTimeoutMs: Math.min(bannerTimeoutMs, 1200 + 50 * attempt),
+      maxLive: 1
     }
   }
-  return { intervalMs: state.lastEndedFast ? 200 : 1000, bannerTimeoutMs }
+  return { intervalMs: state.lastEndedFast ? 200 : 1000, bannerTimeoutMs, maxLive: maxParallel }
 }
 
 class AttemptError extends Error {
@@ -194,13 +199,18 @@ export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<
       if (o.signal?.aborted)
         throw new ValidationFailure('cancelled', 'cancelled while waiting for SSH')
       if (o.deadline.expired()) throw unreachable(target, diag)
-      if (live.size < maxParallel && Date.now() >= nextLaunch) {
+      const pace = attemptPacing(
+        diag.attempts + 1,
+        { networkSeen, lastEndedFast },
+        o.bannerTimeoutMs,
+        maxParallel
+      )
+      if (live.size < pace.maxLive && Date.now() >= nextLaunch) {
         diag.attempts++
         const perAttempt = Math.max(
           1000,
           Math.min(o.attemptTimeoutMs ?? 60_000, o.deadline.remaining())
         )
-        const pace = attemptPacing(diag.attempts, { networkSeen, lastEndedFast }, o.bannerTimeoutMs)
         const a = attempt(target, perAttempt, pace.bannerTimeoutMs, diag)
         live.add(a)
         const launchedAt = Date.now()
