@@ -341,6 +341,8 @@ if (ONLY.includes('C')) {
     conc,
     'concurrent'
   )
+  server.close()
+  rmSync(dir, { recursive: true, force: true })
 }
 
 mkdirSync(join(ROOT, '.bench'), { recursive: true })

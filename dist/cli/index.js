@@ -34225,15 +34225,15 @@ async function networkStage(ctx, checks) {
  * (src/analyze/analyze-blame.c, analyze-critical-chain.c), checked against its own output on the
  * test guests.
  */
+/** systemd's unit timestamps and the fields they fill (the names systemd-analyze uses). */
+const TIME_FIELDS = {
+    InactiveExitTimestampMonotonic: 'activating',
+    ActiveEnterTimestampMonotonic: 'activated',
+    ActiveExitTimestampMonotonic: 'deactivating',
+    InactiveEnterTimestampMonotonic: 'deactivated'
+};
 /** The unit properties the dump asks for, in `systemctl show -p` form. */
-const UNIT_TIME_PROPERTIES = [
-    'Id',
-    'After',
-    'InactiveExitTimestampMonotonic',
-    'ActiveEnterTimestampMonotonic',
-    'ActiveExitTimestampMonotonic',
-    'InactiveEnterTimestampMonotonic'
-];
+const UNIT_TIME_PROPERTIES = ['Id', 'After', ...Object.keys(TIME_FIELDS)];
 /**
  * The guest command: default target, boot marks, then every loaded unit's timestamps (a quoted
  * pattern, so the guest's shell does not expand it against files).
@@ -34281,33 +34281,18 @@ function parseUnitDump(text) {
         }
         const key = line.slice(0, eq);
         const value = line.slice(eq + 1);
-        switch (key) {
-            case 'UserspaceTimestampMonotonic':
-                marks.userspace = num(value);
-                break;
-            case 'FinishTimestampMonotonic':
-                marks.finish = num(value);
-                break;
-            case 'Id':
-                flush();
-                current.id = value;
-                break;
-            case 'After':
-                current.after = value.split(/\s+/).filter((u) => u !== '');
-                break;
-            case 'InactiveExitTimestampMonotonic':
-                current.activating = num(value);
-                break;
-            case 'ActiveEnterTimestampMonotonic':
-                current.activated = num(value);
-                break;
-            case 'ActiveExitTimestampMonotonic':
-                current.deactivating = num(value);
-                break;
-            case 'InactiveEnterTimestampMonotonic':
-                current.deactivated = num(value);
-                break;
+        if (key === 'UserspaceTimestampMonotonic')
+            marks.userspace = num(value);
+        else if (key === 'FinishTimestampMonotonic')
+            marks.finish = num(value);
+        else if (key === 'Id') {
+            flush();
+            current.id = value;
         }
+        else if (key === 'After')
+            current.after = value.split(/\s+/).filter((u) => u !== '');
+        else if (Object.hasOwn(TIME_FIELDS, key))
+            current[TIME_FIELDS[key]] = num(value);
     }
     flush();
     const dump = { units };
