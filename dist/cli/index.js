@@ -33866,6 +33866,10 @@ function trimOutput(text, max = MAX_CHECK_OUTPUT, keep = 'tail') {
     const kept = nl >= 0 && nl < 200 ? tail.slice(nl + 1) : tail;
     return `… (${t.length - kept.length} characters cut)\n${kept}`;
 }
+/** The one result of a stage whose checks file has no section for it: skipped, saying so. */
+function noSection(name, sections, checks) {
+    return [{ name, status: 'skipped', durationMs: 0, output: `no ${sections} in ${checks.label}` }];
+}
 /**
  * Runs the checks of a stage, at most `limit` at once, each with its own timeout bounded by the
  * stage deadline. Results come back in declaration order. A check that throws is failed with the
@@ -34039,14 +34043,7 @@ async function runCommand(env, spec) {
 async function packagesStage(ctx, checks) {
     const all = [...checks.packages, ...checks.commands];
     if (all.length === 0)
-        return [
-            {
-                name: 'packages',
-                status: 'skipped',
-                durationMs: 0,
-                output: `no packages or commands section in ${checks.label}`
-            }
-        ];
+        return noSection('packages', 'packages or commands section', checks);
     return runChecks(ctx, all.map((c) => ({
         name: c.name,
         timeoutMs: c.timeoutMs,
@@ -34125,9 +34122,7 @@ async function runScript(env, spec, outDir) {
 /** Stage `e2e`: each script copied over SFTP to a fresh temp dir and run as its user. */
 async function e2eStage(ctx, checks) {
     if (checks.e2e.length === 0)
-        return [
-            { name: 'e2e', status: 'skipped', durationMs: 0, output: `no e2e section in ${checks.label}` }
-        ];
+        return noSection('e2e', 'e2e section', checks);
     return runChecks(ctx, checks.e2e.map((e) => ({
         name: `${e.script}${e.user !== undefined ? ` (as ${e.user})` : ''}`,
         timeoutMs: e.timeoutMs,
@@ -34203,14 +34198,7 @@ async function networkStage(ctx, checks) {
         }))
     ];
     if (specs.length === 0)
-        return [
-            {
-                name: 'network',
-                status: 'skipped',
-                durationMs: 0,
-                output: `no network section in ${checks.label}`
-            }
-        ];
+        return noSection('network', 'network section', checks);
     return runChecks(ctx, specs);
 }
 
@@ -34745,14 +34733,7 @@ function perUnitBudget(text, max = 4000) {
 async function systemStage(ctx, checks, bootEnd) {
     const spec = checks.system;
     if (spec === undefined)
-        return [
-            {
-                name: 'system state',
-                status: 'skipped',
-                durationMs: 0,
-                output: `no system section in ${checks.label}`
-            }
-        ];
+        return noSection('system state', 'system section', checks);
     let detail;
     const [state] = await runChecks(ctx, [
         {
@@ -34943,14 +34924,7 @@ async function servicesStage(ctx, checks) {
         }
     }
     if (specs.length === 0)
-        return [
-            {
-                name: 'services',
-                status: 'skipped',
-                durationMs: 0,
-                output: `no services or docker section in ${checks.label}`
-            }
-        ];
+        return noSection('services', 'services or docker section', checks);
     return runChecks(ctx, specs);
 }
 
@@ -35568,14 +35542,7 @@ async function checkUser(env, spec, usingDefaults) {
 /** Stage `users`: accounts, groups, shells, homes. */
 async function usersStage(ctx, checks) {
     if (checks.users.length === 0)
-        return [
-            {
-                name: 'users',
-                status: 'skipped',
-                durationMs: 0,
-                output: `no users section in ${checks.label}`
-            }
-        ];
+        return noSection('users', 'users section', checks);
     const usingDefaults = checks.source === undefined;
     return runChecks(ctx, checks.users.map((u) => ({
         name: `user ${u.name}`,
@@ -35614,14 +35581,7 @@ async function homeFile(env, user, path) {
  */
 async function homeManagerStage(ctx, checks) {
     if (checks.homeManager.length === 0) {
-        return [
-            {
-                name: 'home-manager',
-                status: 'skipped',
-                durationMs: 0,
-                output: `no homeManager section in ${checks.label}`
-            }
-        ];
+        return noSection('home-manager', 'homeManager section', checks);
     }
     const unitSpec = (h) => ({
         name: homeManagerUnit(h.user),
@@ -35963,7 +35923,9 @@ async function validate(o) {
         // stages themselves run at once (see AFTER_BOOT_END); NVV_CHECK_CONCURRENCY=1 runs them one
         // after another instead.
         const checkStages = o.stages.filter((n) => n !== 'boot' && n !== 'ssh');
+        // The one wait per run for the end of the boot, for the system stage and the stages after it.
         let bootEndWait;
+        const bootEnd = (session, ms) => (bootEndWait ??= waitForBootEnd({ ssh: session, signal }, ms));
         const runCheckStage = async (name) => {
             if (report.failure !== null)
                 return; // listed as "not run: <stage> failed" at the end
@@ -35985,7 +35947,7 @@ async function validate(o) {
                 report,
                 signal,
                 deadline: new Deadline(o.stageTimeoutMs),
-                bootEnd: (ms) => (bootEndWait ??= waitForBootEnd({ ssh: session, signal }, ms))
+                bootEnd: (ms) => bootEnd(session, ms)
             };
             try {
                 const results = await CHECK_STAGES[name](ctx);
@@ -36019,7 +35981,7 @@ async function validate(o) {
                 const system = early.indexOf('system');
                 await (system >= 0
                     ? runs[system]
-                    : (bootEndWait ??= waitForBootEnd({ ssh: session, signal }, Math.min(checks.system?.timeoutMs ?? DEFAULT_TIMEOUTS.system, o.stageTimeoutMs))));
+                    : bootEnd(session, Math.min(checks.system?.timeoutMs ?? DEFAULT_TIMEOUTS.system, o.stageTimeoutMs)));
                 runs.push(...later.map(runCheckStage));
             }
             await Promise.all(runs);

@@ -4,6 +4,7 @@ import {
   asUser,
   combined,
   describeExit,
+  noSection,
   run,
   runChecks,
   type CheckEnv,
@@ -37,15 +38,7 @@ export async function runCommand(env: CheckEnv, spec: CommandSpec): Promise<Chec
 /** Stage `packages`: the packages section, then the commands section (one pool). */
 export async function packagesStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
   const all = [...checks.packages, ...checks.commands]
-  if (all.length === 0)
-    return [
-      {
-        name: 'packages',
-        status: 'skipped',
-        durationMs: 0,
-        output: `no packages or commands section in ${checks.label}`
-      }
-    ]
+  if (all.length === 0) return noSection('packages', 'packages or commands section', checks)
   return runChecks(
     ctx,
     all.map((c) => ({

@@ -8,6 +8,7 @@ import type { ChecksConfig, E2eSpec } from './config.js'
 import {
   asUser,
   describeExit,
+  noSection,
   run,
   runChecks,
   type CheckEnv,
@@ -97,10 +98,7 @@ export async function e2eStage(
   ctx: RunContext & { outDir: string },
   checks: ChecksConfig
 ): Promise<CheckResult[]> {
-  if (checks.e2e.length === 0)
-    return [
-      { name: 'e2e', status: 'skipped', durationMs: 0, output: `no e2e section in ${checks.label}` }
-    ]
+  if (checks.e2e.length === 0) return noSection('e2e', 'e2e section', checks)
   return runChecks(
     ctx,
     checks.e2e.map((e) => ({

@@ -4,6 +4,7 @@ import type { ChecksConfig } from './config.js'
 import {
   combined,
   describeExit,
+  noSection,
   run,
   runChecks,
   type CheckEnv,
@@ -76,14 +77,6 @@ export async function networkStage(ctx: RunContext, checks: ChecksConfig): Promi
       run: (env: CheckEnv) => fetchUrl(env, u.url)
     }))
   ]
-  if (specs.length === 0)
-    return [
-      {
-        name: 'network',
-        status: 'skipped',
-        durationMs: 0,
-        output: `no network section in ${checks.label}`
-      }
-    ]
+  if (specs.length === 0) return noSection('network', 'network section', checks)
   return runChecks(ctx, specs)
 }

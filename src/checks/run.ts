@@ -41,6 +41,15 @@ export function trimOutput(
   return `… (${t.length - kept.length} characters cut)\n${kept}`
 }
 
+/** The one result of a stage whose checks file has no section for it: skipped, saying so. */
+export function noSection(
+  name: string,
+  sections: string,
+  checks: { label: string }
+): CheckResult[] {
+  return [{ name, status: 'skipped', durationMs: 0, output: `no ${sections} in ${checks.label}` }]
+}
+
 /** What a check needs while it runs. */
 export interface CheckEnv {
   ssh: SshSession

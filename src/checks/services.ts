@@ -5,6 +5,7 @@ import {
   asUser,
   combined,
   describeExit,
+  noSection,
   poll,
   run,
   runChecks,
@@ -212,14 +213,6 @@ export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Prom
       })
     }
   }
-  if (specs.length === 0)
-    return [
-      {
-        name: 'services',
-        status: 'skipped',
-        durationMs: 0,
-        output: `no services or docker section in ${checks.label}`
-      }
-    ]
+  if (specs.length === 0) return noSection('services', 'services or docker section', checks)
   return runChecks(ctx, specs)
 }

@@ -5,6 +5,7 @@ import type { ChecksConfig } from './config.js'
 import {
   combined,
   describeExit,
+  noSection,
   run,
   runChecks,
   type CheckEnv,
@@ -135,15 +136,7 @@ export async function systemStage(
   bootEnd?: BootEnd
 ): Promise<CheckResult[]> {
   const spec = checks.system
-  if (spec === undefined)
-    return [
-      {
-        name: 'system state',
-        status: 'skipped',
-        durationMs: 0,
-        output: `no system section in ${checks.label}`
-      }
-    ]
+  if (spec === undefined) return noSection('system state', 'system section', checks)
   let detail: Awaited<ReturnType<typeof systemState>> | undefined
   const [state] = await runChecks(ctx, [
     {

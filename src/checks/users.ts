@@ -5,6 +5,7 @@ import { DEFAULTS_LABEL, DEFAULT_USER } from './defaults.js'
 import {
   combined,
   describeExit,
+  noSection,
   run,
   runChecks,
   type CheckEnv,
@@ -95,15 +96,7 @@ async function checkUser(
 
 /** Stage `users`: accounts, groups, shells, homes. */
 export async function usersStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
-  if (checks.users.length === 0)
-    return [
-      {
-        name: 'users',
-        status: 'skipped',
-        durationMs: 0,
-        output: `no users section in ${checks.label}`
-      }
-    ]
+  if (checks.users.length === 0) return noSection('users', 'users section', checks)
   const usingDefaults = checks.source === undefined
   return runChecks(
     ctx,
@@ -152,14 +145,7 @@ export async function homeManagerStage(
   checks: ChecksConfig
 ): Promise<CheckResult[]> {
   if (checks.homeManager.length === 0) {
-    return [
-      {
-        name: 'home-manager',
-        status: 'skipped',
-        durationMs: 0,
-        output: `no homeManager section in ${checks.label}`
-      }
-    ]
+    return noSection('home-manager', 'homeManager section', checks)
   }
   const unitSpec = (h: HomeManagerSpec): CheckSpec => ({
     name: homeManagerUnit(h.user),

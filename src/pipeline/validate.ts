@@ -228,7 +228,10 @@ export async function validate(o: ValidateOptions): Promise<Report> {
     // stages themselves run at once (see AFTER_BOOT_END); NVV_CHECK_CONCURRENCY=1 runs them one
     // after another instead.
     const checkStages = o.stages.filter((n): n is CheckStageName => n !== 'boot' && n !== 'ssh')
+    // The one wait per run for the end of the boot, for the system stage and the stages after it.
     let bootEndWait: Promise<ExecResult> | undefined
+    const bootEnd = (session: SshSession, ms: number): Promise<ExecResult> =>
+      (bootEndWait ??= waitForBootEnd({ ssh: session, signal }, ms))
     const runCheckStage = async (name: CheckStageName): Promise<void> => {
       if (report.failure !== null) return // listed as "not run: <stage> failed" at the end
       if (ssh === undefined || machine === undefined) {
@@ -249,7 +252,7 @@ export async function validate(o: ValidateOptions): Promise<Report> {
         report,
         signal,
         deadline: new Deadline(o.stageTimeoutMs),
-        bootEnd: (ms) => (bootEndWait ??= waitForBootEnd({ ssh: session, signal }, ms))
+        bootEnd: (ms) => bootEnd(session, ms)
       }
       try {
         const results = await CHECK_STAGES[name](ctx)
@@ -285,10 +288,10 @@ export async function validate(o: ValidateOptions): Promise<Report> {
         const system = early.indexOf('system')
         await (system >= 0
           ? runs[system]
-          : (bootEndWait ??= waitForBootEnd(
-              { ssh: session, signal },
+          : bootEnd(
+              session,
               Math.min(checks.system?.timeoutMs ?? DEFAULT_TIMEOUTS.system, o.stageTimeoutMs)
-            )))
+            ))
         runs.push(...later.map(runCheckStage))
       }
       await Promise.all(runs)
