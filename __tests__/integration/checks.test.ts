@@ -21,6 +21,7 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { CHECK_STAGES, type CheckStageName, type StageContext } from '../../src/checks/stages.js'
 import { waitForBootEnd } from '../../src/checks/system.js'
+import { copyE2eScripts } from '../../src/checks/e2e.js'
 import { parseChecks } from '../../src/checks/schema.js'
 import type { CheckResult, Report } from '../../src/report/model.js'
 import { waitForSsh, type SshSession } from '../../src/ssh/client.js'
@@ -376,7 +377,8 @@ describe('x86_64', () => {
         report,
         signal,
         deadline: new Deadline(5 * MIN),
-        bootEnd: (ms) => waitForBootEnd({ ssh: session, signal }, ms)
+        bootEnd: (ms) => waitForBootEnd({ ssh: session, signal }, ms),
+        e2eCopies: () => copyE2eScripts({ ssh: session, signal }, checks.e2e)
       }
       return CHECK_STAGES[name](ctx)
     }

@@ -6,7 +6,10 @@ import { e2eCommand, e2eLogName, scriptErrorLine } from '../../src/checks/e2e.js
 import { fetchCommand, resolveCommand } from '../../src/checks/network.js'
 import { asUser, describeExit, trimOutput } from '../../src/checks/run.js'
 import {
-  dockerInfoCommand,
+  describeDockerVersion,
+  dockerApiCommand,
+  parseUnitStates,
+  unitStatesCommand,
   judgeUnit,
   parseUnitState,
   unitStateCommand
@@ -167,11 +170,43 @@ describe('systemd units', () => {
     )
   })
 
-  it('asks docker as the user, not through sudo', () => {
-    expect(dockerInfoCommand('baleen', 'root')).toMatch(
-      /runuser -u baleen -- sh -lc [\s\S]*docker info --format/
+  it('asks the docker daemon as the user, not through sudo: curl on the socket, else the CLI', () => {
+    const c = dockerApiCommand('baleen', 'root')
+    expect(c).toMatch(/runuser -u baleen -- sh -lc [\s\S]*curl -sS --max-time 30 --unix-socket/)
+    expect(c).toMatch(/docker version --format/)
+    expect(c).not.toMatch(/sudo/)
+  })
+
+  it('describes the daemon from its /version JSON or the CLI line', () => {
+    expect(
+      describeDockerVersion(
+        '{"Version":"20.10.24+dfsg1","ApiVersion":"1.41","Os":"linux"}\n\nsocket=/var/run/docker.sock\n'
+      )
+    ).toBe('server 20.10.24+dfsg1, API 1.41 (unix:///var/run/docker.sock)')
+    expect(describeDockerVersion('server 24.0.5, API 1.43 (docker CLI)\n')).toBe(
+      'server 24.0.5, API 1.43 (docker CLI)'
     )
-    expect(dockerInfoCommand('baleen', 'root')).not.toMatch(/sudo/)
+  })
+
+  it('asks the states of several system units in one command, block by block in order', () => {
+    const units = ['sshd.service', 'nope.service']
+    expect(unitStatesCommand(units)).toBe(
+      `systemctl show -p LoadState -p ActiveState -p SubState -p Result sshd.service nope.service; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
+    )
+    const text =
+      'Result=success\nLoadState=loaded\nActiveState=active\nSubState=running\n\n' +
+      'Result=success\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nSystemState=running\n'
+    const states = parseUnitStates(units, text)
+    expect(states.get('sshd.service')).toEqual({
+      Result: 'success',
+      LoadState: 'loaded',
+      ActiveState: 'active',
+      SubState: 'running',
+      SystemState: 'running'
+    })
+    expect(states.get('nope.service')?.LoadState).toBe('not-found')
+    // A block count that does not match the units: nothing is guessed.
+    expect(parseUnitStates(units, 'LoadState=loaded\nSystemState=running\n').size).toBe(0)
   })
 })
 

@@ -9,14 +9,14 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { defaultChecks } from '../../src/checks/defaults.js'
 import { e2eStage } from '../../src/checks/e2e.js'
-import { performanceStage } from '../../src/checks/performance.js'
+import { EVIDENCE_COMMAND, performanceStage } from '../../src/checks/performance.js'
 import { runChecks, type CheckSpec, type RunContext } from '../../src/checks/run.js'
 import { parseChecks } from '../../src/checks/schema.js'
 import { servicesStage } from '../../src/checks/services.js'
 import { systemStage } from '../../src/checks/system.js'
 import { CRITICAL_CHAIN_HEADER } from '../../src/checks/unit-times.js'
 import { usersStage } from '../../src/checks/users.js'
-import { packagesStage } from '../../src/checks/commands.js'
+import { batchOutcome, packagesStage, parseBatch } from '../../src/checks/commands.js'
 import type { Report } from '../../src/report/model.js'
 import type { ExecResult, SshSession } from '../../src/ssh/client.js'
 import { ValidationFailure } from '../../src/util/errors.js'
@@ -239,20 +239,18 @@ describe('system stage', () => {
 })
 
 describe('services stage', () => {
-  it('waits while a unit is activating, then passes; docker as each user', async () => {
+  it('asks all units at once, polls the one still activating, then docker as each user', async () => {
+    const block = (active: string): string =>
+      `LoadState=loaded\nActiveState=${active}\nSubState=running\nResult=success\n`
     const ssh = new FakeSsh((c, n) => {
-      if (c.includes('systemctl show') && c.includes('docker.service')) {
+      if (c.includes('systemctl show') && c.includes('sshd.service docker.service'))
+        return { stdout: `${block('active')}\n${block('activating')}SystemState=starting\n` }
+      if (c.includes('systemctl show') && c.includes('docker.service'))
+        return { stdout: `${block(n < 2 ? 'activating' : 'active')}SystemState=running\n` }
+      if (c.includes('--unix-socket'))
         return {
-          stdout: `LoadState=loaded\nActiveState=${n < 2 ? 'activating' : 'active'}\nSubState=running\nResult=success\nSystemState=running\n`
+          stdout: '{"Version":"20.10.24","ApiVersion":"1.41"}\n\nsocket=/var/run/docker.sock\n'
         }
-      }
-      if (c.includes('systemctl show'))
-        return {
-          stdout:
-            'LoadState=loaded\nActiveState=active\nSubState=running\nResult=success\nSystemState=running\n'
-        }
-      if (c.includes('docker info'))
-        return { stdout: 'server 20.10.24, storage overlay2, 0 running\n' }
       return { code: 1 }
     })
     const results = await servicesStage(ctx(ssh), defaultChecks())
@@ -262,20 +260,25 @@ describe('services stage', () => {
       ['docker daemon answers', 'passed'],
       ['docker as baleen (no sudo)', 'passed']
     ])
-    expect(ssh.calls.filter((c) => c.includes('docker.service;')).length).toBe(2)
-    // baleen's docker CLI reached the daemon: that proves it answers, no second CLI start.
-    expect(ssh.calls.filter((c) => c.includes('docker info'))).toHaveLength(1)
-    expect(results[2].output).toBe('server 20.10.24, storage overlay2, 0 running (as baleen)')
+    const shows = ssh.calls.filter((c) => c.includes('systemctl show'))
+    // One command for both units, then docker.service alone until it is active.
+    expect(shows).toHaveLength(3)
+    expect(shows.filter((c) => c.includes('sshd.service'))).toHaveLength(1)
+    // baleen reached the daemon: that proves it answers, no second question.
+    expect(ssh.calls.filter((c) => c.includes('--unix-socket'))).toHaveLength(1)
+    expect(results[2].output).toBe(
+      'server 20.10.24, API 1.41 (unix:///var/run/docker.sock) (as baleen)'
+    )
   })
 
   it('asks the daemon as the SSH user when a listed user cannot reach it', async () => {
     const ssh = new FakeSsh((c) => {
-      if (c.includes('docker info') && c.includes('runuser'))
+      if (c.includes('--unix-socket') && c.includes('runuser'))
         return {
           code: 1,
-          stderr: 'permission denied while trying to connect to the Docker daemon socket'
+          stderr: 'permission denied: baleen cannot open /var/run/docker.sock (root:docker 660)'
         }
-      if (c.includes('docker info')) return { stdout: 'server 20.10.24, storage overlay2\n' }
+      if (c.includes('--unix-socket')) return { stdout: 'server 20.10.24, API 1.41 (docker CLI)\n' }
       return { code: 1 }
     })
     const checks = parseChecks('docker: { users: [baleen] }\n', { label: 'c.yml', root: ROOT })
@@ -284,8 +287,11 @@ describe('services stage', () => {
       ['docker daemon answers', 'passed'],
       ['docker as baleen (no sudo)', 'failed']
     ])
-    expect(results[0].output).toBe('server 20.10.24, storage overlay2')
-    expect(ssh.calls.filter((c) => c.includes('docker info'))).toHaveLength(2)
+    expect(results[0].output).toBe('server 20.10.24, API 1.41 (docker CLI)')
+    expect(results[1].output).toMatch(
+      /^docker daemon as baleen: exit 1\n[\s\S]*is baleen in the docker group\?/
+    )
+    expect(ssh.calls.filter((c) => c.includes('--unix-socket'))).toHaveLength(2)
   })
 
   it('a failed unit fails with its state and journal, naming the unit', async () => {
@@ -297,10 +303,10 @@ describe('services stage', () => {
         }
       if (c.startsWith('journalctl'))
         return { stdout: 'dockerd: failed to start daemon: error initializing graphdriver\n' }
-      if (c.includes('docker info'))
+      if (c.includes('--unix-socket'))
         return {
           code: 1,
-          stderr: 'permission denied while trying to connect to the Docker daemon socket'
+          stderr: 'permission denied: baleen cannot open /var/run/docker.sock (root:docker 660)'
         }
       return { code: 1 }
     })
@@ -341,6 +347,71 @@ describe('users and packages stages', () => {
   })
 })
 
+describe('packages stage: one batch per user', () => {
+  it("runs a user's commands in one login shell and judges each from its part", async () => {
+    const checks = parseChecks(
+      [
+        'packages:',
+        '  - { name: git, run: "git --version", expect: "^git version", user: baleen }',
+        '  - { name: neovim, run: "nvim --version", user: baleen, timeout: 30s }',
+        '  - { name: make, run: "make --version", user: baleen }',
+        '  - { name: uname, run: "uname -s" }',
+        ''
+      ].join('\n'),
+      { label: 'c.yml', root: ROOT }
+    )
+    const ssh = new FakeSsh((c) => {
+      const mark = /echo "(@@nvv-[0-9a-f]{12}@@) 0 /.exec(c)?.[1]
+      // baleen's batch ends after nvim (as a shell killed mid-way would): make has no part.
+      if (mark !== undefined)
+        return {
+          stdout: `git version 2.39.5\n\n${mark} 0 0 1000000000 1250000000\nsh: 1: nvim: not found\n\n${mark} 1 127 1300000000 1400000000\n`
+        }
+      return { stdout: 'Linux\n' }
+    })
+    const results = await packagesStage(ctx(ssh), checks)
+    expect(results.map((r) => [r.name, r.status, r.durationMs])).toEqual([
+      ['git', 'passed', 250],
+      ['neovim', 'failed', 100],
+      ['make', 'failed', expect.any(Number)],
+      ['uname', 'passed', expect.any(Number)]
+    ])
+    // One command for baleen's three, one for the SSH user's own.
+    expect(ssh.calls).toHaveLength(2)
+    const batch = ssh.calls.find((c) => c.includes('runuser -u baleen')) ?? ''
+    expect(batch).toContain('${nvv_to:+$nvv_to 30} sh -c')
+    expect(batch).toMatch(/nvim --version'\\'' <\/dev\/null 2>&1; nvv_rc=\$\?/)
+    expect(results[0].output).toBe('$ git --version   (as baleen)\ngit version 2.39.5')
+    expect(results[1].output).toBe(
+      '$ nvim --version   (as baleen)\nexit 127 (command not found)\nsh: 1: nvim: not found'
+    )
+    expect(results[2].output).toMatch(
+      /^\$ make --version {3}\(as baleen\)\nthe commands' shell ended before this one \(exit 0\)/
+    )
+    expect(results[3].output).toBe('$ uname -s\nLinux')
+  })
+
+  it('a command past its timeout is told apart from one that failed', () => {
+    const spec = { name: 'slow', run: 'sleep 99', timeoutMs: 2000 }
+    const batch: ExecResult = {
+      command: '',
+      code: 0,
+      stdout: '',
+      stderr: '',
+      durationMs: 2100,
+      timedOut: false,
+      signal: undefined
+    }
+    expect(batchOutcome(spec, { code: 124, output: '', durationMs: 2050 }, batch)).toEqual({
+      status: 'failed',
+      output: '$ sleep 99\ntimed out after 2.0s\n',
+      durationMs: 2050
+    })
+    // Without date's %N (busybox) the marker has no times: the check keeps the awaited time.
+    expect(parseBatch('x\n\n@@m@@ 0 0 %N %N\n', '@@m@@', 1)).toEqual([{ code: 0, output: 'x' }])
+  })
+})
+
 /** One unit's block of `systemctl show`, as the performance stage's dump has it. */
 const unit = (id: string, after: string, activating: number, activated: number): string =>
   `Id=${id}\nAfter=${after}\nInactiveExitTimestampMonotonic=${activating}\nActiveEnterTimestampMonotonic=${activated}\n`
@@ -351,36 +422,41 @@ describe('performance stage', () => {
       'performance:\n  bootTime: 10s\n  kernel: 30s\n  memoryUsedMiB: 1500\n  timeout: 20s\n',
       { label: 'c.yml', root: ROOT }
     )
+    const finished = 'Startup finished in 3.094s (kernel) + 32.116s (userspace) = 35.211s\n'
+    const notFinished =
+      'Bootup is not yet finished (org.freedesktop.systemd1.Manager.FinishTimestampMonotonic=0).\nPlease try again later.\n'
+    const dump = [
+      'graphical.target',
+      'UserspaceTimestampMonotonic=1000000',
+      'FinishTimestampMonotonic=33000000',
+      '',
+      unit('graphical.target', 'multi-user.target', 32_708_000, 32_708_000),
+      unit('multi-user.target', 'docker.service ssh.service', 32_702_000, 32_702_000),
+      unit('docker.service', '', 17_000_000, 31_912_000),
+      unit('ssh.service', '', 5_000_000, 7_052_000),
+      '@@nvv-meminfo@@',
+      'MemTotal: 995352 kB\nMemAvailable: 744888 kB\n'
+    ].join('\n')
     const ssh = new FakeSsh((c, n) => {
-      if (c.startsWith('systemd-analyze time')) {
-        return n < 2
-          ? {
-              code: 1,
-              stdout:
-                'Bootup is not yet finished (org.freedesktop.systemd1.Manager.FinishTimestampMonotonic=0).\nPlease try again later.\n'
-            }
-          : { stdout: 'Startup finished in 3.094s (kernel) + 32.116s (userspace) = 35.211s\n' }
-      }
-      if (c.startsWith('systemctl get-default'))
+      // Asked before the end of the boot: the phases are not there yet, so it polls
+      // systemd-analyze time alone, then asks for everything again.
+      if (c === EVIDENCE_COMMAND)
         return {
-          stdout: [
-            'graphical.target',
-            'UserspaceTimestampMonotonic=1000000',
-            'FinishTimestampMonotonic=33000000',
-            '',
-            unit('graphical.target', 'multi-user.target', 32_708_000, 32_708_000),
-            unit('multi-user.target', 'docker.service ssh.service', 32_702_000, 32_702_000),
-            unit('docker.service', '', 17_000_000, 31_912_000),
-            unit('ssh.service', '', 5_000_000, 7_052_000),
-            '@@nvv-meminfo@@',
-            'MemTotal: 995352 kB\nMemAvailable: 744888 kB\n'
-          ].join('\n')
+          stdout:
+            n < 2 ? `${notFinished}@@nvv-units@@ 1\n${dump}` : `${finished}@@nvv-units@@ 0\n${dump}`
         }
+      if (c === 'systemd-analyze time 2>&1')
+        return n < 2 ? { code: 1, stdout: notFinished } : { stdout: finished }
       return { code: 1 }
     })
     const c = ctx(ssh)
     const results = await performanceStage(c, checks)
-    expect(ssh.calls.filter((x) => x.startsWith('systemd-analyze time'))).toHaveLength(2)
+    expect(ssh.calls).toEqual([
+      EVIDENCE_COMMAND,
+      'systemd-analyze time 2>&1',
+      'systemd-analyze time 2>&1',
+      EVIDENCE_COMMAND
+    ])
     expect(c.report.boot).toEqual({
       kernelMs: 3094,
       userspaceMs: 32_116,
@@ -410,6 +486,24 @@ describe('performance stage', () => {
   })
 })
 
+describe('performance stage after the boot', () => {
+  it('asks one command when the boot has ended; a missing systemd-analyze fails with its exit', async () => {
+    const checks = parseChecks('performance: { bootTime: 1m }\n', { label: 'c.yml', root: ROOT })
+    const ssh = new FakeSsh(() => ({
+      stdout:
+        'sh: 1: systemd-analyze: not found\n@@nvv-units@@ 127\ngraphical.target\n@@nvv-meminfo@@\nMemTotal: 995352 kB\nMemAvailable: 744888 kB\n'
+    }))
+    const c = ctx(ssh)
+    const results = await performanceStage(c, checks)
+    expect(ssh.calls).toEqual([EVIDENCE_COMMAND])
+    expect(results.find((r) => r.name === 'systemd-analyze time')).toMatchObject({
+      status: 'failed',
+      output: expect.stringMatching(/^systemd-analyze time: exit 127 \(command not found\)\n/)
+    })
+    expect(c.report.boot?.memoryUsedMiB).toBe(245)
+  })
+})
+
 describe('e2e stage', () => {
   it('copies the script to a fresh temp dir, runs it as the user, keeps the log, cleans up', async () => {
     const checks = parseChecks(
@@ -422,23 +516,25 @@ describe('e2e stage', () => {
         return {
           code: 127,
           stdout:
-            '==> e2e-fail: step 1 ok (as baleen)\n/tmp/nvv-e2e.Ab12/e2e-fail.sh: 7: no-such-tool: not found\n'
+            '==> e2e-fail: step 1 ok (as baleen)\n/tmp/nvv-e2e.Ab12/1/e2e-fail.sh: 7: no-such-tool: not found\n'
         }
       return {}
     })
     const c = ctx(ssh)
     const [r] = await e2eStage(c, checks)
+    expect(ssh.calls[0]).toMatch(/mkdir "\$d\/1" && chmod 755 "\$d" "\$d\/1"/)
     expect(ssh.puts).toEqual([
       {
         local: join(ROOT, 'tests/fixtures/checks/e2e-fail.sh'),
-        remote: '/tmp/nvv-e2e.Ab12/e2e-fail.sh',
+        remote: '/tmp/nvv-e2e.Ab12/1/e2e-fail.sh',
         mode: 0o755
       }
     ])
+    // Run and clean-up are one command; the script's exit status is its exit status.
+    expect(ssh.calls).toHaveLength(2)
     expect(ssh.calls[1]).toMatch(
-      /runuser -u baleen -- sh -lc [\s\S]*exec timeout -k 5 \d+ \/tmp\/nvv-e2e\.Ab12\/e2e-fail\.sh 2>&1/
+      /^\(if command -v runuser [\s\S]*runuser -u baleen -- sh -lc [\s\S]*exec timeout -k 5 \d+ \/tmp\/nvv-e2e\.Ab12\/1\/e2e-fail\.sh 2>&1[\s\S]*\); rc=\$\?; rm -rf \/tmp\/nvv-e2e\.Ab12\/1; rmdir \/tmp\/nvv-e2e\.Ab12 2>\/dev\/null; exit \$rc$/
     )
-    expect(ssh.calls.at(-1)).toBe('rm -rf /tmp/nvv-e2e.Ab12')
     expect(r).toMatchObject({
       name: 'tests/fixtures/checks/e2e-fail.sh (as baleen)',
       status: 'failed',

@@ -1,4 +1,7 @@
+import { randomBytes } from 'node:crypto'
 import type { CheckResult } from '../report/model.js'
+import { formatDuration } from '../util/duration.js'
+import { shellQuote, type ExecResult } from '../ssh/client.js'
 import type { ChecksConfig, CommandSpec } from './config.js'
 import {
   asUser,
@@ -25,20 +28,125 @@ export function judgeCommand(
   return { ok: true }
 }
 
+function header(spec: CommandSpec): string {
+  return `$ ${spec.run}${spec.user !== undefined ? `   (as ${spec.user})` : ''}`
+}
+
 export async function runCommand(env: CheckEnv, spec: CommandSpec): Promise<CheckOutcome> {
   const r = await run(env, asUser(spec.run, spec.user, env.sshUser), env.deadline.remaining())
   const out = combined(r)
   const verdict = judgeCommand(spec, r.code, out)
-  const header = `$ ${spec.run}${spec.user !== undefined ? `   (as ${spec.user})` : ''}`
-  if (verdict.ok) return { status: 'passed', output: `${header}\n${out}` }
+  if (verdict.ok) return { status: 'passed', output: `${header(spec)}\n${out}` }
   const why = verdict.why ?? describeExit(r, spec.timeoutMs)
-  return { status: 'failed', output: `${header}\n${why}\n${out}` }
+  return { status: 'failed', output: `${header(spec)}\n${why}\n${out}` }
 }
 
-/** Stage `packages`: the packages section, then the commands section (one pool). */
+/**
+ * One guest command for several commands of the same user: one login shell (one runuser, one
+ * profile) runs them one after another, each in its own `sh -c` with stdin closed, bounded by
+ * timeout(1) when the guest has it, stderr merged, and followed by a marker line with its exit
+ * status and start/end times (ns, `date +%s%N`; empty where date cannot). Under emulation every
+ * login shell costs the guest a few hundred ms of the CPU the boot needs.
+ */
+export function batchCommand(
+  specs: CommandSpec[],
+  user: string | undefined,
+  sshUser: string,
+  mark: string
+): string {
+  const lines = [
+    'nvv_t() { date +%s%N 2>/dev/null; }',
+    'if command -v timeout >/dev/null 2>&1; then nvv_to="timeout -k 5"; else nvv_to=; fi'
+  ]
+  specs.forEach((s, i) => {
+    const secs = Math.max(1, Math.floor(s.timeoutMs / 1000))
+    const bound = `\${nvv_to:+$nvv_to ${secs}}`
+    lines.push(
+      `nvv_s=$(nvv_t); ${bound} sh -c ${shellQuote(s.run)} </dev/null 2>&1; nvv_rc=$?; echo; echo "${mark} ${i} $nvv_rc $nvv_s $(nvv_t)"`
+    )
+  })
+  return asUser(lines.join('\n'), user, sshUser)
+}
+
+export interface BatchPart {
+  code: number
+  output: string
+  durationMs?: number
+}
+
+/** The parts of batchCommand's output, by index (undefined: the batch ended before it). */
+export function parseBatch(stdout: string, mark: string, count: number): (BatchPart | undefined)[] {
+  const parts: (BatchPart | undefined)[] = new Array(count).fill(undefined)
+  const re = new RegExp(`^${mark} (\\d+) (\\d+) ?(\\S*) ?(\\S*)$`, 'gm')
+  let from = 0
+  for (const m of stdout.matchAll(re)) {
+    const i = Number(m[1])
+    const output = stdout.slice(from, m.index).replace(/^\n/, '').trimEnd()
+    from = m.index + m[0].length + 1
+    if (i >= count) continue
+    const ns =
+      /^\d+$/.test(m[3]) && /^\d+$/.test(m[4]) ? Number(BigInt(m[4]) - BigInt(m[3])) : undefined
+    parts[i] = {
+      code: Number(m[2]),
+      output,
+      ...(ns !== undefined && ns >= 0 ? { durationMs: Math.round(ns / 1e6) } : {})
+    }
+  }
+  return parts
+}
+
+/** A batched command's outcome: its part of the batch, or why the batch did not get to it. */
+export function batchOutcome(
+  spec: CommandSpec,
+  part: BatchPart | undefined,
+  batch: ExecResult
+): CheckOutcome {
+  if (part === undefined) {
+    const why = batch.timedOut
+      ? `not finished when the batch of commands timed out after ${formatDuration(batch.durationMs)}`
+      : `the commands' shell ended before this one (${describeExit(batch)})`
+    return { status: 'failed', output: `${header(spec)}\n${why}\n${combined(batch)}`.trimEnd() }
+  }
+  const at = part.durationMs !== undefined ? { durationMs: part.durationMs } : {}
+  const verdict = judgeCommand(spec, part.code, part.output)
+  if (verdict.ok) return { status: 'passed', output: `${header(spec)}\n${part.output}`, ...at }
+  const why =
+    verdict.why ??
+    (part.code === 124
+      ? `timed out after ${formatDuration(spec.timeoutMs)}`
+      : describeExit({ ...batch, code: part.code, timedOut: false, signal: undefined }))
+  return { status: 'failed', output: `${header(spec)}\n${why}\n${part.output}`, ...at }
+}
+
+/**
+ * Stage `packages`: the packages section, then the commands section (one pool). The commands of
+ * one user run as one batch (batchCommand); users' batches, and a user's single command, run
+ * concurrently.
+ */
 export async function packagesStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
   const all = [...checks.packages, ...checks.commands]
   if (all.length === 0) return noSection('packages', 'packages or commands section', checks)
+  const groups = new Map<string | undefined, CommandSpec[]>()
+  for (const c of all) groups.set(c.user, [...(groups.get(c.user) ?? []), c])
+  const batches = new Map<
+    string | undefined,
+    Promise<{ r: ExecResult; parts: (BatchPart | undefined)[] }>
+  >()
+  const batched = (env: CheckEnv, spec: CommandSpec): Promise<CheckOutcome> => {
+    const specs = groups.get(spec.user) ?? [spec]
+    let b = batches.get(spec.user)
+    if (b === undefined) {
+      const mark = `@@nvv-${randomBytes(6).toString('hex')}@@`
+      const total = specs.reduce((sum, s) => sum + s.timeoutMs + 5000, 0)
+      b = run(
+        env,
+        batchCommand(specs, spec.user, env.sshUser, mark),
+        Math.min(total, ctx.deadline.remaining())
+      ).then((r) => ({ r, parts: parseBatch(r.stdout, mark, specs.length) }))
+      batches.set(spec.user, b)
+    }
+    return b.then(({ r, parts }) => batchOutcome(spec, parts[specs.indexOf(spec)], r))
+  }
   return runChecks(
     ctx,
     all.map((c) => ({
@@ -46,7 +154,7 @@ export async function packagesStage(ctx: RunContext, checks: ChecksConfig): Prom
       timeoutMs: c.timeoutMs,
       file: c.file,
       line: c.line,
-      run: (env) => runCommand(env, c)
+      run: (env) => ((groups.get(c.user)?.length ?? 1) > 1 ? batched(env, c) : runCommand(env, c))
     }))
   )
 }

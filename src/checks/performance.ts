@@ -2,6 +2,7 @@ import { formatDuration } from '../util/duration.js'
 import { Deadline } from '../util/time.js'
 import type { BootAnalysis, CheckResult, Report } from '../report/model.js'
 import type { ChecksConfig, PerformanceBudget, PerformanceSpec } from './config.js'
+import type { ExecResult } from '../ssh/client.js'
 import { combined, describeExit, poll, run, trimOutput, type RunContext } from './run.js'
 import {
   UNIT_TIMES_COMMAND,
@@ -185,6 +186,29 @@ export function budgetChecks(
   ]
 }
 
+const MARK_UNITS = '@@nvv-units@@'
+const MARK_MEM = '@@nvv-meminfo@@'
+
+/** systemd-analyze time, the unit timestamps and /proc/meminfo, in one guest command. */
+export const EVIDENCE_COMMAND = `systemd-analyze time 2>&1; echo "${MARK_UNITS} $?"; ${UNIT_TIMES_COMMAND} 2>&1; echo ${MARK_MEM}; cat /proc/meminfo`
+
+/**
+ * The parts of EVIDENCE_COMMAND's output (empty when a part is missing) and the exit status of
+ * its systemd-analyze time.
+ */
+export function splitEvidence(stdout: string): {
+  time: string
+  timeCode: number | null
+  units: string
+  meminfo: string
+} {
+  const m = new RegExp(`^${MARK_UNITS} (\\d+)\n`, 'm').exec(stdout)
+  if (m === null) return { time: stdout, timeCode: null, units: '', meminfo: '' }
+  const rest = stdout.slice(m.index + m[0].length)
+  const [units, meminfo = ''] = rest.split(`${MARK_MEM}\n`)
+  return { time: stdout.slice(0, m.index), timeCode: Number(m[1]), units, meminfo }
+}
+
 /**
  * Stage `performance`: waits (bounded) until systemd reports the boot finished, records the
  * phases, the 10 slowest units, the critical chain and the memory in use into `report.boot`
@@ -206,22 +230,42 @@ export async function performanceStage(
   const results: CheckResult[] = []
   const started = Date.now()
   const deadline = new Deadline(Math.min(p.timeoutMs, ctx.deadline.remaining()))
-  const timed = await poll(
-    deadline,
-    ctx.signal,
-    async (remaining) => {
-      const r = await run(
-        env,
-        'systemd-analyze time 2>&1',
-        Math.min(60_000, Math.max(1000, remaining))
-      )
-      const parsed = parseAnalyzeTime(r.stdout)
-      const notYet = /not yet finished|try again later/i.test(r.stdout + r.stderr)
-      return { done: parsed !== undefined || !notYet, value: { r, parsed } }
-    },
-    2000
-  )
-  const { r: timeRun, parsed } = timed.value
+  // One command for everything once the boot has ended (the pipeline starts this stage then):
+  // the phases, the unit timestamps (blame and critical chain are computed here, see
+  // unit-times.ts) and the memory in use. Run before the end (no system stage), it polls
+  // systemd-analyze time alone until the boot has finished, then asks for the rest.
+  const evidenceRun = (): Promise<ExecResult> =>
+    run(env, EVIDENCE_COMMAND, Math.min(60_000, Math.max(1000, deadline.remaining())))
+  let evidence = await evidenceRun()
+  const first = splitEvidence(evidence.stdout)
+  let timeRun: ExecResult = {
+    ...evidence,
+    stdout: first.time,
+    code: first.timeCode ?? evidence.code
+  }
+  let parsed = parseAnalyzeTime(timeRun.stdout)
+  const notYet = (r: ExecResult): boolean =>
+    /not yet finished|try again later/i.test(r.stdout + r.stderr)
+  if (parsed === undefined && notYet(timeRun)) {
+    const timed = await poll(
+      deadline,
+      ctx.signal,
+      async (remaining) => {
+        const r = await run(
+          env,
+          'systemd-analyze time 2>&1',
+          Math.min(60_000, Math.max(1000, remaining))
+        )
+        const t = parseAnalyzeTime(r.stdout)
+        return { done: t !== undefined || !notYet(r), value: { r, t } }
+      },
+      2000
+    )
+    timeRun = timed.value.r
+    parsed = timed.value.t
+    if (parsed !== undefined) evidence = await evidenceRun()
+  }
+  const timeMs = Date.now() - started
   const boot: BootAnalysis = ctx.report.boot ?? {}
   ctx.report.boot = boot
   if (parsed !== undefined) {
@@ -232,7 +276,7 @@ export async function performanceStage(
     results.push({
       name: 'systemd-analyze time',
       status: 'passed',
-      durationMs: Date.now() - started,
+      durationMs: timeMs,
       output: trimOutput(timeRun.stdout),
       ...at()
     })
@@ -243,23 +287,14 @@ export async function performanceStage(
     results.push({
       name: 'systemd-analyze time',
       status: 'failed',
-      durationMs: Date.now() - started,
+      durationMs: timeMs,
       output: trimOutput(`systemd-analyze time: ${why}\n${combined(timeRun)}`),
       ...at()
     })
   }
 
-  // One command for the evidence: the unit timestamps (blame and critical chain are computed here,
-  // see unit-times.ts) and the memory in use.
-  const extraStart = Date.now()
-  const MARK = '@@nvv-meminfo@@'
-  const evidence = await run(
-    env,
-    `${UNIT_TIMES_COMMAND} 2>&1; echo ${MARK}; cat /proc/meminfo`,
-    60_000
-  )
-  const extraMs = Date.now() - extraStart
-  const [unitText, memText = ''] = evidence.stdout.split(`${MARK}\n`)
+  const extraMs = evidence.durationMs
+  const { units: unitText, meminfo: memText } = splitEvidence(evidence.stdout)
   const dump = parseUnitDump(unitText)
   const slowest = blameFromDump(dump)
   if (slowest.length > 0) boot.blame = slowest

@@ -68,6 +68,8 @@ export interface CheckOutcome {
   /** Overrides of the declared location (e2e: the script line that failed). */
   file?: string
   line?: number
+  /** The check's own time when it ran inside a batch (packages), else the time awaited. */
+  durationMs?: number
 }
 
 export interface CheckSpec {
@@ -160,7 +162,7 @@ async function runOne(ctx: RunContext, spec: CheckSpec): Promise<CheckResult> {
   const r: CheckResult = {
     ...base,
     status: outcome.status,
-    durationMs: Date.now() - started,
+    durationMs: outcome.durationMs ?? Date.now() - started,
     output: trimOutput(
       outcome.output,
       MAX_CHECK_OUTPUT,

@@ -1,5 +1,5 @@
 import type { CheckResult } from '../report/model.js'
-import { shellQuote } from '../ssh/client.js'
+import { shellQuote, type ExecResult } from '../ssh/client.js'
 import type { ChecksConfig, ServiceSpec } from './config.js'
 import {
   asUser,
@@ -52,7 +52,7 @@ export function judgeUnit(s: UnitState): 'active' | 'wait' | 'failed' | 'not-fou
 /** The guest command that prints a unit's state (system unit, or a user's unit). */
 export function unitStateCommand(unit: string, user: string | undefined, sshUser: string): string {
   const u = shellQuote(unit)
-  const props = '-p LoadState -p ActiveState -p SubState -p Result'
+  const props = STATE_PROPS
   if (user === undefined)
     return `systemctl show ${props} ${u}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
   // The user manager runs only while the user has a session (or lingers): start it as a login
@@ -74,20 +74,60 @@ function unitJournal(unit: string, user: string | undefined): string {
   return `journalctl -b --user-unit ${shellQuote(unit)} _UID=$(id -u ${shellQuote(user)}) -n ${JOURNAL_LINES} --no-pager -o short-monotonic 2>&1`
 }
 
-/** Waits (bounded) for `unit` to be active; on failure the output has its state and journal. */
+const STATE_PROPS = '-p LoadState -p ActiveState -p SubState -p Result'
+
+/** One command for the states of several system units (one block per unit, in order). */
+export function unitStatesCommand(units: string[]): string {
+  return `systemctl show ${STATE_PROPS} ${units.map(shellQuote).join(' ')}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
+}
+
+/**
+ * The output of unitStatesCommand, by unit. Blocks come in argument order (an alias such as
+ * sshd.service answers for its unit, so order, not Id, says whose block it is); a count that does
+ * not match gives an empty map, and the units are asked one by one instead.
+ */
+export function parseUnitStates(units: string[], text: string): Map<string, UnitState> {
+  const system = /^SystemState=(.*)$/m.exec(text)?.[1]
+  const blocks = text
+    .replace(/^SystemState=.*$/m, '')
+    .split(/\n\s*\n/)
+    .map((b) => b.trim())
+    .filter((b) => b !== '')
+  const out = new Map<string, UnitState>()
+  if (blocks.length !== units.length) return out
+  units.forEach((u, i) => {
+    const state = parseUnitState(blocks[i])
+    if (system !== undefined) state.SystemState = system
+    out.set(u, state)
+  })
+  return out
+}
+
+/**
+ * Waits (bounded) for `unit` to be active; on failure the output has its state and journal.
+ * `firstLook`: the unit's state already asked together with others (the stage's first round),
+ * used instead of the first command of its own.
+ */
 export async function unitActive(
   env: CheckEnv,
   unit: string,
-  user: string | undefined
+  user: string | undefined,
+  firstLook?: () => Promise<{ r: ExecResult; state?: UnitState }>
 ): Promise<CheckOutcome & { state: UnitState }> {
   const who = user !== undefined ? ` (user ${user})` : ''
+  let first = firstLook
   const last = await poll(env.deadline, env.signal, async (remaining) => {
-    const r = await run(
-      env,
-      unitStateCommand(unit, user, env.sshUser),
-      Math.min(30_000, Math.max(1000, remaining))
-    )
-    const state = parseUnitState(r.stdout)
+    const shared = first !== undefined ? await first() : undefined
+    first = undefined
+    const r =
+      shared?.state !== undefined
+        ? shared.r
+        : await run(
+            env,
+            unitStateCommand(unit, user, env.sshUser),
+            Math.min(30_000, Math.max(1000, remaining))
+          )
+    const state = shared?.state ?? parseUnitState(r.stdout)
     const verdict = r.code === 0 || state.ActiveState !== undefined ? judgeUnit(state) : 'failed'
     return { done: verdict !== 'wait', value: { r, state, verdict } }
   })
@@ -119,13 +159,45 @@ export async function unitActive(
   }
 }
 
-/** Docker daemon answers (root), then as each user without sudo. */
-export function dockerInfoCommand(user: string | undefined, sshUser: string): string {
+/**
+ * Asks the Docker daemon for its version over its socket, as `user` (no sudo): curl's HTTP over
+ * the unix socket when the guest has curl (NixOS always does), else the docker CLI. Under
+ * emulation a docker CLI start costs the guest about a second of CPU, curl a fifth of that, and
+ * the question is the same: can this user open the socket, and does the daemon answer on it.
+ * When curl cannot connect, the socket itself says why: missing (daemon not started) or not
+ * writable by the user (not in the docker group).
+ */
+export function dockerApiCommand(user: string | undefined, sshUser: string): string {
   return asUser(
-    `docker info --format 'server {{.ServerVersion}}, storage {{.Driver}}, {{.ContainersRunning}} running'`,
+    [
+      's=/var/run/docker.sock',
+      'case "${DOCKER_HOST:-}" in unix://*) s=${DOCKER_HOST#unix://} ;; ?*) s= ;; esac',
+      'if [ -n "$s" ] && command -v curl >/dev/null 2>&1; then',
+      '  if curl -sS --max-time 30 --unix-socket "$s" http://docker/version; then echo; echo "socket=$s"; exit 0; fi',
+      '  if [ ! -S "$s" ]; then echo "Cannot connect to the Docker daemon: no socket at $s" >&2',
+      `  elif [ ! -w "$s" ]; then echo "permission denied: $(id -un) cannot open $s ($(stat -c '%U:%G %a' "$s" 2>/dev/null))" >&2`,
+      '  else echo "Cannot connect to the Docker daemon at unix://$s" >&2; fi',
+      '  exit 1',
+      'fi',
+      "exec docker version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}} (docker CLI)'"
+    ].join('\n'),
     user,
     sshUser
   )
+}
+
+/** What the daemon said: its /version JSON (curl) in one line, or the docker CLI's own line. */
+export function describeDockerVersion(stdout: string): string {
+  const text = stdout.trim()
+  const socket = /^socket=(.*)$/m.exec(text)?.[1]
+  const json = text.replace(/^socket=.*$/m, '').trim()
+  if (!json.startsWith('{')) return text
+  try {
+    const v = JSON.parse(json) as { Version?: unknown; ApiVersion?: unknown }
+    return `server ${String(v.Version ?? '?')}, API ${String(v.ApiVersion ?? '?')}${socket !== undefined ? ` (unix://${socket})` : ''}`
+  } catch {
+    return text
+  }
 }
 
 async function dockerReaches(env: CheckEnv, user: string | undefined): Promise<CheckOutcome> {
@@ -135,7 +207,7 @@ async function dockerReaches(env: CheckEnv, user: string | undefined): Promise<C
     async (remaining) => {
       const r = await run(
         env,
-        dockerInfoCommand(user, env.sshUser),
+        dockerApiCommand(user, env.sshUser),
         Math.min(60_000, Math.max(1000, remaining))
       )
       const out = combined(r)
@@ -148,15 +220,15 @@ async function dockerReaches(env: CheckEnv, user: string | undefined): Promise<C
     2000
   )
   const r = last.value
+  if (r.code === 0) return { status: 'passed', output: describeDockerVersion(r.stdout) }
   const out = combined(r)
-  if (r.code === 0) return { status: 'passed', output: out }
   const hint =
     user !== undefined && /permission denied/i.test(out)
       ? `\n${user} cannot reach the Docker socket without sudo (is ${user} in the docker group?)`
       : ''
   return {
     status: 'failed',
-    output: `docker info${user !== undefined ? ` as ${user}` : ''}: ${describeExit(r)}\n${out}${hint}`,
+    output: `docker daemon${user !== undefined ? ` as ${user}` : ''}: ${describeExit(r)}\n${out}${hint}`,
     unit: 'docker.service'
   }
 }
@@ -167,19 +239,39 @@ function serviceName(s: ServiceSpec): string {
 
 /** Stage `services`: the services section and the docker section. */
 export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
+  // The system units' first look is one command for all of them; a unit still starting is then
+  // polled on its own.
+  const systemUnits = [
+    ...new Set(checks.services.filter((s) => s.user === undefined).map((s) => s.unit))
+  ]
+  let batch: Promise<{ r: ExecResult; states: Map<string, UnitState> }> | undefined
+  const firstLook =
+    (env: CheckEnv, unit: string) => async (): Promise<{ r: ExecResult; state?: UnitState }> => {
+      batch ??= run(env, unitStatesCommand(systemUnits), 30_000).then((r) => ({
+        r,
+        states: parseUnitStates(systemUnits, r.stdout)
+      }))
+      const { r, states } = await batch
+      return { r, state: states.get(unit) }
+    }
   const specs: CheckSpec[] = checks.services.map((s) => ({
     name: serviceName(s),
     timeoutMs: s.timeoutMs,
     file: s.file,
     line: s.line,
     unit: s.user === undefined ? s.unit : undefined,
-    run: (env) => unitActive(env, s.unit, s.user)
+    run: (env) =>
+      unitActive(
+        env,
+        s.unit,
+        s.user,
+        s.user === undefined && systemUnits.length > 1 ? firstLook(env, s.unit) : undefined
+      )
   }))
   const docker = checks.docker
   if (docker !== undefined) {
-    // A user's docker CLI that reached the daemon proves it answers: the daemon check asks as the
-    // SSH user only when no listed user got through (under emulation every docker CLI start costs
-    // the guest about a second of CPU).
+    // A listed user who reached the daemon proves it answers: the daemon check asks as the SSH
+    // user only when no listed user got through.
     const asUsers = new Map<string, Promise<CheckOutcome>>()
     const userRun = (env: CheckEnv, name: string): Promise<CheckOutcome> => {
       let p = asUsers.get(name)

@@ -6,7 +6,7 @@ import type { ValidateOptions } from '../pipeline/options.js'
 import { formatDuration } from '../util/duration.js'
 import type { ChecksConfig } from './config.js'
 import { packagesStage } from './commands.js'
-import { e2eStage } from './e2e.js'
+import { e2eStage, type E2eCopies } from './e2e.js'
 import { networkStage } from './network.js'
 import { performanceStage } from './performance.js'
 import type { RunContext } from './run.js'
@@ -25,6 +25,8 @@ export interface StageContext {
   deadline: Deadline
   /** The one wait per run for the end of the boot (systemctl is-system-running --wait). */
   bootEnd: BootEnd
+  /** The e2e scripts copied into the guest, once per run (started while the boot runs). */
+  e2eCopies: () => Promise<E2eCopies>
 }
 
 /**
@@ -75,5 +77,5 @@ export const CHECK_STAGES: Record<CheckStageName, StageRunner> = {
   packages: (ctx) => packagesStage(runContext(ctx, 'packages'), ctx.checks),
   network: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks),
   performance: (ctx) => performanceStage(runContext(ctx, 'performance'), ctx.checks),
-  e2e: (ctx) => e2eStage(runContext(ctx, 'e2e'), ctx.checks)
+  e2e: (ctx) => e2eStage({ ...runContext(ctx, 'e2e'), copies: ctx.e2eCopies }, ctx.checks)
 }

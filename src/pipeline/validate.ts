@@ -27,6 +27,7 @@ import {
 import { CHECK_CONCURRENCY } from '../checks/run.js'
 import { DEFAULT_TIMEOUTS } from '../checks/schema.js'
 import { waitForBootEnd } from '../checks/system.js'
+import { copyE2eScripts, type E2eCopies } from '../checks/e2e.js'
 import { loadChecks } from '../checks/config.js'
 
 /** Files a run writes into --out; stale ones from an earlier run are removed first. */
@@ -232,6 +233,10 @@ export async function validate(o: ValidateOptions): Promise<Report> {
     let bootEndWait: Promise<ExecResult> | undefined
     const bootEnd = (session: SshSession, ms: number): Promise<ExecResult> =>
       (bootEndWait ??= waitForBootEnd({ ssh: session, signal }, ms))
+    // The e2e scripts go over SFTP once per run, as soon as SSH works (see copyE2eScripts).
+    let e2eCopying: Promise<E2eCopies> | undefined
+    const e2eCopies = (session: SshSession): Promise<E2eCopies> =>
+      (e2eCopying ??= copyE2eScripts({ ssh: session, signal }, checks.e2e))
     const runCheckStage = async (name: CheckStageName): Promise<void> => {
       if (report.failure !== null) return // listed as "not run: <stage> failed" at the end
       if (ssh === undefined || machine === undefined) {
@@ -252,7 +257,8 @@ export async function validate(o: ValidateOptions): Promise<Report> {
         report,
         signal,
         deadline: new Deadline(o.stageTimeoutMs),
-        bootEnd: (ms) => bootEnd(session, ms)
+        bootEnd: (ms) => bootEnd(session, ms),
+        e2eCopies: () => e2eCopies(session)
       }
       try {
         const results = await CHECK_STAGES[name](ctx)
@@ -280,8 +286,9 @@ export async function validate(o: ValidateOptions): Promise<Report> {
     } else {
       const session = ssh
       const early = checkStages.filter((n) => !AFTER_BOOT_END.has(n))
-      const runs = early.map(runCheckStage)
       const later = checkStages.filter((n) => AFTER_BOOT_END.has(n))
+      if (later.includes('e2e') && checks.e2e.length > 0) e2eCopies(session).catch(() => undefined) // the e2e stage reports a failed copy
+      const runs = early.map(runCheckStage)
       if (later.length > 0) {
         // They start once the system stage has judged the finished boot (a degraded boot skips
         // them), or without a system stage once the boot has ended.
