@@ -317,7 +317,7 @@ if (ONLY.includes('C')) {
     'CLI all stages'
   )
   console.log(
-    `  (whole CLI runs incl. screenshot, power-off and artifacts: median ${sec(median(wall))})\n`
+    `  (whole CLI runs incl. screenshot, QEMU quit and artifacts: median ${sec(median(wall))})\n`
   )
   // No check of a booted system can pass before the guest's own boot has ended: the floor of C1.
   line(
