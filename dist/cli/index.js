@@ -34050,7 +34050,8 @@ async function runCommand(env, spec) {
  * One guest command for several commands of the same user: one login shell (one runuser, one
  * profile) runs them one after another, each in its own `sh -c` with stdin closed, bounded by
  * timeout(1) when the guest has it, stderr merged, and followed by a marker line with its exit
- * status and start/end times (ns, `date +%s%N`; empty where date cannot). Under emulation every
+ * status and start/end times (ns, `date +%s%N`; where date has no %N they are ignored
+ * and the check keeps the time awaited). Under emulation every
  * login shell costs the guest a few hundred ms of the CPU the boot needs.
  */
 function batchCommand(specs, user, sshUser, mark) {
@@ -34113,8 +34114,13 @@ async function packagesStage(ctx, checks) {
     if (all.length === 0)
         return noSection('packages', 'packages or commands section', checks);
     const groups = new Map();
-    for (const c of all)
-        groups.set(c.user, [...(groups.get(c.user) ?? []), c]);
+    for (const c of all) {
+        const group = groups.get(c.user);
+        if (group === undefined)
+            groups.set(c.user, [c]);
+        else
+            group.push(c);
+    }
     const batches = new Map();
     const batched = (env, spec) => {
         const specs = groups.get(spec.user) ?? [spec];
@@ -34189,16 +34195,16 @@ async function copyE2eScripts(env, specs) {
             return { error: `cannot copy ${spec.script} to the guest (SFTP): ${errorMessage(err)}` };
         }
     }));
-    return { dir, scripts };
+    return { scripts };
 }
 /**
  * The e2e command for a copied script: runs it (e2eCommand), then removes its subdir and, once
  * the last script is done, the temp dir; the script's exit status is the command's.
  */
-function e2eRunCommand(run, remote) {
+function e2eRunCommand(command, remote) {
     const sub = remote.slice(0, remote.lastIndexOf('/'));
     const top = sub.slice(0, sub.lastIndexOf('/'));
-    return `(${run}); rc=$?; rm -rf ${shellQuote(sub)}; rmdir ${shellQuote(top)} 2>/dev/null; exit $rc`;
+    return `(${command}); rc=$?; rm -rf ${shellQuote(sub)}; rmdir ${shellQuote(top)} 2>/dev/null; exit $rc`;
 }
 async function runScript(env, spec, copy, outDir) {
     if ('error' in copy)
@@ -34664,11 +34670,11 @@ async function performanceStage(ctx, checks) {
     // systemd-analyze time alone until the boot has finished, then asks for the rest.
     const evidenceRun = () => run(env, EVIDENCE_COMMAND, Math.min(60_000, Math.max(1000, deadline.remaining())));
     let evidence = await evidenceRun();
-    const first = splitEvidence(evidence.stdout);
+    let parts = splitEvidence(evidence.stdout);
     let timeRun = {
         ...evidence,
-        stdout: first.time,
-        code: first.timeCode ?? evidence.code
+        stdout: parts.time,
+        code: parts.timeCode ?? evidence.code
     };
     let parsed = parseAnalyzeTime(timeRun.stdout);
     const notYet = (r) => /not yet finished|try again later/i.test(r.stdout + r.stderr);
@@ -34680,8 +34686,10 @@ async function performanceStage(ctx, checks) {
         }, 2000);
         timeRun = timed.value.r;
         parsed = timed.value.t;
-        if (parsed !== undefined)
+        if (parsed !== undefined) {
             evidence = await evidenceRun();
+            parts = splitEvidence(evidence.stdout);
+        }
     }
     const timeMs = Date.now() - started;
     const boot = ctx.report.boot ?? {};
@@ -34715,7 +34723,7 @@ async function performanceStage(ctx, checks) {
         });
     }
     const extraMs = evidence.durationMs;
-    const { units: unitText, meminfo: memText } = splitEvidence(evidence.stdout);
+    const { units: unitText, meminfo: memText } = parts;
     const dump = parseUnitDump(unitText);
     const slowest = blameFromDump(dump);
     if (slowest.length > 0)
@@ -34924,30 +34932,29 @@ function judgeUnit(s) {
         return 'wait';
     return 'failed';
 }
+const STATE_PROPS = '-p LoadState -p ActiveState -p SubState -p Result';
+/** One command for the states of several system units (one block per unit, in order). */
+function unitStatesCommand(units) {
+    return `systemctl show ${STATE_PROPS} ${units.map(shellQuote).join(' ')}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`;
+}
 /** The guest command that prints a unit's state (system unit, or a user's unit). */
 function unitStateCommand(unit, user, sshUser) {
-    const u = shellQuote(unit);
-    const props = STATE_PROPS;
     if (user === undefined)
-        return `systemctl show ${props} ${u}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`;
+        return unitStatesCommand([unit]);
+    const u = shellQuote(unit);
     // The user manager runs only while the user has a session (or lingers): start it as a login
     // would, then talk to it over its private socket (no D-Bus user session needed).
     const q = shellQuote(user);
     return [
         `uid=$(id -u ${q}) || exit 3`,
         `systemctl start "user@$uid.service" >/dev/null 2>&1 || true`,
-        asUser(`XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR; systemctl --user show ${props} ${u}; echo "SystemState=$(systemctl --user is-system-running 2>/dev/null)"`, user, sshUser)
+        asUser(`XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR; systemctl --user show ${STATE_PROPS} ${u}; echo "SystemState=$(systemctl --user is-system-running 2>/dev/null)"`, user, sshUser)
     ].join('\n');
 }
 function unitJournal(unit, user) {
     if (user === undefined)
         return unitJournalCommand(unit);
     return `journalctl -b --user-unit ${shellQuote(unit)} _UID=$(id -u ${shellQuote(user)}) -n ${JOURNAL_LINES} --no-pager -o short-monotonic 2>&1`;
-}
-const STATE_PROPS = '-p LoadState -p ActiveState -p SubState -p Result';
-/** One command for the states of several system units (one block per unit, in order). */
-function unitStatesCommand(units) {
-    return `systemctl show ${STATE_PROPS} ${units.map(shellQuote).join(' ')}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`;
 }
 /**
  * The output of unitStatesCommand, by unit. Blocks come in argument order (an alias such as
@@ -36196,8 +36203,9 @@ async function validate(o) {
             const session = ssh;
             const early = checkStages.filter((n) => !AFTER_BOOT_END.has(n));
             const later = checkStages.filter((n) => AFTER_BOOT_END.has(n));
+            // The copies start with the early stages; a failed copy is reported by the e2e stage.
             if (later.includes('e2e') && checks.e2e.length > 0)
-                e2eCopies(session).catch(() => undefined); // the e2e stage reports a failed copy
+                e2eCopies(session).catch(() => undefined);
             const runs = early.map(runCheckStage);
             if (later.length > 0) {
                 // They start once the system stage has judged the finished boot (a degraded boot skips

@@ -45,7 +45,8 @@ export async function runCommand(env: CheckEnv, spec: CommandSpec): Promise<Chec
  * One guest command for several commands of the same user: one login shell (one runuser, one
  * profile) runs them one after another, each in its own `sh -c` with stdin closed, bounded by
  * timeout(1) when the guest has it, stderr merged, and followed by a marker line with its exit
- * status and start/end times (ns, `date +%s%N`; empty where date cannot). Under emulation every
+ * status and start/end times (ns, `date +%s%N`; where date has no %N they are ignored
+ * and the check keeps the time awaited). Under emulation every
  * login shell costs the guest a few hundred ms of the CPU the boot needs.
  */
 export function batchCommand(
@@ -127,7 +128,11 @@ export async function packagesStage(ctx: RunContext, checks: ChecksConfig): Prom
   const all = [...checks.packages, ...checks.commands]
   if (all.length === 0) return noSection('packages', 'packages or commands section', checks)
   const groups = new Map<string | undefined, CommandSpec[]>()
-  for (const c of all) groups.set(c.user, [...(groups.get(c.user) ?? []), c])
+  for (const c of all) {
+    const group = groups.get(c.user)
+    if (group === undefined) groups.set(c.user, [c])
+    else group.push(c)
+  }
   const batches = new Map<
     string | undefined,
     Promise<{ r: ExecResult; parts: (BatchPart | undefined)[] }>

@@ -51,7 +51,6 @@ export function e2eCommand(
 
 /** Where the scripts went in the guest: one temp dir, a numbered subdir per script. */
 export interface E2eCopies {
-  dir?: string
   /** Remote path per script (index in the e2e section), or why it could not be copied. */
   scripts: ({ remote: string } | { error: string })[]
 }
@@ -88,17 +87,17 @@ export async function copyE2eScripts(
       }
     })
   )
-  return { dir, scripts }
+  return { scripts }
 }
 
 /**
  * The e2e command for a copied script: runs it (e2eCommand), then removes its subdir and, once
  * the last script is done, the temp dir; the script's exit status is the command's.
  */
-export function e2eRunCommand(run: string, remote: string): string {
+export function e2eRunCommand(command: string, remote: string): string {
   const sub = remote.slice(0, remote.lastIndexOf('/'))
   const top = sub.slice(0, sub.lastIndexOf('/'))
-  return `(${run}); rc=$?; rm -rf ${shellQuote(sub)}; rmdir ${shellQuote(top)} 2>/dev/null; exit $rc`
+  return `(${command}); rc=$?; rm -rf ${shellQuote(sub)}; rmdir ${shellQuote(top)} 2>/dev/null; exit $rc`
 }
 
 async function runScript(

@@ -237,11 +237,11 @@ export async function performanceStage(
   const evidenceRun = (): Promise<ExecResult> =>
     run(env, EVIDENCE_COMMAND, Math.min(60_000, Math.max(1000, deadline.remaining())))
   let evidence = await evidenceRun()
-  const first = splitEvidence(evidence.stdout)
+  let parts = splitEvidence(evidence.stdout)
   let timeRun: ExecResult = {
     ...evidence,
-    stdout: first.time,
-    code: first.timeCode ?? evidence.code
+    stdout: parts.time,
+    code: parts.timeCode ?? evidence.code
   }
   let parsed = parseAnalyzeTime(timeRun.stdout)
   const notYet = (r: ExecResult): boolean =>
@@ -263,7 +263,10 @@ export async function performanceStage(
     )
     timeRun = timed.value.r
     parsed = timed.value.t
-    if (parsed !== undefined) evidence = await evidenceRun()
+    if (parsed !== undefined) {
+      evidence = await evidenceRun()
+      parts = splitEvidence(evidence.stdout)
+    }
   }
   const timeMs = Date.now() - started
   const boot: BootAnalysis = ctx.report.boot ?? {}
@@ -294,7 +297,7 @@ export async function performanceStage(
   }
 
   const extraMs = evidence.durationMs
-  const { units: unitText, meminfo: memText } = splitEvidence(evidence.stdout)
+  const { units: unitText, meminfo: memText } = parts
   const dump = parseUnitDump(unitText)
   const slowest = blameFromDump(dump)
   if (slowest.length > 0) boot.blame = slowest

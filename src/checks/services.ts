@@ -49,12 +49,17 @@ export function judgeUnit(s: UnitState): 'active' | 'wait' | 'failed' | 'not-fou
   return 'failed'
 }
 
+const STATE_PROPS = '-p LoadState -p ActiveState -p SubState -p Result'
+
+/** One command for the states of several system units (one block per unit, in order). */
+export function unitStatesCommand(units: string[]): string {
+  return `systemctl show ${STATE_PROPS} ${units.map(shellQuote).join(' ')}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
+}
+
 /** The guest command that prints a unit's state (system unit, or a user's unit). */
 export function unitStateCommand(unit: string, user: string | undefined, sshUser: string): string {
+  if (user === undefined) return unitStatesCommand([unit])
   const u = shellQuote(unit)
-  const props = STATE_PROPS
-  if (user === undefined)
-    return `systemctl show ${props} ${u}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
   // The user manager runs only while the user has a session (or lingers): start it as a login
   // would, then talk to it over its private socket (no D-Bus user session needed).
   const q = shellQuote(user)
@@ -62,7 +67,7 @@ export function unitStateCommand(unit: string, user: string | undefined, sshUser
     `uid=$(id -u ${q}) || exit 3`,
     `systemctl start "user@$uid.service" >/dev/null 2>&1 || true`,
     asUser(
-      `XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR; systemctl --user show ${props} ${u}; echo "SystemState=$(systemctl --user is-system-running 2>/dev/null)"`,
+      `XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR; systemctl --user show ${STATE_PROPS} ${u}; echo "SystemState=$(systemctl --user is-system-running 2>/dev/null)"`,
       user,
       sshUser
     )
@@ -72,13 +77,6 @@ export function unitStateCommand(unit: string, user: string | undefined, sshUser
 function unitJournal(unit: string, user: string | undefined): string {
   if (user === undefined) return unitJournalCommand(unit)
   return `journalctl -b --user-unit ${shellQuote(unit)} _UID=$(id -u ${shellQuote(user)}) -n ${JOURNAL_LINES} --no-pager -o short-monotonic 2>&1`
-}
-
-const STATE_PROPS = '-p LoadState -p ActiveState -p SubState -p Result'
-
-/** One command for the states of several system units (one block per unit, in order). */
-export function unitStatesCommand(units: string[]): string {
-  return `systemctl show ${STATE_PROPS} ${units.map(shellQuote).join(' ')}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
 }
 
 /**

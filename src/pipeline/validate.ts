@@ -287,7 +287,8 @@ export async function validate(o: ValidateOptions): Promise<Report> {
       const session = ssh
       const early = checkStages.filter((n) => !AFTER_BOOT_END.has(n))
       const later = checkStages.filter((n) => AFTER_BOOT_END.has(n))
-      if (later.includes('e2e') && checks.e2e.length > 0) e2eCopies(session).catch(() => undefined) // the e2e stage reports a failed copy
+      // The copies start with the early stages; a failed copy is reported by the e2e stage.
+      if (later.includes('e2e') && checks.e2e.length > 0) e2eCopies(session).catch(() => undefined)
       const runs = early.map(runCheckStage)
       if (later.length > 0) {
         // They start once the system stage has judged the finished boot (a degraded boot skips
