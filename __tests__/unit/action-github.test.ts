@@ -168,6 +168,25 @@ describe('annotations', () => {
     expect(buildAnnotations(r, { workspace: '/ws' })[0].path).toBe('action.yml')
   })
 
+  it('a setup or boot failure goes on the workflow, never on the checks file', () => {
+    const setup = report({
+      failure: {
+        stage: 'setup',
+        kind: 'tool-error',
+        message: "write the user's nix.conf failed: cannot write /root/.config/nix/nix.conf",
+        excerpt: ''
+      }
+    })
+    const at = buildAnnotations(setup, {
+      workspace: '/ws',
+      checksFile: '/ws/tests/vm/checks.yml',
+      workflowFile: '.github/workflows/vm.yml'
+    })
+    expect(at).toEqual([
+      expect.objectContaining({ path: '.github/workflows/vm.yml', start_line: 1 })
+    ])
+  })
+
   it('a failure no check stands for (a panic, a build error with its position) is annotated too', () => {
     const panic = report({
       failure: {

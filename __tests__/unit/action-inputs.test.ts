@@ -73,7 +73,7 @@ describe('parseInputs', () => {
       prComment: false,
       dryRun: false,
       nix: {
-        installerVersion: '2.28.3',
+        installerVersion: '2.35.2',
         extraSubstituters: [],
         extraTrustedPublicKeys: [],
         cache: true

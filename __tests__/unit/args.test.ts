@@ -21,6 +21,9 @@ describe('parseDuration', () => {
   it('formats', () => {
     expect(formatDuration(1500)).toBe('1.5s')
     expect(formatDuration(125_000)).toBe('2m05s')
+    expect(formatDuration(119_600)).toBe('2m00s')
+    expect(formatDuration(59_960)).toBe('1m00s')
+    expect(formatDuration(59_940)).toBe('59.9s')
   })
 })
 

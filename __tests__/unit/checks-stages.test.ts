@@ -110,11 +110,10 @@ describe('runChecks', () => {
         return { status: 'passed', output: r.command }
       }
     }))
-    const t0 = Date.now()
     const results = await runChecks(ctx(ssh), specs)
     expect(results.map((r) => r.name)).toEqual(specs.map((s) => s.name))
+    // Concurrency is proven by what was in flight, not by a clock (a loaded machine is slow).
     expect(ssh.maxInFlight).toBe(4)
-    expect(Date.now() - t0).toBeLessThan(30 * 10)
   })
 
   it('turns a thrown error into a failed check and annotates from the spec', async () => {

@@ -5,12 +5,18 @@ import { join } from 'node:path'
 import nock from 'nock'
 import {
   exportClosureCommand,
-  flakeLockHash,
+  flakeCacheIdentity,
+  flakeMetadataCommand,
+  lockedInputsHash,
+  closureCoverage,
+  closureInfoCommand,
+  parseClosureInfo,
   isCacheConflict,
   localSubstituter,
   restoreStoreCache,
   saveStoreCache,
   storeCacheDir,
+  STORE_CACHE_PATH,
   storeCacheKeys,
   type CacheClient,
   type StoreCacheResult
@@ -23,6 +29,7 @@ import {
 } from '../../src/nix/cachix.js'
 import { renderCommand, type Command, type ExecResult, type Executor } from '../../src/nix/exec.js'
 import { silentLogger } from '../../src/util/log.js'
+import { stepArgv, stepInput } from '../support/steps.js'
 
 let tmp: string
 beforeAll(async () => {
@@ -60,12 +67,21 @@ function recorder(fail = false): Executor & { ran: Command[] } {
 }
 
 function client(
-  o: { restore?: string; saveId?: number; saveError?: Error } = {}
-): CacheClient & { saved: string[][] } {
+  o: { restore?: string; saveId?: number; saveError?: Error; restoreInto?: string } = {}
+): CacheClient & { saved: string[][]; restored: string[][] } {
   const saved: string[][] = []
+  const restored: string[][] = []
   return {
     saved,
-    restore: async () => o.restore,
+    restored,
+    restore: async (paths) => {
+      restored.push(paths)
+      if (o.restore !== undefined && o.restoreInto !== undefined) {
+        await mkdir(o.restoreInto, { recursive: true })
+        await writeFile(join(o.restoreInto, 'a.narinfo'), Buffer.alloc(2048))
+      }
+      return o.restore
+    },
     save: async (paths, key) => {
       saved.push([...paths, key])
       if (o.saveError !== undefined) throw o.saveError
@@ -81,20 +97,27 @@ describe('store cache keys', () => {
         guest: 'x86_64-linux',
         host: 'x86_64-linux',
         configuration: 'nixos-vm-x86_64',
-        lockHash: '0123456789abcdef'
+        inputsHash: '0123456789abcdef',
+        sourceHash: 'fedcba9876543210',
+        inputsFrom: 'nix flake metadata'
       })
     ).toEqual({
-      key: 'nixos-vm-validate-x86_64-linux-nixos-vm-x86_64-0123456789abcdef',
-      restoreKeys: ['nixos-vm-validate-x86_64-linux-nixos-vm-x86_64-']
+      key: 'nixos-vm-validate-x86_64-linux-nixos-vm-x86_64-0123456789abcdef-fedcba9876543210',
+      restoreKeys: [
+        'nixos-vm-validate-x86_64-linux-nixos-vm-x86_64-0123456789abcdef-',
+        'nixos-vm-validate-x86_64-linux-nixos-vm-x86_64-'
+      ],
+      inputsFrom: 'nix flake metadata'
     })
     expect(
       storeCacheKeys({
         guest: 'aarch64-linux',
         host: 'aarch64-linux',
         configuration: 'vm',
-        lockHash: 'h'
+        inputsHash: 'h',
+        sourceHash: 's'
       }).key
-    ).toBe('nixos-vm-validate-aarch64-linux-vm-h')
+    ).toBe('nixos-vm-validate-aarch64-linux-vm-h-s')
   })
 
   it('keep an emulated leg (host QEMU in the closure) apart from a native one', () => {
@@ -103,33 +126,131 @@ describe('store cache keys', () => {
         guest: 'aarch64-linux',
         host: 'x86_64-linux',
         configuration: 'vm',
-        lockHash: 'h'
+        inputsHash: 'h',
+        sourceHash: 's'
       }).key
-    ).toBe('nixos-vm-validate-aarch64-linux-on-x86_64-linux-vm-h')
+    ).toBe('nixos-vm-validate-aarch64-linux-on-x86_64-linux-vm-h-s')
   })
 
-  it('hash flake.lock (16 hex digits), or the reference of a remote flake', async () => {
-    await writeFile(join(tmp, 'flake.lock'), '{"nodes":{}}')
-    const local = await flakeLockHash({
-      flakeRef: tmp,
-      configuration: 'vm',
-      localDir: tmp,
-      display: '.'
+  it('hash flake.lock when there is one; otherwise the inputs nix flake metadata resolves', async () => {
+    const target = { flakeRef: tmp, configuration: 'vm', localDir: tmp, display: '.' }
+    const metadata = (nodes: object): Executor & { ran: Command[] } => {
+      const ran: Command[] = []
+      return {
+        ran,
+        run: async (cmd) => {
+          ran.push(cmd)
+          return {
+            code: 0,
+            signal: null,
+            stdout: JSON.stringify({
+              locked: { narHash: `sha256-${JSON.stringify(nodes).length}` },
+              locks: { nodes, root: 'root', version: 7 }
+            }),
+            stderr: '',
+            durationMs: 1
+          }
+        }
+      }
+    }
+    const noLock = await flakeCacheIdentity(target, {
+      exec: metadata({ root: { inputs: {} } }),
+      log: silentLogger
     })
-    expect(local).toMatch(/^[0-9a-f]{16}$/)
+    expect(noLock).toMatchObject({
+      inputsFrom: 'nix flake metadata',
+      inputsHash: expect.stringMatching(/^[0-9a-f]{16}$/),
+      sourceHash: expect.stringMatching(/^[0-9a-f]{16}$/)
+    })
+    const exec = metadata({
+      root: { inputs: { nixpkgs: 'nixpkgs' } },
+      nixpkgs: { locked: { rev: 'abc', narHash: 'sha256-x' } }
+    })
+    const withInput = await flakeCacheIdentity(target, {
+      exec,
+      log: silentLogger,
+      options: [['build-users-group', '']]
+    })
+    expect(withInput.inputsHash).not.toBe(noLock.inputsHash)
+    expect(withInput.sourceHash).not.toBe(noLock.sourceHash)
+    expect(exec.ran[0].argv).toEqual(
+      flakeMetadataCommand(tmp, { options: [['build-users-group', '']] }).argv
+    )
+    expect(exec.ran[0].argv).toContain('--no-write-lock-file')
+    await writeFile(join(tmp, 'flake.lock'), '{"nodes":{}}')
+    const locked = await flakeCacheIdentity(target, { exec: metadata({}), log: silentLogger })
+    expect(locked).toMatchObject({
+      inputsFrom: 'flake.lock',
+      inputsHash: expect.stringMatching(/^[0-9a-f]{16}$/)
+    })
     await writeFile(join(tmp, 'flake.lock'), '{"nodes":{"nixpkgs":{}}}')
     expect(
-      await flakeLockHash({ flakeRef: tmp, configuration: 'vm', localDir: tmp, display: '.' })
-    ).not.toBe(local)
+      (await flakeCacheIdentity(target, { exec: metadata({}), log: silentLogger })).inputsHash
+    ).not.toBe(locked.inputsHash)
+    await rm(join(tmp, 'flake.lock'))
+    const failing: Executor = {
+      run: async () => ({ code: 1, signal: null, stdout: '', stderr: 'error: no', durationMs: 1 })
+    }
     expect(
-      await flakeLockHash({ flakeRef: 'github:o/r', configuration: 'vm', display: 'github:o/r' })
-    ).toMatch(/^[0-9a-f]{16}$/)
+      await flakeCacheIdentity(
+        { flakeRef: 'github:o/r', configuration: 'vm', display: 'github:o/r' },
+        { exec: failing, log: silentLogger }
+      )
+    ).toMatchObject({ inputsFrom: 'flake reference' })
+  })
+
+  it('locked inputs hash: every node but the root, in a stable order', () => {
+    const a = lockedInputsHash(
+      JSON.stringify({
+        locks: {
+          root: 'root',
+          nodes: { root: { x: 1 }, b: { locked: { rev: '2' } }, a: { locked: { rev: '1' } } }
+        }
+      })
+    )
+    const b = lockedInputsHash(
+      JSON.stringify({
+        locks: {
+          root: 'root',
+          nodes: { a: { locked: { rev: '1' } }, root: { x: 2 }, b: { locked: { rev: '2' } } }
+        }
+      })
+    )
+    expect(a).toBe(b)
+    expect(lockedInputsHash('not json')).toBeUndefined()
+  })
+
+  it('closure coverage: the share of NAR bytes whose narinfo the restored dir holds', async () => {
+    const dir = join(tmp, 'coverage')
+    await mkdir(dir, { recursive: true })
+    const a = '/nix/store/' + 'a'.repeat(32) + '-big'
+    const b = '/nix/store/' + 'b'.repeat(32) + '-top'
+    await writeFile(join(dir, 'a'.repeat(32) + '.narinfo'), '')
+    // Nix 2.8 prints an array; newer ones an object keyed by path.
+    const old = parseClosureInfo(
+      JSON.stringify([
+        { path: a, narSize: 900 },
+        { path: b, narSize: 100 }
+      ])
+    )
+    const now = parseClosureInfo(JSON.stringify({ [a]: { narSize: 900 }, [b]: { narSize: 100 } }))
+    expect(old).toEqual(now)
+    expect(await closureCoverage(now, dir)).toBeCloseTo(0.9)
+    expect(await closureCoverage(now, join(tmp, 'none'))).toBe(0)
+    expect(closureInfoCommand(a).argv).toEqual([
+      'nix',
+      '--extra-experimental-features',
+      'nix-command flakes',
+      'path-info',
+      '--json',
+      '--recursive',
+      a
+    ])
   })
 
   it('the local binary cache: zstd export, trusted only as that one substituter', () => {
-    expect(storeCacheDir('/home/runner/work/_temp')).toBe(
-      '/home/runner/work/_temp/nixos-vm-validate/store-cache'
-    )
+    expect(storeCacheDir('/home/runner')).toBe('/home/runner/.cache/nixos-vm-validate/store-cache')
+    expect(STORE_CACHE_PATH).toBe('~/.cache/nixos-vm-validate/store-cache')
     expect(localSubstituter('/t/c')).toBe('file:///t/c?trusted=1')
     expect(exportClosureCommand('/t/c', '/nix/store/abc-nixos-vm').argv).toEqual([
       'nix',
@@ -148,24 +269,21 @@ describe('restore and save', () => {
     guest: 'x86_64-linux',
     host: 'x86_64-linux',
     configuration: 'vm',
-    lockHash: 'h1'
+    inputsHash: 'h1',
+    sourceHash: 's1'
   })
 
   it('reports exact, partial and miss with the restored size', async () => {
     const dir = join(tmp, 'restore')
     await mkdir(dir, { recursive: true })
-    await writeFile(join(dir, 'a.narinfo'), Buffer.alloc(2048))
-    expect(
-      await restoreStoreCache({
-        keys,
-        dir,
-        client: client({ restore: keys.key }),
-        log: silentLogger
-      })
-    ).toMatchObject({
+    await writeFile(join(dir, 'stale-from-an-earlier-run.narinfo'), Buffer.alloc(10))
+    const c = client({ restore: keys.key, restoreInto: dir })
+    expect(await restoreStoreCache({ keys, dir, client: c, log: silentLogger })).toMatchObject({
       hit: 'exact',
       restoredBytes: 2048
     })
+    // The library is given the ~ path: the same cache version on every runner.
+    expect(c.restored).toEqual([[STORE_CACHE_PATH]])
     expect(
       await restoreStoreCache({
         keys,
@@ -209,18 +327,23 @@ describe('restore and save', () => {
       exec,
       log: silentLogger
     })
+    // A partial hit with none of the closure (the recorder's path-info prints nothing): refreshed.
     expect(exec.ran.map((x) => x.argv)).toEqual([
+      closureInfoCommand('/nix/store/abc-nixos-vm').argv,
       exportClosureCommand(dir, '/nix/store/abc-nixos-vm').argv
     ])
-    expect(c.saved).toEqual([[dir, keys.key]])
+    expect(c.saved).toEqual([[STORE_CACHE_PATH, keys.key]])
     expect(r).toMatchObject({ saved: 'saved', savedBytes: 1000 })
   })
 
-  it('after an exact hit: nothing to save (entries are immutable)', async () => {
+  it('when the very entry of this closure was restored: nothing to save (entries are immutable)', async () => {
     const exec = recorder()
     const c = client()
     const r = await saveStoreCache({
-      restored: restored('exact', join(tmp, 'x')),
+      restored: {
+        ...restored('exact', join(tmp, 'x')),
+        restoredKey: keys.key
+      },
       storePath: '/nix/store/abc',
       client: c,
       exec,
@@ -319,10 +442,8 @@ describe('Cachix', () => {
     )
     expect(scope.isDone()).toBe(true)
     expect(r.settings?.netrcFile).toBe('/t/netrc')
-    expect(r.commands.map((c) => c.argv)).toEqual([
-      ['install', '-D', '-m', '0600', '/dev/stdin', '/t/netrc']
-    ])
-    expect(r.commands[0].input).toBe('machine private.cachix.org password tok\n')
+    expect(r.commands.map(stepArgv)).toEqual([['write', '/t/netrc', '0600']])
+    expect(stepInput(r.commands[0])).toBe('machine private.cachix.org password tok\n')
     expect(renderCommand(r.commands[0])).not.toContain('tok\n')
   })
 

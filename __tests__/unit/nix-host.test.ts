@@ -10,6 +10,7 @@ import {
 import type { Command, ExecResult, Executor } from '../../src/nix/exec.js'
 import { KVM_RULE_PATH, KVM_UDEV_RULE, ensureKvmAccess, planKvmAccess } from '../../src/nix/kvm.js'
 import { silentLogger } from '../../src/util/log.js'
+import { stepArgv, stepInput } from '../support/steps.js'
 
 /** /proc/sys/fs/binfmt_misc/qemu-aarch64 on Debian 12 with qemu-user-static (read on this machine). */
 const DEBIAN_ENTRY = `enabled
@@ -94,7 +95,7 @@ describe('planEmulation', () => {
       1001
     )
     expect(p.state).toBe('register')
-    expect(p.commands.map((c) => c.argv)).toEqual([
+    expect(p.commands.map(stepArgv)).toEqual([
       ['sudo', '-n', 'mount', '-t', 'binfmt_misc', 'binfmt_misc', '/proc/sys/fs/binfmt_misc'],
       ['sudo', '-n', 'apt-get', 'update', '-q'],
       [
@@ -109,7 +110,7 @@ describe('planEmulation', () => {
       ],
       ['sudo', '-n', 'tee', '/proc/sys/fs/binfmt_misc/register']
     ])
-    expect(p.commands[3].input).toBe(
+    expect(stepInput(p.commands[3])).toBe(
       binfmtRegistration('aarch64-linux', '/usr/bin/qemu-aarch64-static')
     )
     expect(p.settings).toEqual([
@@ -131,7 +132,7 @@ describe('planEmulation', () => {
       0
     )
     expect(p.reason).toContain('lack an enabled F flag')
-    expect(p.commands.map((c) => [c.argv, c.input])).toEqual([
+    expect(p.commands.map((c) => [stepArgv(c), stepInput(c)])).toEqual([
       [['tee', '/proc/sys/fs/binfmt_misc/nixos-vm-validate-aarch64'], '-1'],
       [
         ['tee', '/proc/sys/fs/binfmt_misc/register'],
@@ -176,16 +177,16 @@ describe('KVM access', () => {
   it('writes the udev rule and reloads it when access is denied (hosted x86_64 runner)', () => {
     const p = planKvmAccess({ ...base, kvm: 'no-access' })
     expect(p.state).toBe('fix')
-    expect(p.commands.map((c) => c.argv)).toEqual([
-      ['sudo', '-n', 'install', '-D', '-m', '0644', '/dev/stdin', KVM_RULE_PATH],
+    expect(p.commands.map(stepArgv)).toEqual([
+      ['write', KVM_RULE_PATH, '0644', 'via sudo'],
       ['sudo', '-n', 'udevadm', 'control', '--reload-rules'],
       ['sudo', '-n', 'udevadm', 'trigger', '--name-match=kvm']
     ])
     expect(KVM_RULE_PATH).toBe('/etc/udev/rules.d/99-nixos-vm-validate-kvm.rules')
-    expect(p.commands[0].input).toBe(
+    expect(stepInput(p.commands[0])).toBe(
       'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"\n'
     )
-    expect(p.commands[0].input).toBe(KVM_UDEV_RULE + '\n')
+    expect(stepInput(p.commands[0])).toBe(KVM_UDEV_RULE + '\n')
   })
 
   it('skips udev under act (no udev in its containers) and without udev', () => {

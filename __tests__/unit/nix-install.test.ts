@@ -1,4 +1,7 @@
 import { describe, expect, it } from '@jest/globals'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { planEmulation, type BinfmtFacts } from '../../src/nix/binfmt.js'
 import {
   DEFAULT_TRUSTED_PUBLIC_KEY,
@@ -9,11 +12,12 @@ import {
   withManagedBlock
 } from '../../src/nix/conf.js'
 import type { Command, ExecResult, Executor } from '../../src/nix/exec.js'
-import { renderCommand } from '../../src/nix/exec.js'
+import { isFileWrite, renderCommand } from '../../src/nix/exec.js'
 import type { HostFacts } from '../../src/nix/facts.js'
 import { installerUrl, planNixSetup, setupNix, type NixSetupInput } from '../../src/nix/install.js'
 import { silentLogger } from '../../src/util/log.js'
 import { ValidationFailure } from '../../src/util/errors.js'
+import { argvs, stepArgv, stepInput } from '../support/steps.js'
 
 const noBinfmt: BinfmtFacts = {
   mounted: true,
@@ -43,13 +47,11 @@ function runnerFacts(over: Partial<HostFacts> = {}): HostFacts {
 }
 
 const input: NixSetupInput = {
-  installerVersion: '2.28.3',
+  installerVersion: '2.35.2',
   extraSubstituters: ['https://extra.example.org'],
   extraTrustedPublicKeys: ['extra.example.org-1:AAAA'],
   githubToken: 'ghs_secret'
 }
-
-const argvs = (cmds: Command[]): string[][] => cmds.map((c) => c.argv)
 
 describe('planNixSetup: native x86_64 runner with systemd (multi-user)', () => {
   const plan = planNixSetup(input, runnerFacts())
@@ -57,11 +59,11 @@ describe('planNixSetup: native x86_64 runner with systemd (multi-user)', () => {
 
   it('downloads the pinned installer and runs it with --daemon and our nix.conf', () => {
     expect(plan.mode).toBe('fresh-daemon')
-    expect(plan.installerUrl).toBe('https://releases.nixos.org/nix/nix-2.28.3/install')
+    expect(plan.installerUrl).toBe('https://releases.nixos.org/nix/nix-2.35.2/install')
     expect(argvs(plan.commands)).toEqual([
       ['mkdir', '-p', work],
       ['sudo', '-n', 'install', '-d', '-m', '0700', `${work}/nix-build`],
-      ['install', '-D', '-m', '0644', '/dev/stdin', `${work}/nix-extra.conf`],
+      ['write', `${work}/nix-extra.conf`, '0644'],
       [
         'curl',
         '--fail',
@@ -72,12 +74,13 @@ describe('planNixSetup: native x86_64 runner with systemd (multi-user)', () => {
         '5',
         '--retry-connrefused',
         '--output',
-        `${work}/install-nix-2.28.3`,
-        'https://releases.nixos.org/nix/nix-2.28.3/install'
+        `${work}/install-nix-2.35.2`,
+        'https://releases.nixos.org/nix/nix-2.35.2/install'
       ],
+      ['sha256sum', '--check', '--strict', '--status', '-'],
       [
         'sh',
-        `${work}/install-nix-2.28.3`,
+        `${work}/install-nix-2.35.2`,
         '--daemon',
         '--no-channel-add',
         '--daemon-user-count',
@@ -85,7 +88,7 @@ describe('planNixSetup: native x86_64 runner with systemd (multi-user)', () => {
         '--nix-extra-conf-file',
         `${work}/nix-extra.conf`
       ],
-      ['install', '-D', '-m', '0600', '/dev/stdin', '/home/runner/.config/nix/nix.conf']
+      ['write', '/home/runner/.config/nix/nix.conf', '0600']
     ])
     expect(plan.path).toEqual([
       '/nix/var/nix/profiles/default/bin',
@@ -95,7 +98,7 @@ describe('planNixSetup: native x86_64 runner with systemd (multi-user)', () => {
   })
 
   it('writes the system settings through --nix-extra-conf-file, without the token', () => {
-    const extra = plan.commands[2].input ?? ''
+    const extra = stepInput(plan.commands[2])
     expect(extra).toBe(
       [
         'experimental-features = nix-command flakes',
@@ -111,16 +114,16 @@ describe('planNixSetup: native x86_64 runner with systemd (multi-user)', () => {
   })
 
   it('puts the GitHub token only in the user nix.conf (0600) and never prints it', () => {
-    const userConf = plan.commands[5]
-    expect(userConf.input).toContain('access-tokens = github.com=ghs_secret')
-    expect(userConf.argv).toContain('0600')
+    const userConf = plan.commands[6]
+    expect(stepInput(userConf)).toContain('access-tokens = github.com=ghs_secret')
+    expect(stepArgv(userConf)).toContain('0600')
     expect(renderCommand(userConf)).not.toContain('ghs_secret')
   })
 
   it('uses the token only for github.com (not a GHES server)', () => {
     const ghes = planNixSetup(input, runnerFacts({ githubServerUrl: 'https://ghe.example.com' }))
     expect(ghes.conf.user).toEqual([])
-    expect(ghes.commands.some((c) => (c.input ?? '').includes('ghs_secret'))).toBe(false)
+    expect(ghes.commands.some((c) => stepInput(c).includes('ghs_secret'))).toBe(false)
   })
 })
 
@@ -133,7 +136,7 @@ describe('planNixSetup: emulated leg (aarch64 guest on an x86_64 runner)', () =>
     // i686-linux: the setting replaces Nix's default, which has it on x86_64
     expect(plan.conf.system).toContainEqual(['extra-platforms', 'aarch64-linux i686-linux'])
     expect(plan.conf.system).toContainEqual(['extra-sandbox-paths', '/usr/bin/qemu-aarch64-static'])
-    expect(plan.commands[2].input).toContain('extra-platforms = aarch64-linux i686-linux\n')
+    expect(stepInput(plan.commands[2])).toContain('extra-platforms = aarch64-linux i686-linux\n')
   })
 })
 
@@ -156,7 +159,7 @@ describe('planNixSetup: act (ACT=true, root, no systemd, no sudo)', () => {
       ['mkdir', '-p', work],
       ['install', '-d', '-m', '0700', `${work}/nix-build`],
       ['install', '-d', '-m', '0755', '-o', 'root', '/nix'],
-      ['install', '-D', '-m', '0600', '/dev/stdin', '/root/.config/nix/nix.conf'],
+      ['write', '/root/.config/nix/nix.conf', '0600'],
       [
         'curl',
         '--fail',
@@ -167,17 +170,18 @@ describe('planNixSetup: act (ACT=true, root, no systemd, no sudo)', () => {
         '5',
         '--retry-connrefused',
         '--output',
-        `${work}/install-nix-2.28.3`,
-        'https://releases.nixos.org/nix/nix-2.28.3/install'
+        `${work}/install-nix-2.35.2`,
+        'https://releases.nixos.org/nix/nix-2.35.2/install'
       ],
-      ['sh', `${work}/install-nix-2.28.3`, '--no-daemon', '--no-channel-add']
+      ['sha256sum', '--check', '--strict', '--status', '-'],
+      ['sh', `${work}/install-nix-2.35.2`, '--no-daemon', '--no-channel-add']
     ])
     expect(plan.summary).toContain('act')
     expect(plan.path).toEqual(['/root/.nix-profile/bin'])
   })
 
   it('puts every setting in the user nix.conf, with an empty build-users-group (no nixbld as root)', () => {
-    const conf = plan.commands[3].input ?? ''
+    const conf = stepInput(plan.commands[3])
     expect(conf).toContain('experimental-features = nix-command flakes\n')
     expect(conf).toContain('trusted-users = root\n')
     expect(conf).toContain('build-users-group =\n')
@@ -188,7 +192,7 @@ describe('planNixSetup: act (ACT=true, root, no systemd, no sudo)', () => {
   it('a container without systemd (not act) is single-user too, with sudo for /nix', () => {
     const p = planNixSetup(input, runnerFacts({ systemd: false }))
     expect(p.mode).toBe('fresh-single')
-    expect(p.commands[2].argv).toEqual([
+    expect(stepArgv(p.commands[2])).toEqual([
       'sudo',
       '-n',
       'install',
@@ -217,11 +221,11 @@ describe('planNixSetup: Nix already installed', () => {
     expect(plan.summary).toBe(
       'Nix is already installed (/usr/bin/nix, 2.8.0): not installing; our settings go to /root/.config/nix/nix.conf'
     )
-    expect(plan.commands.some((c) => c.argv.includes('curl'))).toBe(false)
+    expect(plan.commands.some((c) => stepArgv(c).includes('curl'))).toBe(false)
     // Nix 2.8 has no build-dir setting ("unknown setting" on every command): left out
     expect(argvs(plan.commands)).toEqual([
       ['mkdir', '-p', '/home/runner/work/_temp/nixos-vm-validate'],
-      ['install', '-D', '-m', '0600', '/dev/stdin', '/root/.config/nix/nix.conf']
+      ['write', '/root/.config/nix/nix.conf', '0600']
     ])
     expect(plan.conf.user.map(([k]) => k)).toEqual([
       'extra-experimental-features',
@@ -237,7 +241,7 @@ describe('planNixSetup: Nix already installed', () => {
       'build-dir',
       '/home/runner/work/_temp/nixos-vm-validate/nix-build'
     ])
-    expect(newer.commands[1].argv).toEqual([
+    expect(stepArgv(newer.commands[1])).toEqual([
       'install',
       '-d',
       '-m',
@@ -255,8 +259,9 @@ describe('planNixSetup: Nix already installed', () => {
       daemon: true,
       userConfText: existing
     })
-    const written =
-      planNixSetup({ ...input, githubToken: undefined }, facts).commands.at(-1)?.input ?? ''
+    const written = stepInput(
+      planNixSetup({ ...input, githubToken: undefined }, facts).commands.at(-1)
+    )
     expect(written.startsWith('max-jobs = 2\n# BEGIN nixos-vm-validate')).toBe(true)
     expect(written).not.toContain('https://old')
     expect(written.match(/# BEGIN nixos-vm-validate/g)).toHaveLength(1)
@@ -264,24 +269,15 @@ describe('planNixSetup: Nix already installed', () => {
 
   it('with a daemon and an emulated leg: extra-platforms into /etc/nix/nix.conf and a daemon restart', () => {
     const facts = runnerFacts({
-      nix: { path: '/nix/var/nix/profiles/default/bin/nix', version: '2.28.3' },
+      nix: { path: '/nix/var/nix/profiles/default/bin/nix', version: '2.35.2' },
       daemon: true,
       systemConfText: 'build-users-group = nixbld\n'
     })
     const emulation = planEmulation('aarch64-linux', 'x86_64-linux', facts.binfmt, facts.uid)
     const plan = planNixSetup({ ...input, emulation }, facts)
     const tail = plan.commands.slice(-2)
-    expect(tail[0].argv).toEqual([
-      'sudo',
-      '-n',
-      'install',
-      '-D',
-      '-m',
-      '0644',
-      '/dev/stdin',
-      '/etc/nix/nix.conf'
-    ])
-    expect(tail[0].input).toBe(
+    expect(stepArgv(tail[0])).toEqual(['write', '/etc/nix/nix.conf', '0644', 'via sudo'])
+    expect(stepInput(tail[0])).toBe(
       'build-users-group = nixbld\n# BEGIN nixos-vm-validate (managed: replaced on every run)\nextra-platforms = aarch64-linux i686-linux\nextra-sandbox-paths = /usr/bin/qemu-aarch64-static\n# END nixos-vm-validate\n'
     )
     expect(tail[1]).toMatchObject({
@@ -302,7 +298,7 @@ describe('installer version', () => {
     expect(() => installerUrl('latest; rm -rf /')).toThrow(/not a Nix release number/)
     expect(
       planNixSetup({ ...input, installerVersion: undefined }, runnerFacts()).installerUrl
-    ).toContain('nix-2.28.3')
+    ).toContain('nix-2.35.2')
   })
 })
 
@@ -314,7 +310,7 @@ describe('nix.conf helpers', () => {
 
   it('build-dir only for a Nix that knows it (2.22+)', () => {
     expect(
-      ['2.8.0', '2.21.4', '2.22.0', '2.28.3', '3.0.1', undefined, 'x'].map(supportsBuildDir)
+      ['2.8.0', '2.21.4', '2.22.0', '2.35.2', '3.0.1', undefined, 'x'].map(supportsBuildDir)
     ).toEqual([false, false, true, true, true, false, false])
     expect(
       planNixSetup({ ...input, installerVersion: '2.18.9' }, runnerFacts()).conf.system.map(
@@ -370,7 +366,7 @@ function recorder(fail: string[] = []): Executor & { ran: Command[] } {
     async run(cmd): Promise<ExecResult> {
       ran.push(cmd)
       const code = fail.includes(cmd.argv[0]) ? 7 : 0
-      const stdout = cmd.argv[1] === '--version' ? 'nix (Nix) 2.28.3\n' : ''
+      const stdout = cmd.argv[1] === '--version' ? 'nix (Nix) 2.35.2\n' : ''
       return {
         code,
         signal: null,
@@ -383,39 +379,60 @@ function recorder(fail: string[] = []): Executor & { ran: Command[] } {
 }
 
 describe('setupNix', () => {
-  it('runs the plan in order, puts Nix on PATH and reports the version', async () => {
-    const facts = runnerFacts()
-    const plan = planNixSetup(input, facts)
-    const exec = recorder()
-    const env: NodeJS.ProcessEnv = { PATH: '/usr/bin:/bin' }
-    const which = (name: string, pathVar: string | undefined): string | undefined =>
-      pathVar?.startsWith('/nix/var/nix/profiles/default/bin:') === true
-        ? `/nix/var/nix/profiles/default/bin/${name}`
-        : undefined
-    const result = await setupNix(plan, { exec, log: silentLogger, env, which })
-    expect(exec.ran.map((c) => c.argv)).toEqual([
-      ...plan.commands.map((c) => c.argv),
-      ['/nix/var/nix/profiles/default/bin/nix', '--version']
-    ])
-    expect(env.PATH?.split(':').slice(0, 3)).toEqual([
-      '/nix/var/nix/profiles/default/bin',
-      '/home/runner/.nix-profile/bin',
-      '/usr/bin'
-    ])
-    expect(result).toMatchObject({ mode: 'fresh-daemon', installed: true, version: '2.28.3' })
+  it('runs the plan in order, writes its files, puts Nix on PATH and reports the version', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nvv-setup-'))
+    try {
+      const facts = runnerFacts({
+        runnerTemp: join(dir, 'temp'),
+        home: join(dir, 'home'),
+        userConfPath: join(dir, 'home/.config/nix/nix.conf')
+      })
+      const plan = planNixSetup(input, facts)
+      const exec = recorder()
+      const env: NodeJS.ProcessEnv = { PATH: '/usr/bin:/bin' }
+      const which = (name: string, pathVar: string | undefined): string | undefined =>
+        pathVar?.startsWith('/nix/var/nix/profiles/default/bin:') === true
+          ? `/nix/var/nix/profiles/default/bin/${name}`
+          : undefined
+      const result = await setupNix(plan, { exec, log: silentLogger, env, which })
+      // Processes through the executor; files written by this process (fs), for real.
+      expect(exec.ran.map((c) => c.argv)).toEqual([
+        ...plan.commands.filter((c) => !isFileWrite(c)).map(stepArgv),
+        ['/nix/var/nix/profiles/default/bin/nix', '--version']
+      ])
+      const extra = join(dir, 'temp/nixos-vm-validate/nix-extra.conf')
+      expect(await readFile(extra, 'utf8')).toBe(stepInput(plan.commands[2]))
+      expect((await stat(extra)).mode & 0o777).toBe(0o644)
+      const userConf = join(dir, 'home/.config/nix/nix.conf')
+      expect(await readFile(userConf, 'utf8')).toContain('access-tokens = github.com=ghs_secret')
+      expect((await stat(userConf)).mode & 0o777).toBe(0o600)
+      expect(env.PATH?.split(':').slice(0, 3)).toEqual([
+        '/nix/var/nix/profiles/default/bin',
+        `${dir}/home/.nix-profile/bin`,
+        '/usr/bin'
+      ])
+      expect(result).toMatchObject({ mode: 'fresh-daemon', installed: true, version: '2.35.2' })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('stops at a failed download with the command and its output', async () => {
-    const plan = planNixSetup(input, runnerFacts())
+    const dir = await mkdtemp(join(tmpdir(), 'nvv-setup-'))
+    const plan = planNixSetup(
+      input,
+      runnerFacts({ runnerTemp: dir, home: dir, userConfPath: join(dir, 'nix.conf') })
+    )
     const exec = recorder(['curl'])
     const err = await setupNix(plan, { exec, log: silentLogger, env: { PATH: '/usr/bin' } }).catch(
       (e: unknown) => e
     )
     expect(err).toBeInstanceOf(ValidationFailure)
     expect((err as ValidationFailure).message).toMatch(
-      /download the Nix 2\.28\.3 installer failed \(exit 7\): curl --fail/
+      /download the Nix 2\.35\.2 installer failed \(exit 7\): curl --fail .*: curl: \(6\) Could not resolve host$/
     )
     expect((err as ValidationFailure).excerpt).toContain('Could not resolve host')
     expect(exec.ran.some((c) => c.argv[0] === 'sh')).toBe(false)
+    await rm(dir, { recursive: true, force: true })
   })
 })

@@ -32388,12 +32388,12 @@ function formatDuration(ms) {
     if (ms < 1000)
         return `${Math.round(ms)}ms`;
     const s = ms / 1000;
-    if (s < 60)
+    if (s < 59.95)
         return `${s.toFixed(1)}s`;
-    const m = Math.floor(s / 60);
-    return `${m}m${Math.round(s - m * 60)
-        .toString()
-        .padStart(2, '0')}s`;
+    // Whole seconds first, so 119.6 s is 2m00s, not 1m60s.
+    const whole = Math.round(s);
+    const m = Math.floor(whole / 60);
+    return `${m}m${(whole - m * 60).toString().padStart(2, '0')}s`;
 }
 
 ;// CONCATENATED MODULE: external "node:os"
@@ -36374,21 +36374,88 @@ function renderPlan(p) {
 ;// CONCATENATED MODULE: ./src/nix/exec.ts
 
 
+
+
+
 const MAX_CAPTURE = 512 * 1024;
 const KILL_GRACE_MS = 5_000;
 /** Prefixes `sudo -n` unless we are root already (act containers run as root and have no sudo). */
 function asRoot(argv, uid) {
     return uid === 0 ? argv : ['sudo', '-n', ...argv];
 }
-/** `install -D -m MODE /dev/stdin PATH`: writes a whole file from stdin, creating parent dirs. */
-function writeFileCommand(path, content, o) {
-    const argv = ['install', '-D', '-m', o.mode, '/dev/stdin', path];
+function isFileWrite(step) {
+    return step.write !== undefined;
+}
+function writeFileStep(path, content, o) {
     return {
-        argv: o.privileged ? asRoot(argv, o.uid) : argv,
-        input: content,
+        write: {
+            path,
+            content,
+            mode: o.mode,
+            privileged: o.privileged,
+            uid: o.uid,
+            ...(o.ifSymlink !== undefined ? { ifSymlink: o.ifSymlink } : {})
+        },
         why: o.why,
         ...(o.secrets !== undefined && o.secrets.length > 0 ? { secrets: o.secrets } : {})
     };
+}
+/** `sudo -n install …` for a privileged write by a non-root user (what runFileWrite runs). */
+function sudoInstallArgv(temp, w) {
+    return ['sudo', '-n', 'install', '-D', '-m', w.mode, temp, w.path];
+}
+async function symlinkTarget(path) {
+    const st = await lstat(path).catch(() => undefined);
+    if (st === undefined || !st.isSymbolicLink())
+        return undefined;
+    return readlink(path).catch(() => '?');
+}
+/**
+ * Carries out a FileWrite. Direct writes (root, or a file the user owns) use fs; a privileged
+ * write by another user runs `sudo -n install` through `exec` from a private temporary copy.
+ * A failure is a `tool-error` naming the file and what went wrong.
+ */
+async function runFileWrite(step, exec, o = {}) {
+    const w = step.write;
+    const target = await symlinkTarget(w.path);
+    if (target !== undefined) {
+        throw new ValidationFailure('tool-error', `${step.why}: ${w.path} is a symlink (to ${target}), managed by something else; not replacing it.${w.ifSymlink !== undefined ? ` ${w.ifSymlink}` : ''}`);
+    }
+    const mode = parseInt(w.mode, 8);
+    if (!w.privileged || w.uid === 0) {
+        const temp = `${w.path}.nixos-vm-validate-${process.pid}`;
+        try {
+            await mkdir(dirname(w.path), { recursive: true });
+            await writeFile(temp, w.content, { mode });
+            await chmod(temp, mode); // the umask narrowed writeFile's mode
+            await rename(temp, w.path);
+        }
+        catch (err) {
+            await rm(temp, { force: true }).catch(() => undefined);
+            throw new ValidationFailure('tool-error', `${step.why} failed: cannot write ${w.path}: ${err.message}`);
+        }
+        return;
+    }
+    const dir = await mkdtemp(join(o.tempRoot ?? tmpdir(), 'nvv-write-'));
+    try {
+        const temp = join(dir, 'content');
+        await writeFile(temp, w.content, { mode: 0o600 });
+        const cmd = { argv: sudoInstallArgv(temp, w), why: step.why };
+        const r = await exec.run(cmd, { signal: o.signal }).catch((err) => ({
+            code: -1,
+            signal: null,
+            stdout: '',
+            stderr: err.message,
+            durationMs: 0
+        }));
+        if (r.code !== 0) {
+            const tail = exec_lastLines(r.stderr + '\n' + r.stdout, 20);
+            throw new ValidationFailure('tool-error', `${step.why} failed (${r.signal ?? `exit ${r.code}`}): ${exec_renderCommand(cmd)}: ${exec_lastLines(tail, 3).replace(/\n/g, ' / ')}`, tail, { command: 'sudo' });
+        }
+    }
+    finally {
+        await rm(dir, { recursive: true, force: true });
+    }
 }
 function redact(text, secrets = []) {
     let out = text;
@@ -36402,8 +36469,17 @@ function exec_shellQuote(arg) {
         return arg;
     return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
-/** How a command reads in a log or a plan: quoted argv, secrets redacted, stdin summarised. */
-function exec_renderCommand(cmd) {
+/** How a step reads in a log or a plan: quoted argv, secrets redacted, stdin summarised. */
+function exec_renderCommand(step) {
+    if (isFileWrite(step)) {
+        const w = step.write;
+        const lines = w.content.split('\n').filter(Boolean).length;
+        const how = w.privileged && w.uid !== 0
+            ? `sudo -n install -D -m ${w.mode} <private temp copy> ${exec_shellQuote(w.path)}`
+            : `write ${exec_shellQuote(w.path)} (mode ${w.mode})`;
+        return `${how}  (${lines} line${lines === 1 ? '' : 's'})`;
+    }
+    const cmd = step;
     const line = cmd.argv.map(exec_shellQuote).join(' ');
     const stdin = cmd.input !== undefined
         ? ` <<< (${cmd.input.split('\n').filter(Boolean).length} lines on stdin)`
@@ -36520,11 +36596,25 @@ function exec_lastLines(text, n) {
         .slice(-n)
         .join('\n');
 }
-/** Runs the commands in order; a failed required command stops with the output tail. */
-async function exec_runCommands(commands, exec, log, signal) {
+/** Runs the steps in order; a failed required step stops with its command and output tail. */
+async function exec_runCommands(steps, exec, log, signal, o = {}) {
     const warnings = [];
-    for (const cmd of commands) {
-        log.info(`${cmd.why}: ${exec_renderCommand(cmd)}`);
+    for (const step of steps) {
+        log.info(`${step.why}: ${exec_renderCommand(step)}`);
+        if (isFileWrite(step)) {
+            try {
+                await runFileWrite(step, exec, { ...o, signal });
+            }
+            catch (err) {
+                if (step.optional !== true)
+                    throw err;
+                const message = err.message;
+                warnings.push(message);
+                log.warning(message);
+            }
+            continue;
+        }
+        const cmd = step;
         const r = await exec
             .run(cmd, { signal, onLine: (line) => log.debug(line) })
             .catch((err) => ({
@@ -36543,7 +36633,12 @@ async function exec_runCommands(commands, exec, log, signal) {
             log.warning(`${message}: ${exec_lastLines(tail, 1)}`);
             continue;
         }
-        throw new ValidationFailure('tool-error', message, tail, { command: cmd.argv[0] });
+        // The last lines go into the message itself: it is what the log, the summary and the
+        // annotation show first; the excerpt keeps twenty.
+        const said = exec_lastLines(tail, 3).replace(/\n/g, ' / ');
+        throw new ValidationFailure('tool-error', said !== '' ? `${message}: ${said}` : message, tail, {
+            command: cmd.argv[0]
+        });
     }
     return warnings;
 }
@@ -36551,7 +36646,20 @@ async function exec_runCommands(commands, exec, log, signal) {
 ;// CONCATENATED MODULE: ./src/nix/conf.ts
 /** nix.conf contents: pure functions of the inputs and the install mode. */
 /** Every nix invocation of ours passes these: Debian's nix-bin 2.8 and installs without our nix.conf. */
-const conf_NIX_FEATURES = ['--extra-experimental-features', 'nix-command flakes'];
+const NIX_FEATURES = ['--extra-experimental-features', 'nix-command flakes'];
+/**
+ * argv of one `nix` command of ours: the features, the subcommand and its flags, this run's
+ * `--option` pairs (e.g. `build-users-group =` on a root Nix without nixbld), then the operands.
+ */
+function conf_nixArgv(nix, command, options, operands) {
+    return [
+        nix,
+        ...NIX_FEATURES,
+        ...command,
+        ...options.flatMap(([k, v]) => ['--option', k, v]),
+        ...operands
+    ];
+}
 const DEFAULT_SUBSTITUTER = 'https://cache.nixos.org';
 const DEFAULT_TRUSTED_PUBLIC_KEY = 'cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=';
 /** `build-dir` is a Nix 2.22+ setting (2.8 answers "unknown setting 'build-dir'"). */
@@ -36696,7 +36804,7 @@ function nixBuildArgv(i) {
     ];
     return [
         i.nix ?? 'nix',
-        ...conf_NIX_FEATURES,
+        ...NIX_FEATURES,
         'build',
         '--impure',
         '--print-build-logs',
@@ -37203,6 +37311,44 @@ async function readOptional(path) {
         return undefined;
     }
 }
+async function facts_symlinkTarget(path) {
+    const st = await (0,promises_namespaceObject.lstat)(path).catch(() => undefined);
+    return st?.isSymbolicLink() === true ? (0,promises_namespaceObject.readlink)(path).catch(() => '?') : undefined;
+}
+/** Whether /etc/group names the group (getent would also ask NSS; runners use files). */
+async function groupExists(name, groupFile = '/etc/group') {
+    const text = await readOptional(groupFile);
+    return (text ?? '').split('\n').some((l) => l.split(':')[0] === name);
+}
+/** `build-users-group = nixbld` from `nix show-config` (Nix 2.8) or `nix config show` (2.20+). */
+function parseBuildUsersGroup(configText) {
+    const m = /^build-users-group = ?(.*)$/m.exec(configText);
+    return m !== null ? m[1].trim() : undefined;
+}
+/**
+ * The build-users-group this Nix would use, and whether it exists. Only asked where it matters:
+ * root, no daemon (a daemon's builds are its own business).
+ */
+async function readBuildUsers(exec, nix, o) {
+    if (o.uid !== 0 || o.daemon)
+        return undefined;
+    for (const sub of [['config', 'show'], ['show-config']]) {
+        const r = await exec
+            .run({
+            argv: [nix, '--extra-experimental-features', 'nix-command flakes', ...sub],
+            why: "which group Nix's builds run as",
+            ...(o.env !== undefined ? { env: o.env } : {})
+        })
+            .catch(() => undefined);
+        if (r === undefined || r.code !== 0)
+            continue;
+        const group = parseBuildUsersGroup(r.stdout);
+        if (group === undefined)
+            continue;
+        return { group, exists: group === '' || (await groupExists(group, o.groupFile)) };
+    }
+    return undefined;
+}
 async function kvmState(device = '/dev/kvm') {
     if (!(0,external_node_fs_namespaceObject.existsSync)(device))
         return 'absent';
@@ -37248,15 +37394,19 @@ async function gatherHostFacts(exec, env = process.env) {
         nix = { path: nixPath, ...(version !== undefined ? { version } : {}) };
     }
     const confPath = userConfPath(env, home);
-    const [userConfText, systemConfText, kvm, binfmt] = await Promise.all([
+    const uid = info.uid;
+    const daemon = (0,external_node_fs_namespaceObject.existsSync)(DAEMON_SOCKET);
+    const [userConfText, userConfSymlink, systemConfText, kvm, binfmt, buildUsers] = await Promise.all([
         readOptional(confPath),
+        facts_symlinkTarget(confPath),
         readOptional(SYSTEM_CONF),
         kvmState(),
-        binfmtFacts()
+        binfmtFacts(),
+        nix !== undefined ? readBuildUsers(exec, nix.path, { uid, daemon }) : undefined
     ]);
     return {
         hostSystem: host,
-        uid: info.uid,
+        uid,
         user: env.USER ?? info.username,
         home,
         runnerTemp: env.RUNNER_TEMP ?? (0,external_node_os_namespaceObject.tmpdir)(),
@@ -37264,15 +37414,27 @@ async function gatherHostFacts(exec, env = process.env) {
         systemd: (0,external_node_fs_namespaceObject.existsSync)('/run/systemd/system'),
         udev: (0,external_node_fs_namespaceObject.existsSync)('/run/udev/control'),
         ...(nix !== undefined ? { nix } : {}),
-        daemon: (0,external_node_fs_namespaceObject.existsSync)(DAEMON_SOCKET),
+        daemon,
         cpus: (0,external_node_os_namespaceObject.availableParallelism)(),
         userConfPath: confPath,
         ...(userConfText !== undefined ? { userConfText } : {}),
+        ...(userConfSymlink !== undefined ? { userConfSymlink } : {}),
+        ...(buildUsers !== undefined ? { buildUsers } : {}),
         ...(systemConfText !== undefined ? { systemConfText } : {}),
         kvm,
         binfmt,
         githubServerUrl: env.GITHUB_SERVER_URL ?? 'https://github.com'
     };
+}
+/**
+ * `--option` pairs every Nix command of this run needs on this host: `build-users-group =` when
+ * Nix runs as root without a daemon and its build-users-group does not exist (Debian's nix-bin
+ * on a fresh machine, containers, act). Without it every build fails with "the group 'nixbld'
+ * specified in 'build-users-group' does not exist".
+ */
+function nixRunOptions(facts) {
+    const b = facts.buildUsers;
+    return b !== undefined && b.group !== '' && !b.exists ? [['build-users-group', '']] : [];
 }
 
 ;// CONCATENATED MODULE: ./src/nix/flakeref.ts
@@ -37349,15 +37511,39 @@ function parseFlakeTarget(text, o = {}) {
 
 
 
-const DEFAULT_NIX_VERSION = '2.28.3';
+/**
+ * The newest stable Nix release (2026-08-13), after the 2025 and 2026 security releases.
+ * docs/nix-setup.md says where the version and its installer's sha256 come from.
+ */
+const DEFAULT_NIX_VERSION = '2.35.2';
+/**
+ * sha256 of `releases.nixos.org/nix/nix-<version>/install`, for versions whose hash public sources
+ * state (docs/nix-setup.md). A download of such a version is checked before it runs; any other
+ * version relies on TLS and on the script's own check of the tarball it downloads.
+ */
+const INSTALLER_SHA256 = {
+    '2.35.2': '9adda97297d9e8ab360df95c729eabff4f4f93d6db091953c3a68f29e3fb130c'
+};
+/** The official installer of the newest release, wherever it points at the time. */
+const LATEST_INSTALLER_URL = 'https://nixos.org/nix/install';
+/** Checks a downloaded installer. sha256sum reads its list from fd 0 (no open of /dev/stdin). */
+function installerCheckCommand(script, sha256) {
+    return {
+        argv: ['sha256sum', '--check', '--strict', '--status', '-'],
+        input: `${sha256}  ${script}\n`,
+        why: `check the installer against its published sha256 (${sha256.slice(0, 12)}…)`
+    };
+}
 function nixWorkDir(runnerTemp) {
     return (0,external_node_path_namespaceObject.join)(runnerTemp, 'nixos-vm-validate');
 }
 function installerUrl(version, override) {
     if (override !== undefined && override !== '')
         return override;
+    if (version === 'latest')
+        return LATEST_INSTALLER_URL;
     if (!/^\d+\.\d+\.\d+$/.test(version)) {
-        throw new InputError(`nix-installer-version: "${version}" is not a Nix release number like ${DEFAULT_NIX_VERSION}`);
+        throw new InputError(`nix-installer-version: "${version}" is not a Nix release number like ${DEFAULT_NIX_VERSION} (or latest)`);
     }
     return `https://releases.nixos.org/nix/nix-${version}/install`;
 }
@@ -37394,13 +37580,27 @@ function planNixSetup(input, facts) {
     }, mode);
     const uid = facts.uid;
     const secrets = input.githubToken !== undefined ? [input.githubToken] : [];
-    const userConf = () => writeFileCommand(facts.userConfPath, withManagedBlock(facts.userConfText, conf.user), {
-        mode: '0600',
-        uid,
-        privileged: false,
-        why: `write the user's nix.conf (${conf.user.map(([k]) => k).join(', ')})`,
-        secrets
-    });
+    // A user nix.conf that is a symlink belongs to whatever made it (Home Manager): ours goes into
+    // the run's own file, read before the user's through NIX_USER_CONF_FILES.
+    const runConf = (0,external_node_path_namespaceObject.join)(workDir, 'nix.conf');
+    const env = facts.userConfSymlink !== undefined
+        ? { NIX_USER_CONF_FILES: [runConf, facts.userConfPath].join(':') }
+        : {};
+    const userConf = () => facts.userConfSymlink !== undefined
+        ? writeFileStep(runConf, renderConf(conf.user), {
+            mode: '0600',
+            uid,
+            privileged: false,
+            why: `${facts.userConfPath} is a symlink (to ${facts.userConfSymlink}): this run's settings go to ${runConf} (${conf.user.map(([k]) => k).join(', ')}), first in NIX_USER_CONF_FILES`,
+            secrets
+        })
+        : writeFileStep(facts.userConfPath, withManagedBlock(facts.userConfText, conf.user), {
+            mode: '0600',
+            uid,
+            privileged: false,
+            why: `write the user's nix.conf (${conf.user.map(([k]) => k).join(', ')})`,
+            secrets
+        });
     const commands = [
         { argv: ['mkdir', '-p', workDir], why: 'scratch directory under RUNNER_TEMP' }
     ];
@@ -37413,11 +37613,12 @@ function planNixSetup(input, facts) {
             });
         commands.push(userConf());
         if (conf.system.length > 0) {
-            commands.push(writeFileCommand(SYSTEM_CONF, withManagedBlock(facts.systemConfText, conf.system), {
+            commands.push(writeFileStep(SYSTEM_CONF, withManagedBlock(facts.systemConfText, conf.system), {
                 mode: '0644',
                 uid,
                 privileged: true,
-                why: `let the nix-daemon build for ${conf.system.map(([k, v]) => `${k} = ${v}`).join(', ')}`
+                why: `let the nix-daemon build for ${conf.system.map(([k, v]) => `${k} = ${v}`).join(', ')}`,
+                ifSymlink: `This host's Nix is configured by its own system configuration (a NixOS host): set boot.binfmt.emulatedSystems = [ "${input.emulation?.guest ?? 'aarch64-linux'}" ] there (it registers the emulator and adds extra-platforms), or run this leg on a runner of the guest's architecture.`
             }), {
                 argv: asRoot(['systemctl', 'restart', 'nix-daemon.service'], uid),
                 why: 'the daemon reads nix.conf at start',
@@ -37429,6 +37630,7 @@ function planNixSetup(input, facts) {
             summary: `Nix is already installed (${nix.path}${nix.version !== undefined ? `, ${nix.version}` : ''}): not installing; our settings go to ${facts.userConfPath}`,
             commands,
             conf,
+            env,
             path: [],
             workDir,
             buildDir
@@ -37453,6 +37655,8 @@ function planNixSetup(input, facts) {
         ],
         why: `download the Nix ${version} installer`
     };
+    const known = input.installerUrl === undefined ? INSTALLER_SHA256[version] : undefined;
+    const verify = known !== undefined ? [installerCheckCommand(script, known)] : [];
     if (mode === 'fresh-daemon') {
         const extraConf = (0,external_node_path_namespaceObject.join)(workDir, 'nix-extra.conf');
         if (withBuildDir) {
@@ -37461,12 +37665,12 @@ function planNixSetup(input, facts) {
                 why: 'build directory of the daemon (build-dir)'
             });
         }
-        commands.push(writeFileCommand(extraConf, renderConf(conf.system), {
+        commands.push(writeFileStep(extraConf, renderConf(conf.system), {
             mode: '0644',
             uid,
             privileged: false,
             why: 'settings for /etc/nix/nix.conf'
-        }), download, {
+        }), download, ...verify, {
             argv: [
                 'sh',
                 script,
@@ -37487,6 +37691,7 @@ function planNixSetup(input, facts) {
             installerUrl: url,
             commands,
             conf,
+            env,
             path: ['/nix/var/nix/profiles/default/bin', (0,external_node_path_namespaceObject.join)(facts.home, '.nix-profile', 'bin')],
             workDir,
             buildDir
@@ -37501,7 +37706,7 @@ function planNixSetup(input, facts) {
     commands.push({
         argv: asRoot(['install', '-d', '-m', '0755', '-o', facts.user, '/nix'], uid),
         why: 'the store directory, owned by the single user'
-    }, userConf(), download, {
+    }, userConf(), download, ...verify, {
         argv: ['sh', script, '--no-daemon', '--no-channel-add'],
         why: `install Nix ${version} (single-user)`
     });
@@ -37511,6 +37716,7 @@ function planNixSetup(input, facts) {
         installerUrl: url,
         commands,
         conf,
+        env,
         path: [(0,external_node_path_namespaceObject.join)(facts.home, '.nix-profile', 'bin')],
         workDir,
         buildDir
@@ -37523,7 +37729,10 @@ function planNixSetup(input, facts) {
 async function setupNix(plan, deps) {
     const env = deps.env ?? process.env;
     deps.log.info(plan.summary);
-    const warnings = await runCommands(plan.commands, deps.exec, deps.log, deps.signal);
+    const warnings = await runCommands(plan.commands, deps.exec, deps.log, deps.signal, {
+        tempRoot: plan.workDir
+    });
+    Object.assign(env, plan.env);
     const current = (env.PATH ?? '').split(delimiter);
     const added = plan.path.filter((p) => !current.includes(p));
     if (added.length > 0)
@@ -37587,7 +37796,7 @@ function planKvmAccess(facts) {
         state: 'fix',
         reason: '/dev/kvm exists but is not readable and writable: adding a udev rule',
         commands: [
-            writeFileCommand(KVM_RULE_PATH, KVM_UDEV_RULE + '\n', {
+            writeFileStep(KVM_RULE_PATH, KVM_UDEV_RULE + '\n', {
                 mode: '0644',
                 uid: facts.uid,
                 privileged: true,
@@ -37653,38 +37862,109 @@ async function ensureKvmAccess(facts, deps) {
 
 
 
-/** 16 hex digits of the sha256 of the flake's lock file (or of the reference, for remote flakes). */
-async function flakeLockHash(target) {
+function sha16(text) {
+    return createHash('sha256').update(text).digest('hex').slice(0, 16);
+}
+/** `nix flake metadata --json` without writing a lock file: the inputs Nix resolves now. */
+function flakeMetadataCommand(flakeRef, o = {}) {
+    return {
+        argv: nixArgv(o.nix ?? 'nix', ['flake', 'metadata', '--json', '--no-write-lock-file'], o.options ?? [], [flakeRef]),
+        why: 'resolve the flake inputs for the store cache key'
+    };
+}
+/**
+ * A hash of the locked inputs in `nix flake metadata --json` (every lock node but the root: rev,
+ * narHash, …), independent of the flake's own source. A flake without inputs hashes to the same
+ * value on every run.
+ */
+function lockedInputsHash(metadataJson) {
+    const meta = parseMetadata(metadataJson);
+    const nodes = meta?.locks?.nodes;
+    if (nodes === undefined)
+        return undefined;
+    const root = meta?.locks?.root ?? 'root';
+    const locked = Object.keys(nodes)
+        .filter((name) => name !== root)
+        .sort()
+        .map((name) => [name, nodes[name].locked ?? null]);
+    return sha16(JSON.stringify(locked));
+}
+function parseMetadata(text) {
+    try {
+        return JSON.parse(text);
+    }
+    catch {
+        return undefined;
+    }
+}
+/** The flake's own source (its narHash, else its store path): what changes with its files. */
+function sourceHash(metadataJson) {
+    const meta = parseMetadata(metadataJson);
+    const id = meta?.locked?.narHash ?? meta?.path;
+    return id !== undefined ? sha16(id) : undefined;
+}
+/**
+ * What the store cache key hangs on: the inputs (the flake.lock's hash when there is one;
+ * otherwise the inputs Nix resolves, `nix flake metadata`) and the flake's own source. When the
+ * metadata cannot be had, the reference and this moment stand in (then the coverage check of
+ * saveStoreCache decides whether an entry is worth saving).
+ */
+async function flakeCacheIdentity(target, o) {
     const lock = target.localDir !== undefined
         ? await readFile(join(target.localDir, 'flake.lock')).catch(() => undefined)
         : undefined;
-    const h = createHash('sha256');
-    h.update(lock ?? `no-lock:${target.flakeRef}`);
-    return h.digest('hex').slice(0, 16);
+    const cmd = flakeMetadataCommand(target.flakeRef, o);
+    const r = await o.exec.run(cmd, { timeoutMs: 5 * 60_000 }).catch(() => undefined);
+    const meta = r !== undefined && r.code === 0 ? r.stdout : undefined;
+    const inputs = meta !== undefined ? lockedInputsHash(meta) : undefined;
+    const source = meta !== undefined ? sourceHash(meta) : undefined;
+    if (source === undefined) {
+        o.log.warning(`store cache key: ${renderCommand(cmd)} failed${r !== undefined ? `: ${lastLines(r.stderr, 2)}` : ''}; keyed by the ${lock !== undefined ? 'flake.lock' : 'flake reference'} and this run`);
+    }
+    const identity = lock !== undefined
+        ? { inputsHash: sha16(lock), inputsFrom: 'flake.lock' }
+        : inputs !== undefined
+            ? { inputsHash: inputs, inputsFrom: 'nix flake metadata' }
+            : { inputsHash: sha16(`no-lock:${target.flakeRef}`), inputsFrom: 'flake reference' };
+    return { ...identity, sourceHash: source ?? sha16(`run:${Date.now()}`) };
 }
 /**
- * `nixos-vm-validate-<system>-<configuration>-<lock hash>`. The system is in the key because
- * runner.os is "Linux" on both architectures; an emulated leg (aarch64 guest on an x86_64 host)
- * has a different closure than a native one (the host's QEMU), so it says `-on-<host>`.
- * Restore keys: the same prefix without the lock hash (a partial hit still substitutes most).
+ * `nixos-vm-validate-<system>-<configuration>-<inputs hash>-<source hash>`. The system is in the
+ * key because runner.os is "Linux" on both architectures; an emulated leg (aarch64 guest on an
+ * x86_64 host) has a different closure than a native one (the host's QEMU), so it says
+ * `-on-<host>`. Restore keys: the same inputs (the newest entry), then any entry of this
+ * configuration (a partial hit still substitutes most of the closure).
  */
 function storeCacheKeys(o) {
     const system = o.guest === o.host ? o.guest : `${o.guest}-on-${o.host}`;
     const configuration = o.configuration.replace(/[^\w.+-]/g, '_');
     const prefix = `nixos-vm-validate-${system}-${configuration}-`;
-    return { key: `${prefix}${o.lockHash}`, restoreKeys: [prefix] };
+    const inputs = `${prefix}${o.inputsHash}-`;
+    return {
+        key: `${inputs}${o.sourceHash}`,
+        restoreKeys: [inputs, prefix],
+        inputsFrom: o.inputsFrom ?? 'flake.lock'
+    };
 }
-function storeCacheDir(runnerTemp) {
-    return join(runnerTemp, 'nixos-vm-validate', 'store-cache');
+/**
+ * The store cache as @actions/cache is given it. The cache `version` is a hash of the paths as
+ * given, so a path under RUNNER_TEMP would tie an entry to one runner's work directory (a
+ * self-hosted runner elsewhere, act, a test) and miss everywhere else; `~` is expanded by the
+ * library to this process's home, the same string on every runner.
+ */
+const STORE_CACHE_PATH = '~/.cache/nixos-vm-validate/store-cache';
+/** Where STORE_CACHE_PATH is on this machine (`home`: $HOME, as @actions/cache expands `~`). */
+function storeCacheDir(home) {
+    return join(home, '.cache', 'nixos-vm-validate', 'store-cache');
 }
 /** The restored cache as a substituter (see the top of this file for `trusted=1`). */
 function localSubstituter(dir) {
     return `file://${dir}?trusted=1`;
 }
 /** Exports the runner's closure into DIR (what gets saved). */
-function exportClosureCommand(dir, storePath, nix = 'nix') {
+function exportClosureCommand(dir, storePath, nix = 'nix', options = []) {
     return {
-        argv: [nix, ...NIX_FEATURES, 'copy', '--to', `file://${dir}?compression=zstd`, storePath],
+        argv: nixArgv(nix, ['copy'], options, ['--to', `file://${dir}?compression=zstd`, storePath]),
         why: 'export the VM closure to the local binary cache'
     };
 }
@@ -37708,7 +37988,8 @@ function mib(bytes) {
 async function restoreStoreCache(o) {
     const base = { key: o.keys.key, dir: o.dir };
     try {
-        const matched = await o.client.restore([o.dir], o.keys.key, o.keys.restoreKeys);
+        await rm(o.dir, { recursive: true, force: true });
+        const matched = await o.client.restore([STORE_CACHE_PATH], o.keys.key, o.keys.restoreKeys);
         if (matched === undefined) {
             const message = `store cache miss (${o.keys.key})`;
             o.log.info(message);
@@ -37718,6 +37999,10 @@ async function restoreStoreCache(o) {
         const hit = matched === o.keys.key ? 'exact' : 'partial';
         const message = `store cache ${hit} hit: ${matched} (${mib(bytes)})`;
         o.log.info(message);
+        // The archive holds paths relative to the workspace: a job whose HOME or workspace is
+        // elsewhere than the saving job's unpacks it somewhere else (hosted runners never differ).
+        if (bytes === 0)
+            o.log.warning(`store cache ${matched} restored nothing into ${o.dir}: was it saved by a runner with another HOME or workspace path?`);
         return { ...base, hit, restoredKey: matched, restoredBytes: bytes, message };
     }
     catch (err) {
@@ -37732,21 +38017,70 @@ function isCacheConflict(err) {
     return (e?.name === 'ReserveCacheError' ||
         /already exists|reserve|another job may be creating/i.test(e?.message ?? ''));
 }
+/** Below this share of the closure's NAR bytes, a partial hit is refreshed with a new entry. */
+const REFRESH_BELOW = 0.9;
+/** `nix path-info --json --recursive`: the closure's paths and NAR sizes. */
+function closureInfoCommand(storePath, nix = 'nix', options = []) {
+    return {
+        argv: nixArgv(nix, ['path-info', '--json', '--recursive'], options, [storePath]),
+        why: 'the closure, to see how much of it the restored entry holds'
+    };
+}
+/** Paths and NAR sizes from `nix path-info --json` (an array up to Nix 2.18, an object after). */
+function parseClosureInfo(json) {
+    let parsed;
+    try {
+        parsed = JSON.parse(json);
+    }
+    catch {
+        return [];
+    }
+    const items = Array.isArray(parsed)
+        ? parsed.map((i) => [i.path, i])
+        : Object.entries((parsed ?? {}));
+    return items
+        .filter(([p]) => typeof p === 'string')
+        .map(([path, info]) => ({ path, narSize: info?.narSize ?? 0 }));
+}
+/** Share (0–1) of the closure's NAR bytes whose narinfo is in the binary cache DIR. */
+async function closureCoverage(closure, dir) {
+    const held = new Set((await readdir(dir).catch(() => []))
+        .filter((n) => n.endsWith('.narinfo'))
+        .map((n) => n.slice(0, -'.narinfo'.length)));
+    const total = closure.reduce((n, p) => n + p.narSize, 0);
+    if (total === 0)
+        return 0;
+    const hash = (p) => /\/nix\/store\/([0-9a-z]{32})/.exec(p)?.[1] ?? p;
+    return closure.filter((p) => held.has(hash(p.path))).reduce((n, p) => n + p.narSize, 0) / total;
+}
 /**
- * After a successful build: exports the closure into a fresh DIR and saves it, unless the exact
- * key was restored (caches are immutable; the closure is the same lock's). Never throws.
+ * After a successful build: exports the closure into a fresh DIR and saves it under the run's
+ * key. Not saved when that very key was restored (entries are immutable), nor when a partial hit
+ * already holds REFRESH_BELOW of the closure's bytes: the run's own SSH key changes the top of
+ * the closure on every run, and saving for that would churn the repository's 10 GB. Never throws:
+ * a cache is an optimisation.
  */
 async function saveStoreCache(o) {
     const r = o.restored;
-    if (r.hit === 'exact') {
-        const message = `store cache not saved: ${r.key} was restored (cache entries are immutable)`;
-        o.log.info(message);
-        return { ...r, saved: 'skipped', message };
-    }
+    const key = r.key;
     try {
+        if (r.restoredKey === key) {
+            const message = `store cache not saved: ${key} was restored (same inputs, same source; entries are immutable)`;
+            o.log.info(message);
+            return { ...r, saved: 'skipped', message };
+        }
+        if (r.hit === 'partial') {
+            const info = await o.exec.run(closureInfoCommand(o.storePath, o.nix, o.options));
+            const share = info.code === 0 ? await closureCoverage(parseClosureInfo(info.stdout), r.dir) : 0;
+            if (share >= REFRESH_BELOW) {
+                const message = `store cache not saved: the restored ${r.restoredKey ?? 'entry'} holds ${(share * 100).toFixed(1)} % of this closure's bytes`;
+                o.log.info(message);
+                return { ...r, saved: 'skipped', message };
+            }
+        }
         // Only this closure goes into the entry, not what an older entry brought along.
         await rm(r.dir, { recursive: true, force: true });
-        const cmd = exportClosureCommand(r.dir, o.storePath, o.nix);
+        const cmd = exportClosureCommand(r.dir, o.storePath, o.nix, o.options);
         o.log.info(`${cmd.why}: ${renderCommand(cmd)}`);
         const copied = await o.exec.run(cmd, { onLine: (l) => o.log.debug(l) });
         if (copied.code !== 0) {
@@ -37755,29 +38089,35 @@ async function saveStoreCache(o) {
             return { ...r, saved: 'failed', message };
         }
         const bytes = await dirBytes(r.dir);
-        const id = await o.client.save([r.dir], r.key);
+        const id = await o.client.save([STORE_CACHE_PATH], key);
         if (id === -1) {
-            const message = `store cache not saved (${r.key}): see the cache messages above`;
+            // @actions/cache answers a key another job is saving (HTTP 409) with -1 and an info line.
+            const message = `store cache not saved (${key}): another job may be saving it (a matrix leg), or see the cache messages above`;
             o.log.warning(message);
             return { ...r, saved: 'failed', savedBytes: bytes, message };
         }
-        const message = `store cache saved: ${r.key} (${mib(bytes)})`;
+        const message = `store cache saved: ${key} (${mib(bytes)})`;
         o.log.info(message);
         return { ...r, saved: 'saved', savedBytes: bytes, message };
     }
     catch (err) {
         if (isCacheConflict(err)) {
-            const message = `store cache ${r.key} is being saved by another job (matrix leg): not an error`;
-            o.log.info(message);
+            const message = `store cache ${key} is being saved by another job (matrix leg): not an error`;
+            o.log.warning(message);
             return { ...r, saved: 'exists', message };
         }
         const message = `store cache not saved: ${err.message}`;
         o.log.warning(message);
         return { ...r, saved: 'failed', message };
     }
+    finally {
+        // A local copy of the closure, needed during the run only (HOME outlives it on self-hosted runners).
+        await rm(r.dir, { recursive: true, force: true }).catch(() => undefined);
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/nix/plan.ts
+
 
 
 
@@ -37864,6 +38204,7 @@ function nixPlanSections(p) {
         hostSystem: f.hostSystem,
         outLink,
         emulation: emulation.settings,
+        options: nixRunOptions(f),
         ...(p.cache !== undefined ? { extraSubstituters: [localSubstituter(p.cache.dir)] } : {})
     });
     const shown = argv.map((a) => (a === BUILD_EXPRESSION ? '<expression>' : a));
@@ -37872,6 +38213,11 @@ function nixPlanSections(p) {
         lines: [
             `flake ${p.target.flakeRef}, nixosConfigurations.${p.target.configuration}, extended through extendModules (the flake needs no change) with:`,
             ...validationModuleText({ sshUser: p.sshUser, guest: p.system, host: f.hostSystem }).map((l) => `module: ${l}`),
+            ...(nixRunOptions(f).length > 0
+                ? [
+                    `Nix runs as root without a daemon and the group "${f.buildUsers?.group ?? ''}" does not exist: builds of this run pass --option build-users-group ''`
+                ]
+                : []),
             `$ ${exec_renderCommand({ argv: shown, why: '' })}`,
             `<expression>: let cfg = (builtins.getFlake flakeRef).nixosConfigurations.\${configuration}.extendModules { modules = [ <module above> ]; }; in cfg.config.system.build.vm`,
             `runner: ${outLink}/bin/run-*-vm; log: ${(0,external_node_path_namespaceObject.join)(p.outDir, 'build.log')}; a failure is build-failed with the file and line Nix names`
@@ -37881,9 +38227,9 @@ function nixPlanSections(p) {
         sections.push({
             title: 'Store cache',
             lines: [
-                `restore ${p.cache.dir} with key ${p.cache.keys.key} (restore keys: ${p.cache.keys.restoreKeys.join(', ')})`,
+                `restore ${p.cache.dir} with key ${p.cache.keys.key} (inputs from ${p.cache.keys.inputsFrom}; restore keys: ${p.cache.keys.restoreKeys.join(', ')})`,
                 `build with extra substituter ${localSubstituter(p.cache.dir)} (trusted for this one store; other caches keep needing signatures)`,
-                `after the build: nix copy --to file://${p.cache.dir}?compression=zstd <runner>, then save (skipped on an exact hit; "already exists" from a parallel leg is fine)`
+                `after the build: nix copy --to file://${p.cache.dir}?compression=zstd <runner>, then save as ${p.cache.keys.key} (skipped when that key was restored, or when a partial hit already holds 90 % of the closure's bytes; a parallel leg saving it too is a warning)`
             ]
         });
     }
@@ -37953,16 +38299,95 @@ async function listBuildLog(outDir, report) {
 
 
 
+
+/** An SSH wire-format string: uint32 length, then the bytes. */
+function sshString(data) {
+    const b = typeof data === 'string' ? Buffer.from(data) : data;
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(b.length);
+    return Buffer.concat([len, b]);
+}
 /**
- * A fresh ed25519 key pair for this run, generated in-process (no ssh-keygen needed), in
- * OpenSSH format. It lives in the run's work dir and only this run's VM accepts it.
+ * An ed25519 pair from node:crypto, written in OpenSSH's `openssh-key-v1` format (unencrypted),
+ * and its `authorized_keys` line. ssh2's own generator was not used: 5 of 3,000 of its private
+ * keys were rejected by its own parser ("Malformed OpenSSH private key").
+ */
+function ed25519Pair(comment) {
+    const { publicKey, privateKey } = (0,external_node_crypto_namespaceObject.generateKeyPairSync)('ed25519');
+    const jwk = privateKey.export({ format: 'jwk' });
+    const seed = Buffer.from(jwk.d ?? '', 'base64url');
+    const pub = Buffer.from(publicKey.export({ format: 'jwk' }).x ?? '', 'base64url');
+    if (seed.length !== 32 || pub.length !== 32)
+        throw new errors_ValidationFailure('tool-error', 'node:crypto returned an ed25519 key of a wrong size');
+    const pubBlob = Buffer.concat([sshString('ssh-ed25519'), sshString(pub)]);
+    const check = (0,external_node_crypto_namespaceObject.randomBytes)(4);
+    let body = Buffer.concat([
+        check,
+        check,
+        sshString('ssh-ed25519'),
+        sshString(pub),
+        sshString(Buffer.concat([seed, pub])),
+        sshString(comment)
+    ]);
+    const pad = (8 - (body.length % 8)) % 8;
+    body = Buffer.concat([body, Buffer.from(Array.from({ length: pad }, (_, i) => i + 1))]);
+    const blob = Buffer.concat([
+        Buffer.from('openssh-key-v1\0'),
+        sshString('none'),
+        sshString('none'),
+        sshString(''),
+        Buffer.from([0, 0, 0, 1]),
+        sshString(pubBlob),
+        sshString(body)
+    ]);
+    const lines = blob.toString('base64').match(/.{1,70}/g) ?? [];
+    return {
+        private: `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join('\n')}\n-----END OPENSSH PRIVATE KEY-----\n`,
+        public: `ssh-ed25519 ${pubBlob.toString('base64')} ${comment}`
+    };
+}
+/**
+ * Proves a pair before it is used: the private key parses, it signs, and the public line
+ * verifies the signature. Throws on any failure.
+ */
+function provePair(privateKey, publicLine) {
+    const priv = lib_default().utils.parseKey(privateKey);
+    const pub = lib_default().utils.parseKey(publicLine);
+    const p = Array.isArray(priv) ? priv[0] : priv;
+    const q = Array.isArray(pub) ? pub[0] : pub;
+    if (p === undefined || p instanceof Error)
+        throw new Error(`private key: ${String(p)}`);
+    if (q === undefined || q instanceof Error)
+        throw new Error(`public key: ${String(q)}`);
+    const data = (0,external_node_crypto_namespaceObject.randomBytes)(32);
+    const sig = p.sign(data);
+    if (sig instanceof Error || q.verify(data, sig) !== true)
+        throw new Error('the public key does not verify a signature of the private key');
+}
+/**
+ * A fresh ed25519 key pair for this run, generated in-process (no ssh-keygen needed) and proven
+ * (parsed back, sign and verify) before it is written. It lives in the run's work dir and only
+ * this run's VM accepts it.
  */
 async function createEphemeralKey(dir, comment = 'nixos-vm-validate') {
-    const pair = lib_default().utils.generateKeyPairSync('ed25519', { comment });
+    let pair;
+    let last;
+    for (let attempt = 0; attempt < 3 && pair === undefined; attempt++) {
+        const candidate = ed25519Pair(comment);
+        try {
+            provePair(candidate.private, candidate.public);
+            pair = candidate;
+        }
+        catch (err) {
+            last = err;
+        }
+    }
+    if (pair === undefined)
+        throw new errors_ValidationFailure('tool-error', `cannot make a working SSH key for this run: ${last.message}`);
     const privateKeyPath = (0,external_node_path_namespaceObject.join)(dir, 'id_ed25519');
     await (0,promises_namespaceObject.writeFile)(privateKeyPath, pair.private, { mode: 0o600 });
     await (0,promises_namespaceObject.writeFile)(`${privateKeyPath}.pub`, pair.public + '\n', { mode: 0o644 });
-    return { privateKeyPath, publicKey: pair.public.trim() };
+    return { privateKeyPath, publicKey: pair.public };
 }
 /** The authorized_keys line of a private key (for --ssh-key together with --flake). */
 function publicKeyOf(privateKey, what = '--ssh-key') {
@@ -37971,6 +38396,8 @@ function publicKeyOf(privateKey, what = '--ssh-key') {
     if (key === undefined || key instanceof Error) {
         throw new InputError(`${what}: not a private key ssh2 can read${key instanceof Error ? `: ${key.message}` : ''}`);
     }
+    if (key.isPrivateKey() !== true)
+        throw new InputError(`${what}: this is a public key; give the private key that logs into the VM`);
     return `${key.type} ${key.getPublicSSH().toString('base64')}${key.comment !== '' ? ` ${key.comment}` : ''}`;
 }
 
@@ -38049,6 +38476,9 @@ async function buildForCli(o) {
         if (emulation.state === 'register') {
             o.logger.warning(`no usable binfmt entry for ${o.system}: only substituted ${o.system} paths will be available (see --dry-run)`);
         }
+        const options = nixRunOptions(facts);
+        if (options.length > 0)
+            o.logger.info(`Nix runs as root without a daemon and the group "${facts.buildUsers?.group ?? ''}" does not exist: building with --option build-users-group ''`);
         o.logger.stageStart('build');
         const started = Date.now();
         try {
@@ -38061,6 +38491,7 @@ async function buildForCli(o) {
                 outDir: o.outDir,
                 hostSystem: facts.hostSystem,
                 ...(emulation.state === 'ready' ? { emulation: emulation.settings } : {}),
+                ...(options.length > 0 ? { options } : {}),
                 signal: o.signal,
                 onLine: (line) => PROGRESS.test(line) ? o.logger.info(`nix: ${line}`) : o.logger.debug(`nix: ${line}`)
             });

@@ -8,6 +8,7 @@ import { parseStages } from '../cli/args.js'
 import type { StageName } from '../report/model.js'
 import { parseDuration } from '../util/duration.js'
 import { InputError } from '../util/errors.js'
+import { DEFAULT_NIX_VERSION } from '../nix/install.js'
 import {
   hostSystem,
   parseAccel,
@@ -60,7 +61,7 @@ export const INPUT_DEFAULTS: Partial<Record<InputName, string>> = {
   accel: 'auto',
   'pr-comment': 'false',
   'dry-run': 'false',
-  'nix-installer-version': '2.28.3',
+  'nix-installer-version': DEFAULT_NIX_VERSION,
   cache: 'true'
 }
 
@@ -261,8 +262,8 @@ export function parseInputs(read: InputReader, env: ParseEnv): ActionInputs {
       installerVersion: match(
         'nix-installer-version',
         raw('nix-installer-version'),
-        /^(latest|\d+\.\d+(\.\d+)?([-+.][0-9A-Za-z.]+)?)$/,
-        'a Nix version such as 2.28.3, or latest'
+        /^(latest|\d+\.\d+\.\d+)$/,
+        `a Nix release such as ${DEFAULT_NIX_VERSION}, or latest`
       ),
       extraSubstituters: substituters,
       extraTrustedPublicKeys: publicKeys,

@@ -8,11 +8,12 @@ import {
   emulationFor,
   ensureEmulation,
   ensureKvmAccess,
-  flakeLockHash,
+  flakeCacheIdentity,
   gatherHostFacts,
   listBuildLog,
   localSubstituter,
   nixPlanSections,
+  nixRunOptions,
   nixWorkDir,
   parseFlakeTarget,
   planNixSetup,
@@ -34,7 +35,7 @@ import {
 } from '../nix/index.js'
 import type { Report } from '../report/model.js'
 import { ValidationFailure } from '../util/errors.js'
-import type { Logger } from '../util/log.js'
+import { silentLogger, type Logger } from '../util/log.js'
 import type { ActionInputs } from './inputs.js'
 
 /**
@@ -130,6 +131,13 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
   )
   for (const p of nix.path) core.addPath(p)
   for (const w of nix.warnings) log.warning(w)
+  // Root without a daemon and without the nixbld group (Debian's nix-bin, containers): this
+  // run's Nix commands build as root (`build-users-group =`); the host's nix.conf is not changed.
+  const options = nixRunOptions(facts)
+  if (options.length > 0)
+    log.info(
+      `Nix runs as root without a daemon and the group "${facts.buildUsers?.group ?? ''}" does not exist: this run's builds pass --option build-users-group ''`
+    )
 
   let restored: StoreCacheResult | undefined
   const cacheClient = actionsCacheClient()
@@ -138,11 +146,12 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
       guest: inputs.system,
       host: facts.hostSystem,
       configuration: target.configuration,
-      lockHash: await flakeLockHash(target)
+      ...(await flakeCacheIdentity(target, { exec, log, options }))
     })
+    log.info(`store cache key ${keys.key} (inputs from ${keys.inputsFrom})`)
     restored = await restoreStoreCache({
       keys,
-      dir: storeCacheDir(facts.runnerTemp),
+      dir: storeCacheDir(facts.home),
       client: cacheClient,
       log
     })
@@ -175,6 +184,7 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
         restored !== undefined && (restored.hit === 'exact' || restored.hit === 'partial')
           ? [localSubstituter(restored.dir)]
           : [],
+      ...(options.length > 0 ? { options } : {}),
       onLine: (l) => core.info(l),
       signal,
       timeoutMs: inputs.timeoutMs > 0 ? inputs.timeoutMs : undefined
@@ -201,7 +211,7 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     finish: async (report) => {
       const listed = await listBuildLog(ctx.outDir, report).catch(() => report)
       if (restored !== undefined)
-        await saveStoreCache({ restored, storePath, client: cacheClient, exec, log })
+        await saveStoreCache({ restored, storePath, client: cacheClient, exec, log, options })
       if (
         report.conclusion === 'success' &&
         n.cachixCache !== undefined &&
@@ -213,7 +223,8 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
           storePath,
           workDir,
           exec,
-          log
+          log,
+          options
         })
       }
       return listed
@@ -232,6 +243,7 @@ export async function nixDryRunSections(
   const target = flakeTarget(inputs, workspace)
   const facts = await gatherHostFacts(exec)
   const n = inputs.nix
+  const options = nixRunOptions(facts)
   return nixPlanSections({
     frontEnd: 'action',
     target,
@@ -246,9 +258,9 @@ export async function nixDryRunSections(
               guest: inputs.system,
               host: facts.hostSystem,
               configuration: target.configuration,
-              lockHash: await flakeLockHash(target)
+              ...(await flakeCacheIdentity(target, { exec, log: silentLogger, options }))
             }),
-            dir: storeCacheDir(facts.runnerTemp)
+            dir: storeCacheDir(facts.home)
           }
         }
       : {}),

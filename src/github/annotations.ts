@@ -33,8 +33,12 @@ export function repoPath(path: string, workspace: string): string {
   return rel.split(sep).join('/')
 }
 
-function fallbackPath(c: AnnotationContext): string {
-  if (c.checksFile !== undefined) return repoPath(c.checksFile, c.workspace)
+/**
+ * Where an annotation without its own position goes: a failed check on the checks file that
+ * declared it; anything else (the setup, the build, the boot) on the workflow that ran the step.
+ */
+function fallbackPath(c: AnnotationContext, of: 'check' | 'run'): string {
+  if (of === 'check' && c.checksFile !== undefined) return repoPath(c.checksFile, c.workspace)
   return c.workflowFile ?? 'action.yml'
 }
 
@@ -48,7 +52,8 @@ function firstLines(text: string, n: number): string {
 function position(
   file: string | undefined,
   line: number | undefined,
-  c: AnnotationContext
+  c: AnnotationContext,
+  of: 'check' | 'run'
 ): { path: string; line: number } {
   if (file !== undefined && file !== '') {
     return {
@@ -56,7 +61,7 @@ function position(
       line: line !== undefined && line >= 1 ? Math.floor(line) : 1
     }
   }
-  return { path: fallbackPath(c), line: 1 }
+  return { path: fallbackPath(c, of), line: 1 }
 }
 
 /**
@@ -72,7 +77,7 @@ export function buildAnnotations(r: Report, c: AnnotationContext): Annotation[] 
       if (check.status !== 'failed') continue
       if (r.failure !== null && r.failure.stage === stage.name && r.failure.check === check.name)
         failureCovered = true
-      const at = position(check.file, check.line, c)
+      const at = position(check.file, check.line, c, 'check')
       const output = check.output.trim()
       out.push({
         path: at.path,
@@ -90,7 +95,7 @@ export function buildAnnotations(r: Report, c: AnnotationContext): Annotation[] 
   }
   const f = r.failure
   if (f !== null && !failureCovered && f.kind !== 'cancelled') {
-    const at = position(f.file, f.line, c)
+    const at = position(f.file, f.line, c, f.kind === 'check-failed' ? 'check' : 'run')
     out.unshift({
       path: at.path,
       start_line: at.line,

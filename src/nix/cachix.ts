@@ -2,8 +2,15 @@ import { join } from 'node:path'
 import { InputError } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 import type { CachixSettings } from './conf.js'
-import { NIX_FEATURES } from './conf.js'
-import { lastLines, renderCommand, writeFileCommand, type Command, type Executor } from './exec.js'
+import { nixArgv } from './conf.js'
+import {
+  lastLines,
+  renderCommand,
+  writeFileStep,
+  type Command,
+  type Executor,
+  type Step
+} from './exec.js'
 import { findOnPath } from './facts.js'
 
 /**
@@ -26,7 +33,7 @@ export interface CachixInput {
 export interface CachixResolution {
   settings?: CachixSettings
   /** Files to write before Nix reads its configuration (the netrc of a private cache). */
-  commands: Command[]
+  commands: Step[]
   source?: 'input' | 'cachix-api'
   warning?: string
 }
@@ -87,12 +94,12 @@ export async function resolveCachix(
       }
     }
   }
-  const commands: Command[] = []
+  const commands: Step[] = []
   let netrcFile: string | undefined
   if (!isPublic && input.authToken !== undefined && input.authToken !== '') {
     netrcFile = join(o.workDir, 'netrc')
     commands.push(
-      writeFileCommand(netrcFile, `machine ${name}.cachix.org password ${input.authToken}\n`, {
+      writeFileStep(netrcFile, `machine ${name}.cachix.org password ${input.authToken}\n`, {
         mode: '0600',
         uid: o.uid,
         privileged: false,
@@ -109,9 +116,13 @@ export async function resolveCachix(
 }
 
 /** `nix build nixpkgs#cachix --out-link …`: no profile change, no PATH lookup afterwards. */
-export function cachixInstallCommand(outLink: string, nix = 'nix'): Command {
+export function cachixInstallCommand(
+  outLink: string,
+  nix = 'nix',
+  options: [string, string][] = []
+): Command {
   return {
-    argv: [nix, ...NIX_FEATURES, 'build', '--out-link', outLink, 'nixpkgs#cachix'],
+    argv: nixArgv(nix, ['build'], options, ['--out-link', outLink, 'nixpkgs#cachix']),
     why: 'get the cachix client'
   }
 }
@@ -144,11 +155,12 @@ export async function pushToCachix(o: {
   exec: Executor
   log: Logger
   nix?: string
+  options?: [string, string][]
 }): Promise<CachixPushResult> {
   let cachix = findOnPath('cachix')
   if (cachix === undefined) {
     const link = join(o.workDir, 'cachix')
-    const install = cachixInstallCommand(link, o.nix)
+    const install = cachixInstallCommand(link, o.nix, o.options)
     o.log.info(`${install.why}: ${renderCommand(install)}`)
     const r = await o.exec.run(install, { onLine: (l) => o.log.debug(l) })
     if (r.code !== 0) {

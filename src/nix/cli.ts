@@ -7,7 +7,7 @@ import type { Logger } from '../util/log.js'
 import type { GuestSystem } from '../vm/system.js'
 import { buildRunner } from './build.js'
 import { spawnExecutor } from './exec.js'
-import { findOnPath, gatherHostFacts } from './facts.js'
+import { findOnPath, gatherHostFacts, nixRunOptions } from './facts.js'
 import { parseFlakeTarget, type FlakeTarget } from './flakeref.js'
 import { emulationFor, nixPlanSections, type PlanSection } from './plan.js'
 import { writeBuildFailureReport } from './report.js'
@@ -113,6 +113,11 @@ export async function buildForCli(o: {
         `no usable binfmt entry for ${o.system}: only substituted ${o.system} paths will be available (see --dry-run)`
       )
     }
+    const options = nixRunOptions(facts)
+    if (options.length > 0)
+      o.logger.info(
+        `Nix runs as root without a daemon and the group "${facts.buildUsers?.group ?? ''}" does not exist: building with --option build-users-group ''`
+      )
     o.logger.stageStart('build')
     const started = Date.now()
     try {
@@ -125,6 +130,7 @@ export async function buildForCli(o: {
         outDir: o.outDir,
         hostSystem: facts.hostSystem,
         ...(emulation.state === 'ready' ? { emulation: emulation.settings } : {}),
+        ...(options.length > 0 ? { options } : {}),
         signal: o.signal,
         onLine: (line) =>
           PROGRESS.test(line) ? o.logger.info(`nix: ${line}`) : o.logger.debug(`nix: ${line}`)

@@ -3,6 +3,25 @@
 /** Every nix invocation of ours passes these: Debian's nix-bin 2.8 and installs without our nix.conf. */
 export const NIX_FEATURES = ['--extra-experimental-features', 'nix-command flakes']
 
+/**
+ * argv of one `nix` command of ours: the features, the subcommand and its flags, this run's
+ * `--option` pairs (e.g. `build-users-group =` on a root Nix without nixbld), then the operands.
+ */
+export function nixArgv(
+  nix: string,
+  command: string[],
+  options: [string, string][],
+  operands: string[]
+): string[] {
+  return [
+    nix,
+    ...NIX_FEATURES,
+    ...command,
+    ...options.flatMap(([k, v]) => ['--option', k, v]),
+    ...operands
+  ]
+}
+
 export const DEFAULT_SUBSTITUTER = 'https://cache.nixos.org'
 export const DEFAULT_TRUSTED_PUBLIC_KEY =
   'cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY='

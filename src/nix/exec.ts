@@ -1,4 +1,7 @@
 import { spawn } from 'node:child_process'
+import { chmod, lstat, mkdir, mkdtemp, readlink, rename, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import { ValidationFailure } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 
@@ -8,7 +11,10 @@ import type { Logger } from '../util/log.js'
  */
 export interface Command {
   argv: string[]
-  /** Written to stdin (file contents for `install /dev/stdin`, `tee`). */
+  /**
+   * Written to stdin, for programs that read their fd 0 (`tee`). Never for a program that opens
+   * `/dev/stdin`: Node's stdin pipe is a socket, and opening it fails with ENXIO (see FileWrite).
+   */
   input?: string
   /** Added to the inherited environment. */
   env?: Record<string, string>
@@ -50,18 +56,134 @@ export function asRoot(argv: string[], uid: number): string[] {
   return uid === 0 ? argv : ['sudo', '-n', ...argv]
 }
 
-/** `install -D -m MODE /dev/stdin PATH`: writes a whole file from stdin, creating parent dirs. */
-export function writeFileCommand(
+/**
+ * A whole file written by this process with `fs`: to a temporary name beside it, then renamed
+ * over it (a reader never sees half a file). A privileged write by a non-root user goes through a
+ * private 0600 temporary file and `sudo -n install -D -m MODE TEMP PATH`. Never `install
+ * /dev/stdin` fed from a pipe: Node's pipes are sockets, which `open("/dev/stdin")` cannot open.
+ */
+export interface FileWrite {
+  write: {
+    path: string
+    content: string
+    /** Octal, as `install -m` takes it: '0600'. */
+    mode: string
+    /** Needs root (a file under /etc). */
+    privileged: boolean
+    uid: number
+    /**
+     * When the path is a symlink, it is not replaced: the file belongs to whatever made the link
+     * (a NixOS host's /etc/nix/nix.conf). This says what to do instead; the step fails with it.
+     */
+    ifSymlink?: string
+  }
+  why: string
+  optional?: boolean
+  secrets?: string[]
+}
+
+/** A host step: a process to run, or a file to write. */
+export type Step = Command | FileWrite
+
+export function isFileWrite(step: Step): step is FileWrite {
+  return (step as FileWrite).write !== undefined
+}
+
+export function writeFileStep(
   path: string,
   content: string,
-  o: { mode: string; uid: number; privileged: boolean; why: string; secrets?: string[] }
-): Command {
-  const argv = ['install', '-D', '-m', o.mode, '/dev/stdin', path]
+  o: {
+    mode: string
+    uid: number
+    privileged: boolean
+    why: string
+    secrets?: string[]
+    ifSymlink?: string
+  }
+): FileWrite {
   return {
-    argv: o.privileged ? asRoot(argv, o.uid) : argv,
-    input: content,
+    write: {
+      path,
+      content,
+      mode: o.mode,
+      privileged: o.privileged,
+      uid: o.uid,
+      ...(o.ifSymlink !== undefined ? { ifSymlink: o.ifSymlink } : {})
+    },
     why: o.why,
     ...(o.secrets !== undefined && o.secrets.length > 0 ? { secrets: o.secrets } : {})
+  }
+}
+
+/** `sudo -n install …` for a privileged write by a non-root user (what runFileWrite runs). */
+export function sudoInstallArgv(temp: string, w: FileWrite['write']): string[] {
+  return ['sudo', '-n', 'install', '-D', '-m', w.mode, temp, w.path]
+}
+
+async function symlinkTarget(path: string): Promise<string | undefined> {
+  const st = await lstat(path).catch(() => undefined)
+  if (st === undefined || !st.isSymbolicLink()) return undefined
+  return readlink(path).catch(() => '?')
+}
+
+/**
+ * Carries out a FileWrite. Direct writes (root, or a file the user owns) use fs; a privileged
+ * write by another user runs `sudo -n install` through `exec` from a private temporary copy.
+ * A failure is a `tool-error` naming the file and what went wrong.
+ */
+export async function runFileWrite(
+  step: FileWrite,
+  exec: Executor,
+  o: { tempRoot?: string; signal?: AbortSignal } = {}
+): Promise<void> {
+  const w = step.write
+  const target = await symlinkTarget(w.path)
+  if (target !== undefined) {
+    throw new ValidationFailure(
+      'tool-error',
+      `${step.why}: ${w.path} is a symlink (to ${target}), managed by something else; not replacing it.${w.ifSymlink !== undefined ? ` ${w.ifSymlink}` : ''}`
+    )
+  }
+  const mode = parseInt(w.mode, 8)
+  if (!w.privileged || w.uid === 0) {
+    const temp = `${w.path}.nixos-vm-validate-${process.pid}`
+    try {
+      await mkdir(dirname(w.path), { recursive: true })
+      await writeFile(temp, w.content, { mode })
+      await chmod(temp, mode) // the umask narrowed writeFile's mode
+      await rename(temp, w.path)
+    } catch (err) {
+      await rm(temp, { force: true }).catch(() => undefined)
+      throw new ValidationFailure(
+        'tool-error',
+        `${step.why} failed: cannot write ${w.path}: ${(err as Error).message}`
+      )
+    }
+    return
+  }
+  const dir = await mkdtemp(join(o.tempRoot ?? tmpdir(), 'nvv-write-'))
+  try {
+    const temp = join(dir, 'content')
+    await writeFile(temp, w.content, { mode: 0o600 })
+    const cmd: Command = { argv: sudoInstallArgv(temp, w), why: step.why }
+    const r = await exec.run(cmd, { signal: o.signal }).catch((err: unknown) => ({
+      code: -1,
+      signal: null,
+      stdout: '',
+      stderr: (err as Error).message,
+      durationMs: 0
+    }))
+    if (r.code !== 0) {
+      const tail = lastLines(r.stderr + '\n' + r.stdout, 20)
+      throw new ValidationFailure(
+        'tool-error',
+        `${step.why} failed (${r.signal ?? `exit ${r.code}`}): ${renderCommand(cmd)}: ${lastLines(tail, 3).replace(/\n/g, ' / ')}`,
+        tail,
+        { command: 'sudo' }
+      )
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
 }
 
@@ -76,8 +198,18 @@ function shellQuote(arg: string): string {
   return `'${arg.replace(/'/g, `'\\''`)}'`
 }
 
-/** How a command reads in a log or a plan: quoted argv, secrets redacted, stdin summarised. */
-export function renderCommand(cmd: Command): string {
+/** How a step reads in a log or a plan: quoted argv, secrets redacted, stdin summarised. */
+export function renderCommand(step: Step): string {
+  if (isFileWrite(step)) {
+    const w = step.write
+    const lines = w.content.split('\n').filter(Boolean).length
+    const how =
+      w.privileged && w.uid !== 0
+        ? `sudo -n install -D -m ${w.mode} <private temp copy> ${shellQuote(w.path)}`
+        : `write ${shellQuote(w.path)} (mode ${w.mode})`
+    return `${how}  (${lines} line${lines === 1 ? '' : 's'})`
+  }
+  const cmd = step
   const line = cmd.argv.map(shellQuote).join(' ')
   const stdin =
     cmd.input !== undefined
@@ -188,16 +320,29 @@ export function lastLines(text: string, n: number): string {
     .join('\n')
 }
 
-/** Runs the commands in order; a failed required command stops with the output tail. */
+/** Runs the steps in order; a failed required step stops with its command and output tail. */
 export async function runCommands(
-  commands: Command[],
+  steps: Step[],
   exec: Executor,
   log: Logger,
-  signal?: AbortSignal
+  signal?: AbortSignal,
+  o: { tempRoot?: string } = {}
 ): Promise<string[]> {
   const warnings: string[] = []
-  for (const cmd of commands) {
-    log.info(`${cmd.why}: ${renderCommand(cmd)}`)
+  for (const step of steps) {
+    log.info(`${step.why}: ${renderCommand(step)}`)
+    if (isFileWrite(step)) {
+      try {
+        await runFileWrite(step, exec, { ...o, signal })
+      } catch (err) {
+        if (step.optional !== true) throw err
+        const message = (err as Error).message
+        warnings.push(message)
+        log.warning(message)
+      }
+      continue
+    }
+    const cmd = step
     const r = await exec
       .run(cmd, { signal, onLine: (line) => log.debug(line) })
       .catch((err: unknown) => ({
@@ -215,7 +360,12 @@ export async function runCommands(
       log.warning(`${message}: ${lastLines(tail, 1)}`)
       continue
     }
-    throw new ValidationFailure('tool-error', message, tail, { command: cmd.argv[0] })
+    // The last lines go into the message itself: it is what the log, the summary and the
+    // annotation show first; the excerpt keeps twenty.
+    const said = lastLines(tail, 3).replace(/\n/g, ' / ')
+    throw new ValidationFailure('tool-error', said !== '' ? `${message}: ${said}` : message, tail, {
+      command: cmd.argv[0]
+    })
   }
   return warnings
 }

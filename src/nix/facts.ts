@@ -1,5 +1,5 @@
 import { constants, existsSync } from 'node:fs'
-import { access, readFile, readdir } from 'node:fs/promises'
+import { access, lstat, readFile, readdir, readlink } from 'node:fs/promises'
 import { homedir, availableParallelism, tmpdir, userInfo } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { hostSystem as currentHostSystem, type GuestSystem } from '../vm/system.js'
@@ -37,7 +37,15 @@ export interface HostFacts {
   /** Where this user's nix.conf lives and what it holds now. */
   userConfPath: string
   userConfText?: string
+  /** The user's nix.conf is a symlink (to this): Home Manager manages it; it is not rewritten. */
+  userConfSymlink?: string
   systemConfText?: string
+  /**
+   * Nix as root without a daemon builds as a member of `build-users-group` (default nixbld).
+   * Debian's nix-bin, containers and act have no such group: then every build of this run passes
+   * `build-users-group =` (builds run as root, as a single-user install does).
+   */
+  buildUsers?: { group: string; exists: boolean }
   kvm: 'absent' | 'rw' | 'no-access'
   binfmt: BinfmtFacts
   githubServerUrl: string
@@ -72,6 +80,49 @@ async function readOptional(path: string): Promise<string | undefined> {
   } catch {
     return undefined
   }
+}
+
+async function symlinkTarget(path: string): Promise<string | undefined> {
+  const st = await lstat(path).catch(() => undefined)
+  return st?.isSymbolicLink() === true ? readlink(path).catch(() => '?') : undefined
+}
+
+/** Whether /etc/group names the group (getent would also ask NSS; runners use files). */
+export async function groupExists(name: string, groupFile = '/etc/group'): Promise<boolean> {
+  const text = await readOptional(groupFile)
+  return (text ?? '').split('\n').some((l) => l.split(':')[0] === name)
+}
+
+/** `build-users-group = nixbld` from `nix show-config` (Nix 2.8) or `nix config show` (2.20+). */
+export function parseBuildUsersGroup(configText: string): string | undefined {
+  const m = /^build-users-group = ?(.*)$/m.exec(configText)
+  return m !== null ? m[1].trim() : undefined
+}
+
+/**
+ * The build-users-group this Nix would use, and whether it exists. Only asked where it matters:
+ * root, no daemon (a daemon's builds are its own business).
+ */
+export async function readBuildUsers(
+  exec: Executor,
+  nix: string,
+  o: { uid: number; daemon: boolean; env?: NodeJS.ProcessEnv; groupFile?: string }
+): Promise<HostFacts['buildUsers']> {
+  if (o.uid !== 0 || o.daemon) return undefined
+  for (const sub of [['config', 'show'], ['show-config']]) {
+    const r = await exec
+      .run({
+        argv: [nix, '--extra-experimental-features', 'nix-command flakes', ...sub],
+        why: "which group Nix's builds run as",
+        ...(o.env !== undefined ? { env: o.env as Record<string, string> } : {})
+      })
+      .catch(() => undefined)
+    if (r === undefined || r.code !== 0) continue
+    const group = parseBuildUsersGroup(r.stdout)
+    if (group === undefined) continue
+    return { group, exists: group === '' || (await groupExists(group, o.groupFile)) }
+  }
+  return undefined
 }
 
 async function kvmState(device = '/dev/kvm'): Promise<HostFacts['kvm']> {
@@ -121,15 +172,20 @@ export async function gatherHostFacts(
     nix = { path: nixPath, ...(version !== undefined ? { version } : {}) }
   }
   const confPath = userConfPath(env, home)
-  const [userConfText, systemConfText, kvm, binfmt] = await Promise.all([
-    readOptional(confPath),
-    readOptional(SYSTEM_CONF),
-    kvmState(),
-    binfmtFacts()
-  ])
+  const uid = info.uid
+  const daemon = existsSync(DAEMON_SOCKET)
+  const [userConfText, userConfSymlink, systemConfText, kvm, binfmt, buildUsers] =
+    await Promise.all([
+      readOptional(confPath),
+      symlinkTarget(confPath),
+      readOptional(SYSTEM_CONF),
+      kvmState(),
+      binfmtFacts(),
+      nix !== undefined ? readBuildUsers(exec, nix.path, { uid, daemon }) : undefined
+    ])
   return {
     hostSystem: host,
-    uid: info.uid,
+    uid,
     user: env.USER ?? info.username,
     home,
     runnerTemp: env.RUNNER_TEMP ?? tmpdir(),
@@ -137,13 +193,26 @@ export async function gatherHostFacts(
     systemd: existsSync('/run/systemd/system'),
     udev: existsSync('/run/udev/control'),
     ...(nix !== undefined ? { nix } : {}),
-    daemon: existsSync(DAEMON_SOCKET),
+    daemon,
     cpus: availableParallelism(),
     userConfPath: confPath,
     ...(userConfText !== undefined ? { userConfText } : {}),
+    ...(userConfSymlink !== undefined ? { userConfSymlink } : {}),
+    ...(buildUsers !== undefined ? { buildUsers } : {}),
     ...(systemConfText !== undefined ? { systemConfText } : {}),
     kvm,
     binfmt,
     githubServerUrl: env.GITHUB_SERVER_URL ?? 'https://github.com'
   }
+}
+
+/**
+ * `--option` pairs every Nix command of this run needs on this host: `build-users-group =` when
+ * Nix runs as root without a daemon and its build-users-group does not exist (Debian's nix-bin
+ * on a fresh machine, containers, act). Without it every build fails with "the group 'nixbld'
+ * specified in 'build-users-group' does not exist".
+ */
+export function nixRunOptions(facts: Pick<HostFacts, 'buildUsers'>): [string, string][] {
+  const b = facts.buildUsers
+  return b !== undefined && b.group !== '' && !b.exists ? [['build-users-group', '']] : []
 }

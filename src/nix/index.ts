@@ -25,9 +25,9 @@
  *   const nix = await setupNix(planNixSetup(setupInput, facts), { exec, log })
  *   //    then core.addPath(p) for p of nix.path (later steps), nix.summary for the summary
  *   // 4. store cache (cache input true)
- *   const keys = storeCacheKeys({ guest: system, host: facts.hostSystem, configuration: target.configuration,
- *                                 lockHash: await flakeLockHash(target) })
- *   const dir = storeCacheDir(facts.runnerTemp)
+ *   const id = await flakeCacheIdentity(target, { exec, log, options: nixRunOptions(facts) })
+ *   const keys = storeCacheKeys({ guest: system, host: facts.hostSystem, configuration: target.configuration, ...id })
+ *   const dir = storeCacheDir(facts.home)  // @actions/cache is given STORE_CACHE_PATH (~/…)
  *   const restored = await restoreStoreCache({ keys, dir, client: actionsCacheClient(), log })
  *   // 5. ephemeral key + build (core.startGroup('Build'), onLine: core.info)
  *   const key = await createEphemeralKey(workDir)                   // { privateKeyPath, publicKey }
@@ -67,12 +67,19 @@ export {
 export {
   dirBytes,
   exportClosureCommand,
-  flakeLockHash,
+  closureCoverage,
+  closureInfoCommand,
+  flakeCacheIdentity,
+  flakeMetadataCommand,
+  lockedInputsHash,
+  parseClosureInfo,
+  sourceHash,
   isCacheConflict,
   localSubstituter,
   restoreStoreCache,
   saveStoreCache,
   storeCacheDir,
+  STORE_CACHE_PATH,
   storeCacheKeys,
   type CacheClient,
   type StoreCacheKeys,
@@ -108,15 +115,24 @@ export {
   redact,
   renderCommand,
   runCommands,
+  runFileWrite,
   spawnExecutor,
-  writeFileCommand,
+  writeFileStep,
   type Command,
+  type FileWrite,
+  type Step,
   type ExecOptions,
   type ExecResult,
   type Executor
 } from './exec.js'
 export { BUILD_EXPRESSION, nixBuildArgv, validationModuleText } from './expr.js'
-export { findOnPath, gatherHostFacts, userConfPath, type HostFacts } from './facts.js'
+export {
+  findOnPath,
+  gatherHostFacts,
+  nixRunOptions,
+  userConfPath,
+  type HostFacts
+} from './facts.js'
 export { gitTopLevel, parseFlakeTarget, type FlakeTarget } from './flakeref.js'
 export {
   DEFAULT_NIX_VERSION,

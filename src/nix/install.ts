@@ -15,16 +15,33 @@ import {
   asRoot,
   lastLines,
   runCommands,
-  writeFileCommand,
+  writeFileStep,
   type Command,
-  type Executor
+  type Executor,
+  type Step
 } from './exec.js'
 import { SYSTEM_CONF, findOnPath, type HostFacts } from './facts.js'
 
-export const DEFAULT_NIX_VERSION = '2.28.3'
+/**
+ * The newest stable Nix release (2026-08-13), after the 2025 and 2026 security releases.
+ * docs/nix-setup.md says where the version and its installer's sha256 come from.
+ */
+export const DEFAULT_NIX_VERSION = '2.35.2'
+
+/**
+ * sha256 of `releases.nixos.org/nix/nix-<version>/install`, for versions whose hash public sources
+ * state (docs/nix-setup.md). A download of such a version is checked before it runs; any other
+ * version relies on TLS and on the script's own check of the tarball it downloads.
+ */
+export const INSTALLER_SHA256: Readonly<Record<string, string>> = {
+  '2.35.2': '9adda97297d9e8ab360df95c729eabff4f4f93d6db091953c3a68f29e3fb130c'
+}
+
+/** The official installer of the newest release, wherever it points at the time. */
+export const LATEST_INSTALLER_URL = 'https://nixos.org/nix/install'
 
 export interface NixSetupInput {
-  /** Nix release the official installer installs when nix is absent (default 2.28.3). */
+  /** Nix release the official installer installs when nix is absent (DEFAULT_NIX_VERSION), or `latest`. */
   installerVersion?: string
   /** Override of https://releases.nixos.org/nix/nix-<version>/install (a mirror). */
   installerUrl?: string
@@ -42,13 +59,28 @@ export interface NixSetupPlan {
   /** One line for the log and the summary: installed how, or why not. */
   summary: string
   installerUrl?: string
-  commands: Command[]
+  commands: Step[]
   conf: NixConf
+  /**
+   * Environment for this run's Nix commands. Set when the user's nix.conf is a symlink (Home
+   * Manager manages it): our settings then live in a file of the run, listed first in
+   * NIX_USER_CONF_FILES, and the user's file is left alone.
+   */
+  env: Record<string, string>
   /** Directories to put on PATH (this process and, via core.addPath, later steps). */
   path: string[]
   /** Our scratch dir under RUNNER_TEMP (installer, nix-extra.conf, build dir, result link). */
   workDir: string
   buildDir: string
+}
+
+/** Checks a downloaded installer. sha256sum reads its list from fd 0 (no open of /dev/stdin). */
+export function installerCheckCommand(script: string, sha256: string): Command {
+  return {
+    argv: ['sha256sum', '--check', '--strict', '--status', '-'],
+    input: `${sha256}  ${script}\n`,
+    why: `check the installer against its published sha256 (${sha256.slice(0, 12)}…)`
+  }
 }
 
 export function nixWorkDir(runnerTemp: string): string {
@@ -57,9 +89,10 @@ export function nixWorkDir(runnerTemp: string): string {
 
 export function installerUrl(version: string, override?: string): string {
   if (override !== undefined && override !== '') return override
+  if (version === 'latest') return LATEST_INSTALLER_URL
   if (!/^\d+\.\d+\.\d+$/.test(version)) {
     throw new InputError(
-      `nix-installer-version: "${version}" is not a Nix release number like ${DEFAULT_NIX_VERSION}`
+      `nix-installer-version: "${version}" is not a Nix release number like ${DEFAULT_NIX_VERSION} (or latest)`
     )
   }
   return `https://releases.nixos.org/nix/nix-${version}/install`
@@ -104,15 +137,30 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
   )
   const uid = facts.uid
   const secrets = input.githubToken !== undefined ? [input.githubToken] : []
-  const userConf = (): Command =>
-    writeFileCommand(facts.userConfPath, withManagedBlock(facts.userConfText, conf.user), {
-      mode: '0600',
-      uid,
-      privileged: false,
-      why: `write the user's nix.conf (${conf.user.map(([k]) => k).join(', ')})`,
-      secrets
-    })
-  const commands: Command[] = [
+  // A user nix.conf that is a symlink belongs to whatever made it (Home Manager): ours goes into
+  // the run's own file, read before the user's through NIX_USER_CONF_FILES.
+  const runConf = join(workDir, 'nix.conf')
+  const env: Record<string, string> =
+    facts.userConfSymlink !== undefined
+      ? { NIX_USER_CONF_FILES: [runConf, facts.userConfPath].join(':') }
+      : {}
+  const userConf = (): Step =>
+    facts.userConfSymlink !== undefined
+      ? writeFileStep(runConf, renderConf(conf.user), {
+          mode: '0600',
+          uid,
+          privileged: false,
+          why: `${facts.userConfPath} is a symlink (to ${facts.userConfSymlink}): this run's settings go to ${runConf} (${conf.user.map(([k]) => k).join(', ')}), first in NIX_USER_CONF_FILES`,
+          secrets
+        })
+      : writeFileStep(facts.userConfPath, withManagedBlock(facts.userConfText, conf.user), {
+          mode: '0600',
+          uid,
+          privileged: false,
+          why: `write the user's nix.conf (${conf.user.map(([k]) => k).join(', ')})`,
+          secrets
+        })
+  const commands: Step[] = [
     { argv: ['mkdir', '-p', workDir], why: 'scratch directory under RUNNER_TEMP' }
   ]
 
@@ -126,11 +174,12 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
     commands.push(userConf())
     if (conf.system.length > 0) {
       commands.push(
-        writeFileCommand(SYSTEM_CONF, withManagedBlock(facts.systemConfText, conf.system), {
+        writeFileStep(SYSTEM_CONF, withManagedBlock(facts.systemConfText, conf.system), {
           mode: '0644',
           uid,
           privileged: true,
-          why: `let the nix-daemon build for ${conf.system.map(([k, v]) => `${k} = ${v}`).join(', ')}`
+          why: `let the nix-daemon build for ${conf.system.map(([k, v]) => `${k} = ${v}`).join(', ')}`,
+          ifSymlink: `This host's Nix is configured by its own system configuration (a NixOS host): set boot.binfmt.emulatedSystems = [ "${input.emulation?.guest ?? 'aarch64-linux'}" ] there (it registers the emulator and adds extra-platforms), or run this leg on a runner of the guest's architecture.`
         }),
         {
           argv: asRoot(['systemctl', 'restart', 'nix-daemon.service'], uid),
@@ -144,6 +193,7 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
       summary: `Nix is already installed (${nix.path}${nix.version !== undefined ? `, ${nix.version}` : ''}): not installing; our settings go to ${facts.userConfPath}`,
       commands,
       conf,
+      env,
       path: [],
       workDir,
       buildDir
@@ -169,6 +219,8 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
     ],
     why: `download the Nix ${version} installer`
   }
+  const known = input.installerUrl === undefined ? INSTALLER_SHA256[version] : undefined
+  const verify: Command[] = known !== undefined ? [installerCheckCommand(script, known)] : []
   if (mode === 'fresh-daemon') {
     const extraConf = join(workDir, 'nix-extra.conf')
     if (withBuildDir) {
@@ -178,13 +230,14 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
       })
     }
     commands.push(
-      writeFileCommand(extraConf, renderConf(conf.system), {
+      writeFileStep(extraConf, renderConf(conf.system), {
         mode: '0644',
         uid,
         privileged: false,
         why: 'settings for /etc/nix/nix.conf'
       }),
       download,
+      ...verify,
       {
         argv: [
           'sh',
@@ -206,6 +259,7 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
       installerUrl: url,
       commands,
       conf,
+      env,
       path: ['/nix/var/nix/profiles/default/bin', join(facts.home, '.nix-profile', 'bin')],
       workDir,
       buildDir
@@ -224,6 +278,7 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
     },
     userConf(),
     download,
+    ...verify,
     {
       argv: ['sh', script, '--no-daemon', '--no-channel-add'],
       why: `install Nix ${version} (single-user)`
@@ -235,6 +290,7 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
     installerUrl: url,
     commands,
     conf,
+    env,
     path: [join(facts.home, '.nix-profile', 'bin')],
     workDir,
     buildDir
@@ -270,7 +326,10 @@ export async function setupNix(
 ): Promise<NixSetupResult> {
   const env = deps.env ?? process.env
   deps.log.info(plan.summary)
-  const warnings = await runCommands(plan.commands, deps.exec, deps.log, deps.signal)
+  const warnings = await runCommands(plan.commands, deps.exec, deps.log, deps.signal, {
+    tempRoot: plan.workDir
+  })
+  Object.assign(env, plan.env)
   const current = (env.PATH ?? '').split(delimiter)
   const added = plan.path.filter((p) => !current.includes(p))
   if (added.length > 0) env.PATH = [...added, ...current].join(delimiter)

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs'
 import { access } from 'node:fs/promises'
 import type { Logger } from '../util/log.js'
-import { asRoot, runCommands, writeFileCommand, type Command, type Executor } from './exec.js'
+import { asRoot, runCommands, writeFileStep, type Executor, type Step } from './exec.js'
 import type { HostFacts } from './facts.js'
 
 export const KVM_UDEV_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"'
@@ -11,7 +11,7 @@ export interface KvmPlan {
   /** absent: no /dev/kvm; ok: read/write already; fix: the udev rule below; skip: cannot fix here. */
   state: 'absent' | 'ok' | 'fix' | 'skip'
   reason: string
-  commands: Command[]
+  commands: Step[]
 }
 
 /**
@@ -48,7 +48,7 @@ export function planKvmAccess(facts: Pick<HostFacts, 'kvm' | 'act' | 'udev' | 'u
     state: 'fix',
     reason: '/dev/kvm exists but is not readable and writable: adding a udev rule',
     commands: [
-      writeFileCommand(KVM_RULE_PATH, KVM_UDEV_RULE + '\n', {
+      writeFileStep(KVM_RULE_PATH, KVM_UDEV_RULE + '\n', {
         mode: '0644',
         uid: facts.uid,
         privileged: true,

@@ -2,9 +2,9 @@ import { join } from 'node:path'
 import type { GuestSystem } from '../vm/system.js'
 import { planEmulation, type EmulationPlan } from './binfmt.js'
 import { renderConf, type ConfLine } from './conf.js'
-import { renderCommand, type Command } from './exec.js'
+import { renderCommand, type Step } from './exec.js'
 import { nixBuildArgv, validationModuleText, BUILD_EXPRESSION } from './expr.js'
-import type { HostFacts } from './facts.js'
+import { nixRunOptions, type HostFacts } from './facts.js'
 import type { FlakeTarget } from './flakeref.js'
 import { planNixSetup, type NixSetupInput } from './install.js'
 import { planKvmAccess } from './kvm.js'
@@ -33,7 +33,7 @@ export interface NixPlanInput {
   outDir: string
 }
 
-function command(c: Command): string {
+function command(c: Step): string {
   return `$ ${renderCommand(c)}  # ${c.why}${c.optional === true ? ' (may fail)' : ''}`
 }
 
@@ -121,6 +121,7 @@ export function nixPlanSections(p: NixPlanInput): PlanSection[] {
     hostSystem: f.hostSystem,
     outLink,
     emulation: emulation.settings,
+    options: nixRunOptions(f),
     ...(p.cache !== undefined ? { extraSubstituters: [localSubstituter(p.cache.dir)] } : {})
   })
   const shown = argv.map((a) => (a === BUILD_EXPRESSION ? '<expression>' : a))
@@ -131,6 +132,11 @@ export function nixPlanSections(p: NixPlanInput): PlanSection[] {
       ...validationModuleText({ sshUser: p.sshUser, guest: p.system, host: f.hostSystem }).map(
         (l) => `module: ${l}`
       ),
+      ...(nixRunOptions(f).length > 0
+        ? [
+            `Nix runs as root without a daemon and the group "${f.buildUsers?.group ?? ''}" does not exist: builds of this run pass --option build-users-group ''`
+          ]
+        : []),
       `$ ${renderCommand({ argv: shown, why: '' })}`,
       `<expression>: let cfg = (builtins.getFlake flakeRef).nixosConfigurations.\${configuration}.extendModules { modules = [ <module above> ]; }; in cfg.config.system.build.vm`,
       `runner: ${outLink}/bin/run-*-vm; log: ${join(p.outDir, 'build.log')}; a failure is build-failed with the file and line Nix names`
@@ -141,9 +147,9 @@ export function nixPlanSections(p: NixPlanInput): PlanSection[] {
     sections.push({
       title: 'Store cache',
       lines: [
-        `restore ${p.cache.dir} with key ${p.cache.keys.key} (restore keys: ${p.cache.keys.restoreKeys.join(', ')})`,
+        `restore ${p.cache.dir} with key ${p.cache.keys.key} (inputs from ${p.cache.keys.inputsFrom}; restore keys: ${p.cache.keys.restoreKeys.join(', ')})`,
         `build with extra substituter ${localSubstituter(p.cache.dir)} (trusted for this one store; other caches keep needing signatures)`,
-        `after the build: nix copy --to file://${p.cache.dir}?compression=zstd <runner>, then save (skipped on an exact hit; "already exists" from a parallel leg is fine)`
+        `after the build: nix copy --to file://${p.cache.dir}?compression=zstd <runner>, then save as ${p.cache.keys.key} (skipped when that key was restored, or when a partial hit already holds 90 % of the closure's bytes; a parallel leg saving it too is a warning)`
       ]
     })
   }

@@ -28,9 +28,9 @@ export function parseDuration(text: string, what: string): number {
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`
   const s = ms / 1000
-  if (s < 60) return `${s.toFixed(1)}s`
-  const m = Math.floor(s / 60)
-  return `${m}m${Math.round(s - m * 60)
-    .toString()
-    .padStart(2, '0')}s`
+  if (s < 59.95) return `${s.toFixed(1)}s`
+  // Whole seconds first, so 119.6 s is 2m00s, not 1m60s.
+  const whole = Math.round(s)
+  const m = Math.floor(whole / 60)
+  return `${m}m${(whole - m * 60).toString().padStart(2, '0')}s`
 }
