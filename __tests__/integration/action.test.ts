@@ -17,6 +17,7 @@ import {
   RUN_ID,
   actionEnv,
   buildTestGuest,
+  killStarted,
   postEnv,
   processRunning,
   readCommandFile,
@@ -50,15 +51,7 @@ afterEach(async () => {
 
 afterAll(() => {
   // Only the QEMU processes these tests started: other developers' runs may share the machine.
-  for (const pid of startedPids) {
-    if (processRunning(pid)) {
-      try {
-        process.kill(-pid, 'SIGKILL')
-      } catch {
-        // gone
-      }
-    }
-  }
+  killStarted(startedPids)
 })
 
 async function services(

@@ -61,10 +61,18 @@ function fixtureGuest(arch: 'x86_64' | 'aarch64'): { dir: string; release: () =>
   return { dir, release: () => holder.stdin?.end() }
 }
 
-/** The environment of the builds: the guest for the fixture, and no binary cache (no network). */
+/**
+ * The environment of the builds: the guest for the fixture, no binary cache (no network), and no
+ * build sandbox: the fixture (no nixpkgs here) builds with the host's /bin/sh and tools, which a
+ * sandbox hides (Debian's nix-bin sandboxes by default and has no sandbox shell). Nothing else of
+ * the machine's Nix is changed: no nixbld group is made, the tool has to cope without one.
+ */
 function nixEnv(): NodeJS.ProcessEnv {
-  return { NVV_FIXTURE_GUEST: guest, NIX_CONFIG: 'substituters =\n' }
+  return { NVV_FIXTURE_GUEST: guest, NIX_CONFIG: 'substituters =\nsandbox = false\n' }
 }
+
+/** Single-user root Nix without the nixbld group (Debian's nix-bin on a fresh machine). */
+const noNixbld = spawnSync('getent', ['group', 'nixbld']).status !== 0
 
 beforeAll(async () => {
   for (const tool of ['nix', 'qemu-system-x86_64', 'flock']) {
@@ -124,6 +132,9 @@ describe('vm-automation validate --flake (real nix build, real boot)', () => {
     ])
     expect(report.stages[1].checks[0].output).toContain('uid=0(root)')
     expect(report.artifacts).toContain('build.log')
+    // Without the group, the build ran as root for this run only (the host's nix.conf untouched).
+    if (noNixbld) expect(r.stderr).toContain("building with --option build-users-group ''")
+    else expect(r.stderr).not.toContain('build-users-group')
     expect(await readFile(join(out, 'build.log'), 'utf8')).toMatch(
       /building '\/nix\/store\/\w{32}-nixos-vm\.drv'/
     )

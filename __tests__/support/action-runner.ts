@@ -200,6 +200,18 @@ export function processRunning(pid: number): boolean {
   }
 }
 
+/** Kills the process groups of the QEMU processes a test started, where still running. */
+export function killStarted(pids: number[]): void {
+  for (const pid of pids) {
+    if (!processRunning(pid)) continue
+    try {
+      process.kill(-pid, 'SIGKILL')
+    } catch {
+      // gone
+    }
+  }
+}
+
 export async function waitFor(
   what: string,
   cond: () => boolean,

@@ -24,5 +24,18 @@ export abstract class LoopbackServer {
     await new Promise<void>((resolve) => s.close(() => resolve()))
   }
 
+  /**
+   * Serve behind another server (one origin for several services, as GitHub's results service
+   * is for artifacts and caches): URLs this one hands out use `base`.
+   */
+  mount(base: string): void {
+    this.base = base
+  }
+
+  /** A request routed here by the server this one is mounted on. */
+  serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.handle(req, res)
+  }
+
   protected abstract handle(req: IncomingMessage, res: ServerResponse): Promise<void>
 }
