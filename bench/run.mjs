@@ -10,9 +10,14 @@
 //      pass before then, so C0 (boot end / sshd) is the floor of C1. Then the check stages run
 //      concurrently vs one after another.
 //
-// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C picks parts.
+//   D. the action's flake path (dist/main with flake + configuration on tests/fixtures/flake:
+//      Nix configured in a fresh HOME, the flake's metadata, the build through extendModules with
+//      the run's key, then boot+ssh) vs the CLI's --runner path on the same guest: the cost of
+//      the Nix layer itself. Both are whole process runs, start to exit.
+//
+// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D picks parts.
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpServer } from 'node:http'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -22,7 +27,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist/cli/index.js')
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
-const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C').split(',')
+const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D').split(',')
 
 function guest(arch, variant = 'ok') {
   const out = execFileSync(
@@ -343,6 +348,74 @@ if (ONLY.includes('C')) {
   )
   server.close()
   rmSync(dir, { recursive: true, force: true })
+}
+
+/** One run of the action's main step on the fixture flake (no GitHub services: reporting skips). */
+function actionFlake(g) {
+  const dir = mkdtempSync(join(tmpdir(), 'nvv-bench-action-'))
+  const workspace = join(dir, 'workspace')
+  const home = join(dir, 'home')
+  for (const d of [workspace, home, join(dir, 'temp')]) mkdirSync(d, { recursive: true })
+  cpSync(join(ROOT, 'tests/fixtures/flake'), workspace, { recursive: true })
+  for (const f of ['output', 'state', 'summary']) writeFileSync(join(dir, f), '')
+  const inputs = {
+    flake: '.',
+    configuration: 'fixture',
+    system: g.system,
+    stages: 'boot,ssh',
+    cache: 'false',
+    'github-token': ''
+  }
+  const env = {
+    PATH: process.env.PATH,
+    HOME: home,
+    GITHUB_ACTIONS: 'true',
+    GITHUB_WORKSPACE: workspace,
+    GITHUB_OUTPUT: join(dir, 'output'),
+    GITHUB_STATE: join(dir, 'state'),
+    GITHUB_STEP_SUMMARY: join(dir, 'summary'),
+    GITHUB_REPOSITORY: 'bench/bench',
+    GITHUB_RUN_ID: '1',
+    RUNNER_TEMP: join(dir, 'temp'),
+    NVV_FIXTURE_GUEST: g.dir,
+    // No binary cache here; the fixture builds with the host's /bin/sh (no sandbox).
+    NIX_CONFIG: 'substituters =\nsandbox = false\n',
+    ...Object.fromEntries(Object.entries(inputs).map(([k, v]) => [`INPUT_${k.toUpperCase()}`, v]))
+  }
+  const started = Date.now()
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [join(ROOT, 'dist/main/index.js')], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    child.on('close', (code) => {
+      const wall = Date.now() - started
+      rmSync(dir, { recursive: true, force: true })
+      if (code !== 0) return rej(new Error(`action exit ${code}:\n${out.slice(-3000)}`))
+      res({ wall, built: /building '\/nix\/store\/\w+-nixos-vm\.drv'/.test(out) })
+    })
+  })
+}
+
+if (ONLY.includes('D')) {
+  const action = []
+  const runner = []
+  for (let i = 0; i < RUNS; i++) {
+    const a = await actionFlake(x86)
+    if (!a.built) throw new Error('the action did not build the VM runner')
+    action.push(a.wall)
+    runner.push((await cli(x86, ['--stages', 'boot,ssh'])).wall)
+  }
+  line(
+    'D. x86_64-linux: the action on a flake (configure, build, boot+ssh) vs the CLI on the runner',
+    runner,
+    'CLI --runner boot+ssh',
+    action,
+    'action flake + configuration'
+  )
 }
 
 mkdirSync(join(ROOT, '.bench'), { recursive: true })
