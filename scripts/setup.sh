@@ -30,7 +30,9 @@ needs=(
   "python3             python3           npm run demo (its HTTP server)"
   "pgrep               procps            integration tests (QEMU left behind?)"
   "flock               util-linux        guest cache locks, flake tests"
-  "unshare             util-linux        the fresh-root test"
+  "unshare             util-linux        the fresh-root test, the host-step tests (private mount namespaces)"
+  "sudo                sudo              the host-step tests (the action's privileged writes: sudo -n install)"
+  "tar                 tar               @actions/cache (the store cache round trip)"
   "setsid              util-linux        npm run demo (node in a session of its own)"
   "mount               mount             binfmt_misc"
 )
