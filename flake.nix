@@ -1,8 +1,10 @@
 {
   description = "nixos-vm-validate: a NixOS VM for aarch64-linux and x86_64-linux, its NixOS tests, and the vm-automation CLI";
 
+  # Pinned in flake.lock, which .github/workflows/update-flake-lock.yml moves to the branch heads
+  # every week in a pull request. A new release (nixos-26.05 reaches its end of life on 2026-12-31)
+  # is a change here: both branches together, nixos-YY.MM and release-YY.MM (docs/nixos-tests.md).
   inputs = {
-    # Newest stable NixOS release; bump both inputs together (nixos-YY.MM / release-YY.MM).
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
     home-manager = {
       url = "github:nix-community/home-manager/release-26.05";
@@ -44,6 +46,12 @@
 
       # pkgs.testers.runNixOSTest over a file of tests/vm/: each is `{ vmModules }: <test module>`.
       mkVmTest = pkgs: file: pkgs.testers.runNixOSTest (import file { inherit vmModules; });
+
+      # The modules' unit tests (tests/modules/, lib.runTests): both configurations, evaluation only.
+      moduleTests = import ./tests/modules {
+        inherit lib;
+        inherit (self) nixosConfigurations;
+      };
     in
     {
       # `nix build .#nixosConfigurations.nixos-vm-x86_64.config.system.build.vm`
@@ -77,10 +85,13 @@
         }
       );
 
+      # `nix flake check` builds them all (the NixOS tests need KVM); each NixOS test's `.driver`
+      # alone is its script's lint and type check, no VM. .github/workflows/nixos-tests.yml runs both.
       checks = forAllSystems (pkgs: {
         boot-test = mkVmTest pkgs ./tests/vm/boot-test.nix;
         service-test = mkVmTest pkgs ./tests/vm/service-test.nix;
         integration-test = mkVmTest pkgs ./tests/vm/integration-test.nix;
+        module-tests = pkgs.callPackage ./tests/modules/check.nix { tests = moduleTests; };
       });
 
       # `nix fmt`: nixfmt (the RFC 166 style) over the whole tree.

@@ -1,6 +1,8 @@
 // The NixOS side of the repository, checked without evaluating nixpkgs (which needs the network):
 // every .nix file parses, every path they name exists, and the names that tie flake.nix, the
-// Makefile, the workflows, the docs and tests/vm/ together agree.
+// Makefile, the workflows, the docs and tests/vm/ together agree. With Nix (even Debian's 2.8):
+// flake.lock pins both inputs, the NixOS tests' scripts as the driver gets them (stubs.nix) name
+// their machines unambiguously, and the modules' unit tests pass against the modules' own values.
 import { describe, expect, it } from '@jest/globals'
 import { spawnSync } from 'node:child_process'
 import { accessSync, constants, existsSync, readdirSync, readFileSync } from 'node:fs'
@@ -42,6 +44,17 @@ function findFiles(match: (name: string) => boolean, dir = ''): string[] {
 
 function onPath(command: string): boolean {
   return spawnSync('sh', ['-c', 'command -v "$1"', 'sh', command]).status === 0
+}
+
+/** `nix-instantiate --eval --strict --json` of an expression, from the repository's root. */
+function nixEval(expression: string): unknown {
+  const result = spawnSync(
+    'nix-instantiate',
+    ['--eval', '--strict', '--json', '--readonly-mode', '-E', expression],
+    { cwd: root, encoding: 'utf8' }
+  )
+  if (result.status !== 0) throw new Error(`nix-instantiate --eval failed:\n${result.stderr}`)
+  return JSON.parse(result.stdout)
 }
 
 function nixParse(file: string): { ok: boolean; output: string } {
@@ -122,7 +135,10 @@ describe('Nix files', () => {
       'flake.nix',
       'machines/nixos-vm.nix',
       'users/baleen/nixos.nix',
-      'packages/vm-automation/default.nix'
+      'users/baleen/home.nix',
+      'packages/vm-automation/default.nix',
+      'tests/modules/default.nix',
+      'tests/modules/check.nix'
     ]) {
       expect(nixFiles).toContain(file)
     }
@@ -230,6 +246,239 @@ describe('NixOS tests', () => {
   })
 })
 
+type LockNode = {
+  inputs?: Record<string, string | string[]>
+  locked?: Record<string, unknown>
+  original?: Record<string, unknown>
+}
+type Lock = { version: number; root: string; nodes: Record<string, LockNode> }
+type FlakeInputs = Record<string, { url: string; inputs?: Record<string, { follows?: string }> }>
+
+describe('flake.lock', () => {
+  const lock = () => nixEval('builtins.fromJSON (builtins.readFile ./flake.lock)') as Lock
+  const inputs = () => nixEval('(import ./flake.nix).inputs') as FlakeInputs
+
+  itWithNix('parses with Nix: a version 7 lock of exactly the inputs flake.nix names', () => {
+    const { version, root: rootName, nodes } = lock()
+    expect(version).toBe(7)
+    expect(Object.keys(nodes).sort()).toEqual([rootName, ...Object.keys(inputs())].sort())
+    expect(nodes[rootName].inputs).toEqual(
+      Object.fromEntries(Object.keys(inputs()).map((name) => [name, name]))
+    )
+  })
+
+  itWithNix(
+    'pins each input by rev, narHash and lastModified on the branch flake.nix names',
+    () => {
+      const { nodes } = lock()
+      for (const [name, input] of Object.entries(inputs())) {
+        const url = /^github:([\w.-]+)\/([\w.-]+)\/([\w.-]+)$/.exec(input.url)
+        expect({ name, url: input.url, github: url !== null }).toEqual({
+          name,
+          url: input.url,
+          github: true
+        })
+        const [, owner, repo, ref] = url!
+        expect(nodes[name].original).toEqual({ type: 'github', owner, repo, ref })
+        expect(nodes[name].locked).toEqual({
+          type: 'github',
+          owner,
+          repo,
+          rev: expect.stringMatching(/^[0-9a-f]{40}$/),
+          narHash: expect.stringMatching(/^sha256-[A-Za-z0-9+/]{43}=$/),
+          lastModified: expect.any(Number)
+        })
+      }
+    }
+  )
+
+  itWithNix("Home Manager follows the flake's nixpkgs, of the same release", () => {
+    const flakeInputs = inputs()
+    expect(flakeInputs['home-manager'].inputs?.nixpkgs?.follows).toBe('nixpkgs')
+    const { nodes } = lock()
+    expect(nodes['home-manager'].inputs).toEqual({ nixpkgs: ['nixpkgs'] })
+    const release = (ref: unknown, prefix: string) =>
+      new RegExp(`^${prefix}-(\\d\\d\\.\\d\\d)$`).exec(String(ref))?.[1]
+    const nixos = release(nodes.nixpkgs.original?.ref, 'nixos')
+    expect(nixos).toBeDefined()
+    expect(release(nodes['home-manager'].original?.ref, 'release')).toBe(nixos)
+  })
+
+  itWithNix('docs/nixos-tests.md states each pin as locked', () => {
+    const docs = read('docs/nixos-tests.md')
+    for (const [name, node] of Object.entries(lock().nodes)) {
+      if (node.locked === undefined) continue
+      expect({ name, rev: docs.includes(String(node.locked.rev)) }).toEqual({ name, rev: true })
+      expect({ name, narHash: docs.includes(String(node.locked.narHash)) }).toEqual({
+        name,
+        narHash: true
+      })
+    }
+  })
+})
+
+type TestNode = { name: string; hostName: string }
+type ExtractedTest = { name: string; nodes: TestNode[]; script: string }
+
+/** nixpkgs' pythonizeName (nixos/lib/testing/driver.nix): a node name as a Python identifier. */
+function pythonize(name: string): string {
+  return [...name].map((c, i) => ((i === 0 ? /[A-z_]/ : /[A-z0-9_]/).test(c) ? c : '_')).join('')
+}
+
+/**
+ * The machine names a driver declares to the script's type check: older drivers name machines
+ * after their hostname (system.name), newer ones after their attribute in `nodes`; both add
+ * `machine` for a lone node unless a hostname already is "machine".
+ */
+function driverNames(nodes: TestNode[], scheme: 'hostName' | 'name'): string[] {
+  const lone = nodes.length === 1 && !nodes.some((n) => n.hostName === 'machine')
+  return [...nodes.map((n) => n[scheme]), ...(lone ? ['machine'] : [])].map(pythonize)
+}
+
+/** Receivers of the test driver's Machine methods in a script: the machine names it uses. */
+function machinesCalled(script: string): string[] {
+  const methods =
+    'start|succeed|fail|execute|shutdown|crash|reboot|systemctl|screenshot|shell_interact|' +
+    'block|unblock|forward_port|require_unit_state|copy_from_host\\w*|wait_for_\\w+|' +
+    'wait_until_\\w+|send_\\w+|get_\\w+'
+  const calls = script.matchAll(new RegExp(`\\b([A-Za-z_]\\w*)\\.(?:${methods})\\(`, 'g'))
+  return [...new Set([...calls].map((m) => m[1]))].sort()
+}
+
+describe('NixOS tests, as the test driver gets them', () => {
+  const files = readdirSync(join(root, 'tests/vm')).filter((f) => f.endsWith('.nix'))
+  const cases = files.flatMap((file) =>
+    ['x86_64-linux', 'aarch64-linux'].map((system) => ({ file, system }))
+  )
+  const extract = (file: string, system: string) =>
+    nixEval(
+      `(import ./__tests__/nixos/stubs.nix).nixosTest ./tests/vm/${file} ${JSON.stringify(system)}`
+    ) as ExtractedTest
+
+  itWithNix.each(cases)('$file ($system): no machine name declared twice', ({ file, system }) => {
+    const { nodes } = extract(file, system)
+    expect(nodes.length).toBeGreaterThan(0)
+    for (const scheme of ['name', 'hostName'] as const) {
+      const names = driverNames(nodes, scheme)
+      const twice = names.filter((n, i) => names.indexOf(n) !== i)
+      expect({ scheme, names, twice }).toEqual({ scheme, names, twice: [] })
+    }
+  })
+
+  itWithNix.each(cases)(
+    '$file ($system): the script calls each machine by the name every driver gives it',
+    ({ file, system }) => {
+      const { nodes, script } = extract(file, system)
+      // A node's own name, the same under both schemes: never the lone-node alias `machine`.
+      const byName = driverNames(nodes, 'name')
+      const byHostName = driverNames(nodes, 'hostName')
+      const unstable = nodes
+        .map((node, i) => ({ node: node.name, byName: byName[i], byHostName: byHostName[i] }))
+        .filter((n) => n.byName !== n.byHostName || n.byName === 'machine')
+      expect(unstable).toEqual([])
+      const stable = byName.slice(0, nodes.length)
+      const called = machinesCalled(script)
+      expect(called.length).toBeGreaterThan(0)
+      expect(called.filter((n) => !stable.includes(n))).toEqual([])
+    }
+  )
+
+  itWithNix.each(cases)(
+    '$file ($system): no check depends on the text of .bashrc',
+    ({ file, system }) => {
+      expect(extract(file, system).script).not.toMatch(/\.bashrc/)
+    }
+  )
+
+  itWithNix('service-test asks an interactive bash for the aliases of Home Manager', () => {
+    const { script } = extract('service-test.nix', 'x86_64-linux')
+    expect(script).toMatch(/bash -ic \\?"alias ll gs\\?"/)
+    expect(script).toContain(`"alias ll='ls -l'"`)
+  })
+
+  itWithNix('the serial console in the scripts is the one of each system', () => {
+    expect(extract('boot-test.nix', 'x86_64-linux').script).toContain('serial = "ttyS0"')
+    expect(extract('boot-test.nix', 'aarch64-linux').script).toContain('serial = "ttyAMA0"')
+  })
+})
+
+describe('unit tests of the Nix modules (tests/modules/)', () => {
+  const run = (expression: string) =>
+    nixEval(
+      `let s = import ./__tests__/nixos/stubs.nix; ` +
+        `tests = import ./tests/modules { inherit (s) lib nixosConfigurations; }; in ${expression}`
+    )
+
+  it('are a check of every system in flake.nix', () => {
+    const block = /checks = forAllSystems \(pkgs: \{([\s\S]*?)\n\s*\}\);/.exec(read('flake.nix'))
+    expect(block![1]).toMatch(
+      /module-tests = pkgs\.callPackage \.\/tests\/modules\/check\.nix \{ tests = moduleTests; \};/
+    )
+    expect(read('flake.nix')).toMatch(/moduleTests = import \.\/tests\/modules \{/)
+  })
+
+  itWithNix('cover every configuration of flake.nix, for the same tests', () => {
+    const names = run('builtins.attrNames tests') as string[]
+    const byConfiguration = new Map<string, string[]>()
+    for (const name of names) {
+      const [test, configuration] = name.split('@')
+      expect(test).toMatch(/^test[A-Z]/)
+      byConfiguration.set(configuration, [...(byConfiguration.get(configuration) ?? []), test])
+    }
+    expect([...byConfiguration.keys()].sort()).toEqual([...flakeConfigurations().keys()].sort())
+    const [first, ...others] = [...byConfiguration.values()]
+    for (const tests of others) expect(tests).toEqual(first)
+    expect(first).toEqual(
+      expect.arrayContaining([
+        'testSerialConsole',
+        'testSshdKeysOnly',
+        'testBaleen',
+        'testHomeManagerFiles',
+        'testDocker',
+        'testStateVersion'
+      ])
+    )
+  })
+
+  itWithNix("pass against the modules' own definitions (lib.runTests)", () => {
+    expect(run('(import ./__tests__/nixos/stubs.nix).lib.runTests tests')).toEqual([])
+  })
+
+  itWithNix('check.nix reports every test, and fails on a failed one', () => {
+    const report = (tests: string) =>
+      nixEval(
+        `let s = import ./__tests__/nixos/stubs.nix; ` +
+          `in import ./tests/modules/check.nix { inherit (s) lib runCommand; tests = ${tests}; }`
+      ) as { report: string; script: string }
+    const passing = report('import ./tests/modules { inherit (s) lib nixosConfigurations; }')
+    expect(passing.report).toMatch(/\n0 of \d+ module tests failed$/)
+    expect(passing.report).not.toMatch(/FAIL/)
+    expect(passing.script).toContain('cp "$reportPath" "$out"')
+    const failing = report('{ testA = { expr = 1; expected = 2; }; }')
+    expect(failing.report).toContain('FAIL testA\n  expected: 2\n  result:   1')
+    expect(failing.script).toContain('exit 1')
+  })
+
+  itWithNix("expect the home files that tests/vm/checks.yml's homeManager check reads", () => {
+    const checks = parseYaml(read('tests/vm/checks.yml')) as {
+      homeManager?: { user: string; files: string[] }[]
+    }
+    const files = (checks.homeManager ?? []).find((h) => h.user === 'baleen')?.files ?? []
+    const expected = run('tests."testHomeManagerFiles@nixos-vm-x86_64".expected') as string[]
+    expect([...expected].sort()).toEqual([...files].sort())
+  })
+})
+
+describe('packages/vm-automation', () => {
+  itWithNix('takes nothing the CLI does not call (no QEMU, no OpenSSH)', () => {
+    const args = nixEval(
+      'builtins.attrNames (builtins.functionArgs (import ./packages/vm-automation/default.nix))'
+    ) as string[]
+    expect(args).not.toEqual(expect.arrayContaining(['qemu']))
+    expect(args.filter((a) => /qemu|openssh/.test(a))).toEqual([])
+  })
+})
+
 describe('tests/vm/checks.yml', () => {
   const checks = parseYaml(read('tests/vm/checks.yml')) as Record<string, unknown>
 
@@ -278,6 +527,32 @@ describe('workflows', () => {
     }
     expect(localSteps).toBeGreaterThan(0)
     expect(unknown).toEqual([])
+  })
+
+  it('nixos-tests.yml builds the checks of both systems, the VMs where there is KVM', () => {
+    const workflow = workflows().get('nixos-tests.yml')
+    expect(workflow).toBeDefined()
+    const include = Object.values(workflow!.jobs ?? {}).flatMap(
+      (job) => job.strategy?.matrix?.include ?? []
+    )
+    expect(include.map((leg) => [leg.system, leg['run-vms']]).sort()).toEqual([
+      ['aarch64-linux', false],
+      ['x86_64-linux', true]
+    ])
+    expect(read('.github/workflows/nixos-tests.yml')).toContain('.github/nixos-checks.sh')
+    expect(() => accessSync(join(root, '.github/nixos-checks.sh'), constants.X_OK)).not.toThrow()
+  })
+
+  it('update-flake-lock.yml updates the lock on a schedule with update-flake-lock', () => {
+    const text = read('.github/workflows/update-flake-lock.yml')
+    const workflow = parseYaml(text) as { on?: { schedule?: { cron: string }[] } }
+    expect(workflow.on?.schedule?.length).toBeGreaterThan(0)
+    const uses = Object.values((workflows().get('update-flake-lock.yml') ?? {}).jobs ?? {})
+      .flatMap((job) => job.steps ?? [])
+      .map((step) => step.uses ?? '')
+    expect(uses).toContainEqual(
+      expect.stringMatching(/^DeterminateSystems\/update-flake-lock@v\d+$/)
+    )
   })
 
   it('pass actionlint', () => {

@@ -2,13 +2,16 @@
 #
 # dist/cli/ is a single self-contained ncc bundle committed to the repository (CI checks it matches
 # src/), so this package has no npm dependencies to fetch and no dependency hash to keep up to date.
+#
+# Node is all it runs on. The CLI boots the VM with the runner script Nix builds, which names its
+# own QEMU by store path (the KVM probe uses that same binary), and it speaks SSH in-process (ssh2,
+# bundled), so neither QEMU nor OpenSSH belongs in this closure. Nix is the user's own: the CLI
+# drives the Nix (and daemon) of the machine it runs on.
 {
   lib,
   stdenvNoCC,
   makeWrapper,
   nodejs_24,
-  openssh,
-  qemu,
 }:
 let
   root = ../..;
@@ -44,13 +47,7 @@ stdenvNoCC.mkDerivation {
     fi
 
     makeWrapper ${lib.getExe nodejs_24} $out/bin/vm-automation \
-      --add-flags $out/lib/vm-automation/index.js \
-      --prefix PATH : ${
-        lib.makeBinPath [
-          qemu
-          openssh
-        ]
-      }
+      --add-flags $out/lib/vm-automation/index.js
 
     runHook postInstall
   '';

@@ -38,5 +38,11 @@
     };
   };
 
+  # No manual page of Home Manager's options (`man home-configuration.nix`): no binary cache has it
+  # for this configuration, so every VM build would render it, under emulation too for an aarch64
+  # VM on an x86_64 runner, and nobody reads it on the VM. (The HTML and JSON manuals are off by
+  # default; tests/modules/ checks all three.)
+  manual.manpages.enable = false;
+
   home.stateVersion = "26.05";
 }
