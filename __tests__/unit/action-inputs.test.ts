@@ -8,14 +8,16 @@ import {
   INPUT_NAMES,
   materializeSshKey,
   parseInputs,
+  readInputs,
   runnerName,
   type InputName
 } from '../../src/action/inputs.js'
-import { OUTPUT_NAMES } from '../../src/action/main.js'
+import { inputFailure, OUTPUT_NAMES } from '../../src/action/main.js'
 import { runIdentity } from '../../src/action/identity.js'
 import { assertCanBuild } from '../../src/action/nix.js'
 import { readRunContext } from '../../src/github/context.js'
 import { InputError } from '../../src/util/errors.js'
+import { InputErrors } from '../../src/util/input-errors.js'
 import { ROOT } from '../support/action-runner.js'
 
 const action = parse(readFileSync(join(ROOT, 'action.yml'), 'utf8')) as {
@@ -162,6 +164,89 @@ describe('parseInputs', () => {
     expect(() => parseInputs(reader(base), { workspace: '/ws', host: undefined })).toThrow(
       /allowed values|set it to one of: x86_64-linux, aarch64-linux/
     )
+  })
+})
+
+describe('every input error at once', () => {
+  it('three bad inputs → one error listing all three, each with its allowed values', () => {
+    let caught: unknown
+    try {
+      parseInputs(
+        reader({ ...base, system: 'sparc-linux', accel: 'hvf', 'pr-comment': 'yes' }),
+        env
+      )
+    } catch (err) {
+      caught = err
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    const e = caught as InputErrors
+    expect(e.messages).toEqual([
+      'input "system": "sparc-linux" is not supported; allowed values: x86_64-linux, aarch64-linux',
+      'input "accel": "hvf" is not allowed; allowed values: auto, kvm, tcg',
+      'input "pr-comment": "yes" is not a boolean; allowed values: true, false'
+    ])
+    expect(e.message).toBe(
+      [
+        '3 input errors:',
+        '  - input "system": "sparc-linux" is not supported; allowed values: x86_64-linux, aarch64-linux',
+        '  - input "accel": "hvf" is not allowed; allowed values: auto, kvm, tcg',
+        '  - input "pr-comment": "yes" is not a boolean; allowed values: true, false'
+      ].join('\n')
+    )
+    expect(inputFailure(e)).toMatch(/^3 input errors:\n[\s\S]*\nNothing was started/)
+    expect(inputFailure(new InputErrors(['input "x": bad']))).toBe('Input error: input "x": bad')
+  })
+
+  it('every kind at once: required, format, each bad item of a list', () => {
+    const e = inputError({
+      stages: 'boot,smoke',
+      'boot-timeout': 'soon',
+      'retention-days': '91',
+      'extra-substituters': 'https://ok.example.org nope also-bad',
+      cache: 'on'
+    })
+    expect(e.split('\n')).toEqual([
+      '7 input errors:',
+      expect.stringMatching(/^ {2}- input "configuration" is required unless "vm-runner"/),
+      expect.stringMatching(/^ {2}- input "stages": unknown stage "smoke"; allowed values: boot,/),
+      expect.stringMatching(/^ {2}- input "retention-days": "91" is not allowed; allowed values:/),
+      expect.stringMatching(
+        /^ {2}- input "extra-substituters": "nope" is not a URL; allowed values:/
+      ),
+      expect.stringMatching(/^ {2}- input "extra-substituters": "also-bad" is not a URL/),
+      expect.stringMatching(/^ {2}- input "boot-timeout": "soon" is not a duration; use /),
+      '  - input "cache": "on" is not a boolean; allowed values: true, false'
+    ])
+  })
+
+  it('readInputs adds the files and the flake to the same list, before anything starts', async () => {
+    const ws = mkdtempSync(join(tmpdir(), 'nvv-ws-'))
+    const read = reader({
+      configuration: 'my-host',
+      checks: 'missing.yml',
+      'ssh-key': 'no-such-key',
+      accel: 'hvf'
+    })
+    let caught: unknown
+    try {
+      await readInputs(read, { GITHUB_WORKSPACE: ws })
+    } catch (err) {
+      caught = err
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    expect((caught as InputErrors).messages).toEqual([
+      'input "accel": "hvf" is not allowed; allowed values: auto, kvm, tcg',
+      `input "checks": ${ws}/missing.yml: no such file`,
+      expect.stringMatching(/^input "ssh-key": cannot read .*no-such-key/),
+      `input "flake": flake ".": ${ws}/flake.nix does not exist`
+    ])
+  })
+
+  it('a github-token that is an unevaluated expression (local runners pass the default as text) is none', () => {
+    expect(
+      parseInputs(reader({ ...base, 'github-token': '${{ github.token }}' }), env).githubToken
+    ).toBeUndefined()
+    expect(parseInputs(reader({ ...base, 'github-token': 'ghs_x' }), env).githubToken).toBe('ghs_x')
   })
 })
 

@@ -1,6 +1,8 @@
-import { describe, expect, it } from '@jest/globals'
+import { describe, expect, it, jest } from '@jest/globals'
 import { parseArgs, parseStages } from '../../src/cli/args.js'
+import { main } from '../../src/cli/main.js'
 import { parseDuration, formatDuration } from '../../src/util/duration.js'
+import { InputErrors } from '../../src/util/input-errors.js'
 
 describe('parseDuration', () => {
   it.each([
@@ -83,5 +85,77 @@ describe('parseArgs', () => {
     [['frobnicate'], /unknown command "frobnicate"/]
   ])('rejects %j', (argv, message) => {
     expect(() => parseArgs(argv as string[], '/repo')).toThrow(message)
+  })
+
+  it('reports every bad option at once: three bad options → one error listing all three', () => {
+    let caught: unknown
+    try {
+      parseArgs(
+        [
+          'validate',
+          '--runner',
+          'r',
+          '--ssh-key',
+          'k',
+          '--system',
+          'riscv64-linux',
+          '--accel',
+          'hvf',
+          '--boot-timeout',
+          'soon'
+        ],
+        '/repo'
+      )
+    } catch (err) {
+      caught = err
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    expect((caught as InputErrors).messages).toEqual([
+      '--system: "riscv64-linux" is not supported; allowed values: x86_64-linux, aarch64-linux',
+      expect.stringMatching(/^--boot-timeout: "soon" is not a duration; use /),
+      '--accel: "hvf" is not allowed; allowed values: auto, kvm, tcg'
+    ])
+    expect((caught as Error).message).toMatch(/^3 input errors:\n {2}- --system/)
+  })
+
+  it('missing and unknown options are listed together too', () => {
+    expect(() => parseArgs(['validate', '--bogus', 'x', '--stages', 'nope'], '/repo')).toThrow(
+      /^5 input errors:\n {2}- unknown option --bogus; allowed: --runner[^\n]*\n {2}- unexpected argument "x"\n {2}- validate needs --runner PATH or --flake REF\n {2}- --system is required; allowed values: aarch64-linux, x86_64-linux\n {2}- --stages: unknown stage "nope"; allowed values: boot, ssh,/
+    )
+  })
+
+  it('the CLI lists bad options and missing files in one error and exits 2', async () => {
+    const errs: string[] = []
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+      errs.push(String(chunk))
+      return true
+    })
+    try {
+      const code = await main([
+        'validate',
+        '--runner',
+        '/nonexistent/run-vm-vm',
+        '--ssh-key',
+        '/nonexistent/id_ed25519',
+        '--system',
+        'sparc-linux',
+        '--accel',
+        'hvf'
+      ])
+      expect(code).toBe(2)
+    } finally {
+      stderr.mockRestore()
+    }
+    expect(errs.join('')).toBe(
+      [
+        'error: 4 input errors:',
+        '  - --system: "sparc-linux" is not supported; allowed values: x86_64-linux, aarch64-linux',
+        '  - --accel: "hvf" is not allowed; allowed values: auto, kvm, tcg',
+        '  - --runner /nonexistent/run-vm-vm: not an executable file (expected result/bin/run-<host>-vm)',
+        '  - --ssh-key /nonexistent/id_ed25519: cannot read the file',
+        'run "vm-automation help" for usage',
+        ''
+      ].join('\n')
+    )
   })
 })

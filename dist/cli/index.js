@@ -36339,6 +36339,32 @@ async function writeArtifacts(outDir, report) {
 
 
 
+/** Whether this process can open the KVM device read-write (what decideAccelerator asks first). */
+function kvmUsable(device = '/dev/kvm') {
+    try {
+        (0,external_node_fs_namespaceObject.accessSync)(device, external_node_fs_namespaceObject.constants.R_OK | external_node_fs_namespaceObject.constants.W_OK);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+/**
+ * The accelerator a real run would try first, from the `accel` choice and this machine (the same
+ * order as decideAccelerator, without starting the probe guest): `tcg` when asked for or when the
+ * guest's architecture is not the host's, `kvm` when asked for or when `auto` finds /dev/kvm
+ * usable (the real run proves it with a probe guest and falls back to TCG if it fails).
+ */
+function plannedAccelerator(choice, system, o = {}) {
+    if (choice === 'tcg')
+        return 'tcg';
+    if (choice === 'kvm')
+        return 'kvm';
+    const host = 'host' in o ? o.host : hostSystem();
+    if (host !== system)
+        return 'tcg';
+    return (o.kvm ?? kvmUsable()) ? 'kvm' : 'tcg';
+}
 /** What a run would do, step by step; printed by --dry-run and the action's dry-run input. */
 function renderPlan(p) {
     const host = hostSystem();
@@ -36350,18 +36376,30 @@ function renderPlan(p) {
     lines.push('VM:');
     lines.push(p.runner !== undefined ? `  - runner: ${p.runner}` : `  - runner: built from ${p.flake ?? '?'}`);
     lines.push(`  - guest ${p.system} on host ${host ?? process.arch}${emulated ? ' (emulated: TCG only)' : ''}`);
-    const kvm = (0,external_node_fs_namespaceObject.existsSync)('/dev/kvm');
-    lines.push(`  - accelerator: ${p.accel}${p.accel === 'auto' ? (emulated ? ' → TCG (architectures differ)' : kvm ? ' → probe KVM with a tiny guest, else TCG' : ' → TCG (/dev/kvm absent)') : ''}`);
+    const kvm = p.kvm ?? kvmUsable();
+    const accel = plannedAccelerator(p.accel, p.system, { host, kvm });
+    const how = p.accel === 'auto'
+        ? emulated
+            ? ' → TCG (architectures differ)'
+            : kvm
+                ? ' → KVM, once a tiny probe guest has run under it; else TCG'
+                : ' → TCG (/dev/kvm absent or not readable and writable)'
+        : p.accel === 'kvm' && emulated
+            ? " → the run would fail: KVM needs the guest to be of the host's architecture"
+            : p.accel === 'kvm' && !kvm
+                ? ' → the run would fail: /dev/kvm is absent or not readable and writable'
+                : '';
+    lines.push(`  - accelerator: ${p.accel}${how}`);
     const cpu = p.cpu ?? tcgCpuOverride(p.system);
-    if (cpu !== undefined)
+    if (cpu !== undefined && (accel === 'tcg' || p.accel === 'auto'))
         lines.push(`  - under TCG: -cpu ${cpu} appended through QEMU_OPTS (overrides the runner's -cpu max)`);
     const opts = buildQemuOpts({
         system: p.system,
-        accel: 'tcg',
+        accel,
         qmpSocket: '<workdir>/qmp.sock',
         cpu: p.cpu
     });
-    lines.push(`  - QEMU_OPTS: ${opts.join(' ')}`);
+    lines.push(`  - QEMU_OPTS: ${opts.join(' ')}${accel === 'kvm' && p.accel === 'auto' ? ' (accel=tcg if the KVM probe fails)' : ''}`);
     lines.push('  - QEMU_NET_OPTS: hostfwd=tcp:127.0.0.1:<free port>-:22 (loopback only)');
     lines.push('  - NIX_DISK_IMAGE, TMPDIR: fresh per run (USE_TMPDIR=1)');
     lines.push('', 'Stages:', ...p.stages.map((s) => `  - ${s}`));
@@ -38531,7 +38569,140 @@ async function buildForCli(o) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/pipeline/configurations.ts
+
+
+
+/**
+ * `nix eval --json <flake>#nixosConfigurations --apply builtins.attrNames`: the names only (no
+ * configuration is evaluated), without writing a lock file (a dry run changes nothing).
+ */
+function listConfigurationsCommand(flakeRef, o = {}) {
+    return {
+        argv: conf_nixArgv(o.nix ?? 'nix', ['eval', '--json', '--no-write-lock-file', '--apply', 'builtins.attrNames'], o.options ?? [], [`${flakeRef}#nixosConfigurations`]),
+        why: "list the flake's nixosConfigurations"
+    };
+}
+/** Nix's answer when the flake has no `nixosConfigurations` output at all. */
+const NO_CONFIGURATIONS = /does not provide attribute[^\n]*'nixosConfigurations'/;
+function parseNames(stdout) {
+    try {
+        const v = JSON.parse(stdout);
+        return Array.isArray(v) && v.every((n) => typeof n === 'string') ? v : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * A dry run's check that the configuration exists, when Nix is on this machine: an unknown name
+ * is an input error that lists the names the flake has. When the names cannot be had (no Nix, the
+ * flake's inputs cannot be fetched, an evaluation error) the answer is `unchecked` and why: only
+ * a definite answer fails the run.
+ */
+async function checkConfigurationExists(target, o) {
+    if (o.nix === undefined)
+        return {
+            status: 'unchecked',
+            reason: 'nix is not on PATH here, so the flake was not evaluated (a missing configuration fails the build instead)'
+        };
+    const cmd = listConfigurationsCommand(target.flakeRef, {
+        nix: o.nix,
+        ...(o.options !== undefined ? { options: o.options } : {})
+    });
+    const r = await o.exec
+        .run(cmd, { timeoutMs: o.timeoutMs ?? 5 * 60_000 })
+        .catch((err) => ({ code: -1, signal: null, stdout: '', stderr: errorMessage(err) }));
+    let names;
+    if (r.code === 0)
+        names = parseNames(r.stdout);
+    else if (NO_CONFIGURATIONS.test(r.stderr))
+        names = [];
+    if (names === undefined) {
+        const why = r.code === 0
+            ? `unexpected output ${JSON.stringify(r.stdout.slice(0, 200))}`
+            : exec_lastLines(r.stderr, 2).replace(/\n/g, ' / ') || `exit ${r.code ?? r.signal}`;
+        return { status: 'unchecked', reason: `${exec_renderCommand(cmd)} failed: ${why}` };
+    }
+    if (!names.includes(target.configuration)) {
+        // As the user wrote it (without a #fragment), and what Nix evaluated when that differs.
+        const shown = target.display.replace(/#.*$/, '') || '.';
+        const flake = target.flakeRef === shown ? shown : `${shown} (${target.flakeRef})`;
+        throw new InputError(names.length === 0
+            ? `${o.what}: the flake ${flake} has no nixosConfigurations, so there is no "${target.configuration}" to build`
+            : `${o.what}: "${target.configuration}" is not in the nixosConfigurations of ${flake}; allowed values: ${names.join(', ')}`);
+    }
+    return { status: 'found', names, command: exec_renderCommand(cmd) };
+}
+
+;// CONCATENATED MODULE: ./src/util/input-errors.ts
+
+/**
+ * Every input error of one run, reported together: a person fixes all of them in one go instead
+ * of one per run. Each message names its input (or option) and what it accepts.
+ */
+class InputErrors extends InputError {
+    messages;
+    constructor(messages) {
+        super(messages.length === 1
+            ? messages[0]
+            : `${messages.length} input errors:\n${messages.map((m) => `  - ${m}`).join('\n')}`);
+        this.messages = messages;
+        this.name = 'InputErrors';
+    }
+}
+/**
+ * Collects input errors instead of stopping at the first. `check` runs one parse step: an
+ * InputError it throws is recorded (with the name of what failed) and `undefined` returned; any
+ * other error is a bug and propagates.
+ */
+class input_errors_InputErrorCollector {
+    messages = [];
+    failedNames = new Set();
+    add(name, message) {
+        this.failedNames.add(name);
+        this.messages.push(message);
+    }
+    check(name, fn) {
+        try {
+            return fn();
+        }
+        catch (err) {
+            this.record(name, err);
+            return undefined;
+        }
+    }
+    async checkAsync(name, fn) {
+        try {
+            return await fn();
+        }
+        catch (err) {
+            this.record(name, err);
+            return undefined;
+        }
+    }
+    /** Whether a check of this name failed. */
+    failed(name) {
+        return this.failedNames.has(name);
+    }
+    /** Throws every recorded error as one InputErrors; does nothing when there is none. */
+    throwIfAny() {
+        if (this.messages.length > 0)
+            throw new InputErrors([...this.messages]);
+    }
+    record(name, err) {
+        if (!(err instanceof InputError))
+            throw err;
+        this.failedNames.add(name);
+        if (err instanceof InputErrors)
+            this.messages.push(...err.messages);
+        else
+            this.messages.push(err.message);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/cli/args.ts
+
 
 
 
@@ -38609,7 +38780,22 @@ function parsePort(text, what) {
         throw new InputError(`${what}: "${text}" is not a port (1-65535)`);
     return n;
 }
+/**
+ * Parses the command line. Every bad option is reported at once (one InputErrors listing each,
+ * naming the option and what it accepts); only an unknown command stops at once.
+ */
 function parseArgs(argv, cwd = process.cwd()) {
+    const errors = new InputErrorCollector();
+    const options = collectArgs(argv, cwd, errors);
+    errors.throwIfAny();
+    return options;
+}
+/**
+ * parseArgs that records each bad option in `errors` instead of throwing (the caller adds the
+ * checks of files and the flake to the same list). The options are only meaningful when nothing
+ * was recorded: a bad value is replaced by its default so the rest is still checked.
+ */
+function collectArgs(argv, cwd, errors) {
     const [command, ...rest] = argv;
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
         return { ...defaults(cwd), command: 'help' };
@@ -38622,8 +38808,10 @@ function parseArgs(argv, cwd = process.cwd()) {
     const bools = new Set();
     for (let i = 0; i < rest.length; i++) {
         const arg = rest[i];
-        if (!arg.startsWith('--'))
-            throw new InputError(`unexpected argument "${arg}"`);
+        if (!arg.startsWith('--')) {
+            errors.add('argument', `unexpected argument "${arg}"`);
+            continue;
+        }
         const eq = arg.indexOf('=');
         const name = arg.slice(2, eq >= 0 ? eq : undefined);
         if (BOOL_FLAGS.includes(name)) {
@@ -38631,11 +38819,14 @@ function parseArgs(argv, cwd = process.cwd()) {
             continue;
         }
         if (!VALUE_FLAGS.includes(name)) {
-            throw new InputError(`unknown option --${name}; allowed: ${[...VALUE_FLAGS, ...BOOL_FLAGS].map((f) => `--${f}`).join(', ')}`);
+            errors.add(name, `unknown option --${name}; allowed: ${[...VALUE_FLAGS, ...BOOL_FLAGS].map((f) => `--${f}`).join(', ')}`);
+            continue;
         }
         const value = eq >= 0 ? arg.slice(eq + 1) : rest[++i];
-        if (value === undefined)
-            throw new InputError(`--${name} needs a value`);
+        if (value === undefined) {
+            errors.add(name, `--${name} needs a value`);
+            continue;
+        }
         values.set(name, value);
     }
     if (bools.has('help'))
@@ -38644,31 +38835,40 @@ function parseArgs(argv, cwd = process.cwd()) {
     const runner = values.get('runner');
     const flake = values.get('flake');
     if (runner === undefined && flake === undefined)
-        throw new InputError('validate needs --runner PATH or --flake REF');
+        errors.add('runner', 'validate needs --runner PATH or --flake REF');
     if (runner !== undefined && flake !== undefined)
-        throw new InputError('give either --runner or --flake, not both');
+        errors.add('runner', 'give either --runner or --flake, not both');
     const systemText = values.get('system');
-    if (systemText === undefined)
-        throw new InputError('--system is required; allowed values: aarch64-linux, x86_64-linux');
+    if (systemText === undefined && !errors.failed('system'))
+        errors.add('system', '--system is required; allowed values: aarch64-linux, x86_64-linux');
     const sshKey = values.get('ssh-key');
-    if (runner !== undefined && sshKey === undefined)
-        throw new InputError('--runner needs --ssh-key PATH (the key that logs into the guest)');
+    if (runner !== undefined && sshKey === undefined && !errors.failed('ssh-key'))
+        errors.add('ssh-key', '--runner needs --ssh-key PATH (the key that logs into the guest)');
     const d = defaults(cwd);
     const dur = (name, fallback) => {
         const v = values.get(name);
-        return v === undefined ? fallback : parseDuration(v, `--${name}`);
+        if (v === undefined)
+            return fallback;
+        return errors.check(name, () => parseDuration(v, `--${name}`)) ?? fallback;
     };
-    return {
+    const stagesText = values.get('stages');
+    const portText = values.get('ssh-port-guest');
+    const accelText = values.get('accel');
+    const options = {
         command: 'validate',
         runner: runner !== undefined ? abs(runner) : undefined,
         flake,
-        system: parseSystem(systemText),
+        system: (systemText !== undefined
+            ? errors.check('system', () => parseSystem(systemText))
+            : undefined) ?? d.system,
         sshKey: sshKey !== undefined ? abs(sshKey) : undefined,
         sshUser: values.get('ssh-user') ?? d.sshUser,
-        guestSshPort: values.has('ssh-port-guest')
-            ? parsePort(values.get('ssh-port-guest'), '--ssh-port-guest')
-            : 22,
-        stages: values.has('stages') ? parseStages(values.get('stages')) : d.stages,
+        guestSshPort: (portText !== undefined
+            ? errors.check('ssh-port-guest', () => parsePort(portText, '--ssh-port-guest'))
+            : undefined) ?? 22,
+        stages: (stagesText !== undefined
+            ? errors.check('stages', () => parseStages(stagesText))
+            : undefined) ?? d.stages,
         checksFile: values.has('checks') ? abs(values.get('checks')) : undefined,
         outDir: abs(values.get('out') ?? d.outDir),
         bootTimeoutMs: dur('boot-timeout', d.bootTimeoutMs),
@@ -38676,11 +38876,13 @@ function parseArgs(argv, cwd = process.cwd()) {
         sshTimeoutMs: dur('ssh-timeout', d.sshTimeoutMs),
         stageTimeoutMs: dur('stage-timeout', d.stageTimeoutMs),
         timeoutMs: dur('timeout', 0),
-        accel: values.has('accel') ? parseAccel(values.get('accel')) : 'auto',
+        accel: (accelText !== undefined ? errors.check('accel', () => parseAccel(accelText)) : undefined) ??
+            'auto',
         cpu: values.get('cpu'),
         dryRun: bools.has('dry-run'),
         verbose: bools.has('verbose')
     };
+    return options;
 }
 function defaults(cwd) {
     return {
@@ -38735,39 +38937,58 @@ function cliLogger(verbose, write = (l) => process.stderr.write(l + '\n')) {
 
 
 
+
+
+
+
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_INPUT = 2;
 /** Checks files and keys before anything starts: bad input exits 2 with nothing booted. */
 async function checkInputs(o) {
-    if (o.runner !== undefined) {
-        try {
-            await (0,promises_namespaceObject.access)(o.runner, promises_namespaceObject.constants.X_OK);
-        }
-        catch {
-            throw new InputError(`--runner ${o.runner}: not an executable file (expected result/bin/run-<host>-vm)`);
-        }
+    const errors = new InputErrorCollector();
+    await collectInputChecks(o, errors);
+    errors.throwIfAny();
+}
+/** The checks of checkInputs, each problem recorded in `errors` (all are reported together). */
+async function collectInputChecks(o, errors) {
+    const runner = o.runner;
+    if (runner !== undefined) {
+        await errors.checkAsync('runner', async () => {
+            try {
+                await (0,promises_namespaceObject.access)(runner, promises_namespaceObject.constants.X_OK);
+            }
+            catch {
+                throw new InputError(`--runner ${runner}: not an executable file (expected result/bin/run-<host>-vm)`);
+            }
+        });
     }
-    if (o.sshKey !== undefined) {
-        let text;
-        try {
-            text = await (0,promises_namespaceObject.readFile)(o.sshKey);
-        }
-        catch {
-            throw new InputError(`--ssh-key ${o.sshKey}: cannot read the file`);
-        }
-        const parsed = lib.utils.parseKey(text);
-        if (parsed instanceof Error)
-            throw new InputError(`--ssh-key ${o.sshKey}: not a private key ssh2 can use: ${parsed.message}`);
+    const sshKey = o.sshKey;
+    if (sshKey !== undefined) {
+        await errors.checkAsync('ssh-key', async () => {
+            let text;
+            try {
+                text = await (0,promises_namespaceObject.readFile)(sshKey);
+            }
+            catch {
+                throw new InputError(`--ssh-key ${sshKey}: cannot read the file`);
+            }
+            const parsed = lib_default().utils.parseKey(text);
+            if (parsed instanceof Error)
+                throw new InputError(`--ssh-key ${sshKey}: not a private key ssh2 can use: ${parsed.message}`);
+        });
     }
     if (o.checksFile !== undefined && !(0,external_node_fs_namespaceObject.existsSync)(o.checksFile))
-        throw new InputError(`--checks ${o.checksFile}: no such file`);
+        errors.add('checks', `--checks ${o.checksFile}: no such file`);
 }
 async function main(argv, out = (s) => process.stdout.write(s)) {
     let opts;
     let flake;
+    let configuration;
     try {
-        opts = parseArgs(argv);
+        // Every problem with the options, the files they name and the flake, listed together.
+        const errors = new input_errors_InputErrorCollector();
+        opts = collectArgs(argv, process.cwd(), errors);
         if (opts.command === 'help') {
             out(USAGE + '\n');
             return EXIT_OK;
@@ -38779,9 +39000,24 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
         if (opts.checksFile === undefined && (0,external_node_fs_namespaceObject.existsSync)((0,external_node_path_namespaceObject.resolve)('tests/vm/checks.yml'))) {
             opts.checksFile = (0,external_node_path_namespaceObject.resolve)('tests/vm/checks.yml');
         }
-        await checkInputs(opts);
-        if (opts.flake !== undefined)
-            flake = checkFlakeInput({ flake: opts.flake, requireNix: !opts.dryRun });
+        const flakeText = opts.flake;
+        if (flakeText !== undefined)
+            flake = errors.check('flake', () => checkFlakeInput({ flake: flakeText, requireNix: !opts.dryRun }));
+        await collectInputChecks(opts, errors);
+        // A dry run with Nix here: the configuration must be one the flake has.
+        if (opts.dryRun && flake !== undefined && !errors.failed('flake')) {
+            const target = flake;
+            const exec = spawnExecutor();
+            const nix = facts_findOnPath('nix');
+            const facts = nix !== undefined ? await gatherHostFacts(exec).catch(() => undefined) : undefined;
+            configuration = await errors.checkAsync('flake', () => checkConfigurationExists(target, {
+                exec,
+                nix,
+                options: facts !== undefined ? nixRunOptions(facts) : [],
+                what: '--flake'
+            }));
+        }
+        errors.throwIfAny();
     }
     catch (err) {
         process.stderr.write(`error: ${errorMessage(err)}\n`);
@@ -38792,12 +39028,22 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
     }
     if (opts.dryRun) {
         const sections = flake !== undefined
-            ? await cliFlakePlanSections({
-                target: flake,
-                system: opts.system,
-                sshUser: opts.sshUser,
-                outDir: opts.outDir
-            })
+            ? [
+                {
+                    title: 'Configuration',
+                    lines: [
+                        configuration?.status === 'found'
+                            ? `nixosConfigurations.${flake.configuration} exists in ${flake.display} (it has: ${configuration.names.join(', ')}; ${configuration.command})`
+                            : `not checked: ${configuration?.reason ?? 'unknown'}`
+                    ]
+                },
+                ...(await cliFlakePlanSections({
+                    target: flake,
+                    system: opts.system,
+                    sshUser: opts.sshUser,
+                    outDir: opts.outDir
+                }))
+            ]
             : [];
         out(renderPlan({ ...opts, sections }) + '\n');
         return EXIT_OK;

@@ -8,6 +8,7 @@ import { parseStages } from '../cli/args.js'
 import type { StageName } from '../report/model.js'
 import { parseDuration } from '../util/duration.js'
 import { InputError } from '../util/errors.js'
+import { InputErrorCollector } from '../util/input-errors.js'
 import { DEFAULT_NIX_VERSION } from '../nix/install.js'
 import {
   hostSystem,
@@ -18,6 +19,7 @@ import {
   type GuestSystem
 } from '../vm/system.js'
 import { FORBIDDEN_ARTIFACT_NAME_CHARS } from '../github/artifact.js'
+import { parseFlakeTarget } from '../nix/flakeref.js'
 
 /** Every input of action.yml, in its order (a unit test keeps the two in step). */
 export const INPUT_NAMES = [
@@ -132,50 +134,80 @@ function words(value: string): string[] {
 }
 
 /**
- * Pure parsing of the raw input strings: every value is checked, and a bad one throws an
- * InputError naming the input and what it accepts. No file is touched (see readInputs).
+ * A github-token of `${{ github.token }}` that reached us unevaluated: a local runner
+ * (@github/local-action) hands action.yml's default through as text. It is no token.
+ */
+const UNEVALUATED_EXPRESSION = /^\$\{\{[\s\S]*\}\}$/
+
+/**
+ * Pure parsing of the raw input strings: every value is checked, and every bad one is reported
+ * together in one InputErrors (each message names the input and what it accepts). No file is
+ * touched (see readInputs).
  */
 export function parseInputs(read: InputReader, env: ParseEnv): ActionInputs {
+  const errors = new InputErrorCollector()
+  const inputs = collectInputs(read, env, errors)
+  errors.throwIfAny()
+  return inputs
+}
+
+/**
+ * Parses every input, recording each bad one in `errors` instead of stopping at the first. The
+ * object it returns is only meaningful when nothing was recorded: a bad value is replaced by a
+ * stand-in so the remaining inputs are still checked.
+ */
+function collectInputs(
+  read: InputReader,
+  env: ParseEnv,
+  errors: InputErrorCollector
+): ActionInputs {
   const raw = (name: InputName): string => {
     const v = read(name).trim()
     return v !== '' ? v : (INPUT_DEFAULTS[name] ?? '')
   }
   const optional = (name: InputName): string | undefined => raw(name) || undefined
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(env.workspace, p))
+  const check = <T>(name: InputName, fn: () => T): T | undefined => errors.check(name, fn)
 
   const systemText = optional('system')
-  let system: GuestSystem
-  if (systemText !== undefined) system = parseSystem(systemText, 'input "system"')
-  else if (env.host !== undefined) system = env.host
-  else {
-    throw new InputError(
-      `input "system": the runner's architecture (${process.arch}) is not one this action boots; set it to one of: ${SYSTEMS.join(', ')}`
-    )
-  }
+  const system =
+    check('system', (): GuestSystem => {
+      if (systemText !== undefined) return parseSystem(systemText, 'input "system"')
+      if (env.host !== undefined) return env.host
+      throw new InputError(
+        `input "system": the runner's architecture (${process.arch}) is not one this action boots; set it to one of: ${SYSTEMS.join(', ')}`
+      )
+    }) ?? SYSTEMS[0]
 
   const vmRunner = optional('vm-runner')
   const configuration = optional('configuration')
   if (configuration !== undefined) {
-    match(
-      'configuration',
-      configuration,
-      /^[A-Za-z0-9_][A-Za-z0-9_.'+-]*$/,
-      "a nixosConfigurations attribute name (letters, digits, _ . ' + -)"
+    check('configuration', () =>
+      match(
+        'configuration',
+        configuration,
+        /^[A-Za-z0-9_][A-Za-z0-9_.'+-]*$/,
+        "a nixosConfigurations attribute name (letters, digits, _ . ' + -)"
+      )
     )
   }
   if (vmRunner === undefined && configuration === undefined) {
-    throw new InputError(
-      'input "configuration" is required unless "vm-runner" is given (a nixosConfigurations name, e.g. nixos-vm-x86_64)'
+    errors.add(
+      'configuration',
+      'input "configuration" is required unless "vm-runner" is given (the name of one of your flake\'s nixosConfigurations, e.g. my-host)'
     )
   }
-  const flake = match(
-    'flake',
-    raw('flake'),
-    /^\S+$/,
-    'a flake reference without spaces, e.g. "." or "github:owner/repo"'
-  )
+  const flake =
+    check('flake', () =>
+      match(
+        'flake',
+        raw('flake'),
+        /^\S+$/,
+        'a flake reference without spaces, e.g. "." or "github:owner/repo"'
+      )
+    ) ?? '.'
 
-  const stages = parseStages(raw('stages'), 'input "stages"')
+  const stages = check('stages', () => parseStages(raw('stages'), 'input "stages"'))
   const sshText = optional('ssh-key')
   let sshKey: SshKeyInput | undefined
   if (sshText !== undefined) {
@@ -184,8 +216,10 @@ export function parseInputs(read: InputReader, env: ParseEnv): ActionInputs {
       ? { kind: 'text', text }
       : { kind: 'file', path: abs(sshText) }
   }
-  if (vmRunner !== undefined && sshKey === undefined && stages.includes('ssh')) {
-    throw new InputError(
+  // Unknown stages say nothing about whether SSH is needed: no second error about the key then.
+  if (vmRunner !== undefined && sshKey === undefined && stages?.includes('ssh') === true) {
+    errors.add(
+      'ssh-key',
       'input "ssh-key" is required with "vm-runner" (the private key, or a path to it, that logs into the guest), unless stages is just "boot"'
     )
   }
@@ -195,7 +229,8 @@ export function parseInputs(read: InputReader, env: ParseEnv): ActionInputs {
   if (retentionText !== undefined) {
     retentionDays = Number(retentionText)
     if (!/^\d+$/.test(retentionText) || retentionDays < 1 || retentionDays > 90) {
-      throw new InputError(
+      errors.add(
+        'retention-days',
         `input "retention-days": "${retentionText}" is not allowed; allowed values: a whole number of days from 1 to 90 (empty: the repository's default)`
       )
     }
@@ -204,36 +239,43 @@ export function parseInputs(read: InputReader, env: ParseEnv): ActionInputs {
   if (artifactName !== undefined) {
     const bad = FORBIDDEN_ARTIFACT_NAME_CHARS.filter((c) => artifactName.includes(c))
     if (bad.length > 0) {
-      throw new InputError(
+      errors.add(
+        'artifact-name',
         `input "artifact-name": "${artifactName}" contains ${bad.map((c) => JSON.stringify(c)).join(', ')}; not allowed in an artifact name: ${FORBIDDEN_ARTIFACT_NAME_CHARS.map((c) => JSON.stringify(c)).join(' ')}`
       )
     }
   }
   const cachixCache = optional('cachix-cache')
   if (cachixCache !== undefined)
-    match(
-      'cachix-cache',
-      cachixCache,
-      /^[a-z0-9][a-z0-9-]*$/,
-      'a Cachix cache name (lowercase letters, digits, -)'
+    check('cachix-cache', () =>
+      match(
+        'cachix-cache',
+        cachixCache,
+        /^[a-z0-9][a-z0-9-]*$/,
+        'a Cachix cache name (lowercase letters, digits, -)'
+      )
     )
   const substituters = words(raw('extra-substituters'))
   for (const s of substituters) {
     if (!URL.canParse(s))
-      throw new InputError(
+      errors.add(
+        'extra-substituters',
         `input "extra-substituters": "${s}" is not a URL; allowed values: space-separated cache URLs, e.g. https://cache.example.org`
       )
   }
   const publicKeys = words(raw('extra-trusted-public-keys'))
   for (const k of publicKeys) {
-    match(
-      'extra-trusted-public-keys',
-      k,
-      /^[^\s:]+:[A-Za-z0-9+/]+=*$/,
-      'space-separated keys of the form name:base64, e.g. cache.example.org-1:AbC…='
+    check('extra-trusted-public-keys', () =>
+      match(
+        'extra-trusted-public-keys',
+        k,
+        /^[^\s:]+:[A-Za-z0-9+/]+=*$/,
+        'space-separated keys of the form name:base64, e.g. cache.example.org-1:AbC…='
+      )
     )
   }
   const checks = optional('checks')
+  const token = optional('github-token')
 
   return {
     flake,
@@ -241,35 +283,42 @@ export function parseInputs(read: InputReader, env: ParseEnv): ActionInputs {
     system,
     vmRunner: vmRunner !== undefined ? abs(vmRunner) : undefined,
     sshKey,
-    sshUser: match(
-      'ssh-user',
-      raw('ssh-user'),
-      /^[a-z_][a-z0-9_.-]*\$?$/i,
-      'a user name (letters, digits, _ . -)'
-    ),
-    stages,
+    sshUser:
+      check('ssh-user', () =>
+        match(
+          'ssh-user',
+          raw('ssh-user'),
+          /^[a-z_][a-z0-9_.-]*\$?$/i,
+          'a user name (letters, digits, _ . -)'
+        )
+      ) ?? 'root',
+    stages: stages ?? [],
     checksFile: checks !== undefined ? abs(checks) : undefined,
-    bootTimeoutMs: parseDuration(raw('boot-timeout'), 'input "boot-timeout"'),
-    timeoutMs: parseDuration(raw('timeout'), 'input "timeout"'),
-    accel: parseAccel(raw('accel'), 'input "accel"'),
+    bootTimeoutMs:
+      check('boot-timeout', () => parseDuration(raw('boot-timeout'), 'input "boot-timeout"')) ?? 0,
+    timeoutMs: check('timeout', () => parseDuration(raw('timeout'), 'input "timeout"')) ?? 0,
+    accel: check('accel', () => parseAccel(raw('accel'), 'input "accel"')) ?? 'auto',
     artifactName,
     retentionDays,
-    githubToken: optional('github-token'),
+    githubToken: token !== undefined && !UNEVALUATED_EXPRESSION.test(token) ? token : undefined,
     checkName: optional('check-name'),
-    prComment: parseBool('pr-comment', raw('pr-comment')),
-    dryRun: parseBool('dry-run', raw('dry-run')),
+    prComment: check('pr-comment', () => parseBool('pr-comment', raw('pr-comment'))) ?? false,
+    dryRun: check('dry-run', () => parseBool('dry-run', raw('dry-run'))) ?? false,
     nix: {
-      installerVersion: match(
-        'nix-installer-version',
-        raw('nix-installer-version'),
-        /^(latest|\d+\.\d+\.\d+)$/,
-        `a Nix release such as ${DEFAULT_NIX_VERSION}, or latest`
-      ),
+      installerVersion:
+        check('nix-installer-version', () =>
+          match(
+            'nix-installer-version',
+            raw('nix-installer-version'),
+            /^(latest|\d+\.\d+\.\d+)$/,
+            `a Nix release such as ${DEFAULT_NIX_VERSION}, or latest`
+          )
+        ) ?? DEFAULT_NIX_VERSION,
       extraSubstituters: substituters,
       extraTrustedPublicKeys: publicKeys,
       cachixCache,
       cachixAuthToken: optional('cachix-auth-token'),
-      cache: parseBool('cache', raw('cache'))
+      cache: check('cache', () => parseBool('cache', raw('cache'))) ?? true
     }
   }
 }
@@ -277,8 +326,9 @@ export function parseInputs(read: InputReader, env: ParseEnv): ActionInputs {
 export const actionInputReader: InputReader = (name) => core.getInput(name)
 
 /**
- * Reads every input once: parses them, masks the secrets, checks the files they name, and writes
- * a key given as text to a 0600 file under RUNNER_TEMP. Throws InputError before anything starts.
+ * Reads every input once: parses them, masks the secrets, checks the files they name and the
+ * flake reference, and writes nothing. Every problem found is thrown together as one InputErrors
+ * before anything starts.
  */
 export async function readInputs(
   read: InputReader = actionInputReader,
@@ -293,24 +343,48 @@ export async function readInputs(
   const sshRaw = read('ssh-key')
   if (/-----BEGIN |\n/.test(sshRaw)) maskKeyText(sshRaw)
 
-  const inputs = parseInputs(read, { workspace, host: hostSystem() })
-  if (inputs.vmRunner !== undefined) {
-    try {
-      await access(inputs.vmRunner, constants.X_OK)
-    } catch {
-      throw new InputError(
-        `input "vm-runner": ${inputs.vmRunner} is not an executable file (expected result/bin/run-<host>-vm)`
-      )
-    }
+  const errors = new InputErrorCollector()
+  const inputs = collectInputs(read, { workspace, host: hostSystem() }, errors)
+  const runner = inputs.vmRunner
+  if (runner !== undefined) {
+    await errors.checkAsync('vm-runner', async () => {
+      try {
+        await access(runner, constants.X_OK)
+      } catch {
+        throw new InputError(
+          `input "vm-runner": ${runner} is not an executable file (expected result/bin/run-<host>-vm)`
+        )
+      }
+    })
   }
   if (inputs.checksFile !== undefined) {
     if (!existsSync(inputs.checksFile))
-      throw new InputError(`input "checks": ${inputs.checksFile}: no such file`)
+      errors.add('checks', `input "checks": ${inputs.checksFile}: no such file`)
   } else {
     const fallback = join(workspace, 'tests/vm/checks.yml')
     if (existsSync(fallback)) inputs.checksFile = fallback
   }
-  if (inputs.sshKey !== undefined) await checkKey(inputs.sshKey)
+  const key = inputs.sshKey
+  if (key !== undefined) await errors.checkAsync('ssh-key', () => checkKey(key))
+  // The flake reference and the configuration it names (the Nix layer's check; no Nix runs).
+  if (
+    inputs.vmRunner === undefined &&
+    inputs.configuration !== undefined &&
+    !errors.failed('configuration') &&
+    !errors.failed('flake')
+  ) {
+    errors.check('flake', () => {
+      try {
+        // What assertCanBuild (./nix.ts) checks, without pulling the Nix layer into the post step.
+        parseFlakeTarget(inputs.flake, { configuration: inputs.configuration, cwd: workspace })
+      } catch (err) {
+        if (err instanceof InputError && !err.message.startsWith('input "'))
+          throw new InputError(`input "flake": ${err.message}`)
+        throw err
+      }
+    })
+  }
+  errors.throwIfAny()
   return inputs
 }
 

@@ -8,12 +8,13 @@ import { startCheckRun } from '../github/check-run.js'
 import { GitHubApiError } from '../github/client.js'
 import { readRunContext, runUrl } from '../github/context.js'
 import { errorMessage, InputError, toFailure, ValidationFailure } from '../util/errors.js'
+import { InputErrors } from '../util/input-errors.js'
 import { killAllGroupsSync } from '../vm/process.js'
 import { runIdentity, type RunIdentity } from './identity.js'
 import { materializeSshKey, readInputs, type ActionInputs } from './inputs.js'
 import { actionLogger } from './logger.js'
-import { assertCanBuild, buildVmRunner, type RunnerBuild } from './nix.js'
-import { renderActionPlan } from './plan.js'
+import { buildVmRunner, type RunnerBuild } from './nix.js'
+import { dryRunOutputs, planDryRun, type DryRun } from './plan.js'
 import { githubClientFor, publish } from './publish.js'
 import { bareReport, readReport } from './report.js'
 import { saveState, STATE_KEYS, type RunPlan, type StateWriter } from './state.js'
@@ -48,6 +49,13 @@ export async function run(): Promise<void> {
   }
 }
 
+/** The step's failure message for bad input: one error, or every one of them in a list. */
+export function inputFailure(err: unknown): string {
+  if (err instanceof InputErrors && err.messages.length > 1)
+    return `${err.message}\nNothing was started: fix the inputs above and run again.`
+  return err instanceof InputError ? `Input error: ${err.message}` : errorMessage(err)
+}
+
 /** Where a leg's files go: under RUNNER_TEMP, named like its artifact. */
 export function outDirFor(id: RunIdentity, tempRoot: string): string {
   return join(tempRoot, 'nixos-vm-validate', 'out', id.artifactName)
@@ -57,11 +65,11 @@ async function runMain(): Promise<void> {
   const ctx = readRunContext()
   let inputs: ActionInputs
   try {
+    // Every input (and the files and flake they name) checked at once; all errors together.
     inputs = await readInputs()
-    assertCanBuild(inputs, ctx.workspace)
   } catch (err) {
     // Bad input: nothing has started (no VM, no check run, no artifact).
-    core.setFailed(err instanceof InputError ? `Input error: ${err.message}` : errorMessage(err))
+    core.setFailed(inputFailure(err))
     return
   }
   const id = runIdentity(inputs, ctx)
@@ -69,10 +77,25 @@ async function runMain(): Promise<void> {
   const outDir = outDirFor(id, tempRoot)
 
   if (inputs.dryRun) {
-    const plan = await renderActionPlan(inputs, id, ctx, outDir)
-    core.info(plan)
+    let dry: DryRun
+    try {
+      dry = await planDryRun(inputs, id, ctx, outDir)
+    } catch (err) {
+      // An unknown configuration (Nix listed the flake's): an input error like the others.
+      if (err instanceof InputError) {
+        core.setFailed(inputFailure(err))
+        return
+      }
+      throw err
+    }
+    core.info(dry.plan)
+    for (const [name, value] of Object.entries(dryRunOutputs(dry.accelerator)))
+      setOutput(name as OutputName, value)
     await core.summary
-      .addRaw(`## VM validation: dry run (${id.subject}, ${id.system})\n\n${fence(plan)}\n`, true)
+      .addRaw(
+        `## VM validation: dry run (${id.subject}, ${id.system})\n\n${fence(dry.plan)}\n`,
+        true
+      )
       .write()
       .catch(() => undefined)
     return

@@ -28,7 +28,9 @@ import {
   storeCacheDir,
   storeCacheKeys,
   writeBuildFailureReport,
+  type Executor,
   type FlakeTarget,
+  type HostFacts,
   type NixSetupInput,
   type PlanSection,
   type StoreCacheResult
@@ -237,11 +239,12 @@ export async function nixDryRunSections(
   inputs: ActionInputs,
   outDir: string,
   workspace: string,
-  githubToken: string | undefined
+  githubToken: string | undefined,
+  known?: { exec: Executor; facts: HostFacts }
 ): Promise<PlanSection[]> {
-  const exec = spawnExecutor()
+  const exec = known?.exec ?? spawnExecutor()
   const target = flakeTarget(inputs, workspace)
-  const facts = await gatherHostFacts(exec)
+  const facts = known?.facts ?? (await gatherHostFacts(exec))
   const n = inputs.nix
   const options = nixRunOptions(facts)
   return nixPlanSections({

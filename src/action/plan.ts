@@ -1,11 +1,21 @@
 import { existsSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
-import { renderPlan } from '../pipeline/plan.js'
+import {
+  gatherHostFacts,
+  nixRunOptions,
+  planKvmAccess,
+  spawnExecutor,
+  type Executor,
+  type HostFacts
+} from '../nix/index.js'
+import { checkConfigurationExists, type ConfigurationCheck } from '../pipeline/configurations.js'
+import { kvmUsable, plannedAccelerator, renderPlan } from '../pipeline/plan.js'
 import { errorMessage } from '../util/errors.js'
+import type { Accelerator } from '../vm/system.js'
 import type { RunContext } from '../github/context.js'
 import type { ActionInputs } from './inputs.js'
 import type { RunIdentity } from './identity.js'
-import { nixDryRunSections } from './nix.js'
+import { flakeTarget, nixDryRunSections } from './nix.js'
 
 function onPath(bin: string, env: NodeJS.ProcessEnv): string | undefined {
   for (const dir of (env.PATH ?? '').split(delimiter)) {
@@ -60,7 +70,7 @@ export function actionPlanSections(
         ? `sticky comment on PR #${ctx.prNumber}, marker ${id.marker}`
         : 'PR comment requested, but this event is not a pull request: none'
       : 'no PR comment (pr-comment: false)',
-    'outputs: conclusion, report-path, boot-seconds, accelerator, artifact-id, artifact-url, check-run-id',
+    'outputs: conclusion, report-path, boot-seconds, accelerator, artifact-id, artifact-url, check-run-id (this dry run sets conclusion=skipped and accelerator, the others empty)',
     `report.json: ${join(outDir, 'report.json')}`
   ]
   return [
@@ -84,32 +94,94 @@ function checkRunLine(inputs: ActionInputs, id: RunIdentity, ctx: RunContext): s
   return `check run "${id.checkName}" on ${ctx.headSha.slice(0, 12)} (external_id ${id.externalId})`
 }
 
+/** The outputs a dry run sets: what it can know without booting; the rest empty. */
+export function dryRunOutputs(accelerator: Accelerator): Record<string, string> {
+  return {
+    conclusion: 'skipped',
+    'report-path': '',
+    'boot-seconds': '',
+    accelerator,
+    'artifact-id': '',
+    'artifact-url': '',
+    'check-run-id': ''
+  }
+}
+
+export interface DryRun {
+  plan: string
+  /** The accelerator the real run would try first (the `accelerator` output of the dry run). */
+  accelerator: Accelerator
+  configuration?: ConfigurationCheck
+}
+
 /**
- * The dry-run plan: renderPlan's VM and stages, the Nix layer's own install/build sections (it
- * reads the machine, changes nothing) when a configuration is built, and the reporting.
+ * The dry run: reads the machine (changes nothing), checks that the configuration exists when
+ * Nix is here (an unknown one throws InputError naming the ones that do), and renders the plan:
+ * renderPlan's VM and stages, the Nix layer's install/build sections when a configuration is
+ * built, and the reporting.
  */
-export async function renderActionPlan(
+export async function planDryRun(
   inputs: ActionInputs,
   id: RunIdentity,
   ctx: RunContext,
-  outDir: string
-): Promise<string> {
+  outDir: string,
+  o: { exec?: Executor; facts?: HostFacts } = {}
+): Promise<DryRun> {
   let sections = actionPlanSections(inputs, id, ctx, outDir)
+  // /dev/kvm as the real run will find it: the Nix path opens it with a udev rule when it can.
+  let kvm = kvmUsable()
+  let configuration: ConfigurationCheck | undefined
   if (inputs.vmRunner === undefined) {
-    try {
-      const nix = await nixDryRunSections(inputs, outDir, ctx.workspace, inputs.githubToken)
-      sections = [
-        ...nix,
-        ...sections.filter((s) => s.title !== 'Install (Nix)' && s.title !== 'Build')
-      ]
-    } catch (err) {
+    const exec = o.exec ?? spawnExecutor()
+    let facts = o.facts
+    let factsError: unknown
+    if (facts === undefined) {
+      try {
+        facts = await gatherHostFacts(exec)
+      } catch (err) {
+        factsError = err
+      }
+    }
+    if (facts !== undefined) {
+      const kvmPlan = planKvmAccess(facts)
+      kvm = kvmPlan.state === 'ok' || kvmPlan.state === 'fix'
+      configuration = await checkConfigurationExists(flakeTarget(inputs, ctx.workspace), {
+        exec,
+        nix: facts.nix?.path,
+        options: nixRunOptions(facts),
+        what: 'input "configuration"'
+      })
+      try {
+        const nix = await nixDryRunSections(inputs, outDir, ctx.workspace, inputs.githubToken, {
+          exec,
+          facts
+        })
+        sections = [
+          ...nix,
+          ...sections.filter((s) => s.title !== 'Install (Nix)' && s.title !== 'Build')
+        ]
+      } catch (err) {
+        factsError = err
+      }
+    }
+    if (factsError !== undefined)
       sections.push({
         title: 'Nix',
-        lines: [`could not read the machine's Nix facts: ${errorMessage(err)}`]
+        lines: [`could not read the machine's Nix facts: ${errorMessage(factsError)}`]
       })
-    }
+    sections.unshift({
+      title: 'Configuration',
+      lines: [
+        configuration === undefined
+          ? "not checked: the machine's Nix facts could not be read"
+          : configuration.status === 'found'
+            ? `nixosConfigurations.${inputs.configuration ?? '?'} exists in ${inputs.flake} (it has: ${configuration.names.join(', ')}; ${configuration.command})`
+            : `not checked: ${configuration.reason}`
+      ]
+    })
   }
-  return renderPlan({
+  const accelerator = plannedAccelerator(inputs.accel, inputs.system, { kvm })
+  const plan = renderPlan({
     runner: inputs.vmRunner,
     flake:
       inputs.vmRunner === undefined ? `${inputs.flake}#${inputs.configuration ?? '?'}` : undefined,
@@ -118,6 +190,8 @@ export async function renderActionPlan(
     accel: inputs.accel,
     checksFile: inputs.checksFile,
     outDir,
+    kvm,
     sections
   })
+  return { plan, accelerator, ...(configuration !== undefined ? { configuration } : {}) }
 }

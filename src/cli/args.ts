@@ -1,5 +1,6 @@
 import { isAbsolute, resolve } from 'node:path'
 import { InputError } from '../util/errors.js'
+import { InputErrorCollector } from '../util/input-errors.js'
 import { parseDuration } from '../util/duration.js'
 import { STAGES, type StageName } from '../report/model.js'
 import { parseAccel, parseSystem, type AccelChoice, type GuestSystem } from '../vm/system.js'
@@ -101,7 +102,23 @@ export function parsePort(text: string, what: string): number {
   return n
 }
 
+/**
+ * Parses the command line. Every bad option is reported at once (one InputErrors listing each,
+ * naming the option and what it accepts); only an unknown command stops at once.
+ */
 export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
+  const errors = new InputErrorCollector()
+  const options = collectArgs(argv, cwd, errors)
+  errors.throwIfAny()
+  return options
+}
+
+/**
+ * parseArgs that records each bad option in `errors` instead of throwing (the caller adds the
+ * checks of files and the flake to the same list). The options are only meaningful when nothing
+ * was recorded: a bad value is replaced by its default so the rest is still checked.
+ */
+export function collectArgs(argv: string[], cwd: string, errors: InputErrorCollector): CliOptions {
   const [command, ...rest] = argv
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     return { ...defaults(cwd), command: 'help' }
@@ -114,7 +131,10 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
   const bools = new Set<string>()
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i]
-    if (!arg.startsWith('--')) throw new InputError(`unexpected argument "${arg}"`)
+    if (!arg.startsWith('--')) {
+      errors.add('argument', `unexpected argument "${arg}"`)
+      continue
+    }
     const eq = arg.indexOf('=')
     const name = arg.slice(2, eq >= 0 ? eq : undefined)
     if ((BOOL_FLAGS as readonly string[]).includes(name)) {
@@ -122,12 +142,17 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
       continue
     }
     if (!(VALUE_FLAGS as readonly string[]).includes(name)) {
-      throw new InputError(
+      errors.add(
+        name,
         `unknown option --${name}; allowed: ${[...VALUE_FLAGS, ...BOOL_FLAGS].map((f) => `--${f}`).join(', ')}`
       )
+      continue
     }
     const value = eq >= 0 ? arg.slice(eq + 1) : rest[++i]
-    if (value === undefined) throw new InputError(`--${name} needs a value`)
+    if (value === undefined) {
+      errors.add(name, `--${name} needs a value`)
+      continue
+    }
     values.set(name, value)
   }
   if (bools.has('help')) return { ...defaults(cwd), command: 'help' }
@@ -135,31 +160,42 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
   const runner = values.get('runner')
   const flake = values.get('flake')
   if (runner === undefined && flake === undefined)
-    throw new InputError('validate needs --runner PATH or --flake REF')
+    errors.add('runner', 'validate needs --runner PATH or --flake REF')
   if (runner !== undefined && flake !== undefined)
-    throw new InputError('give either --runner or --flake, not both')
+    errors.add('runner', 'give either --runner or --flake, not both')
   const systemText = values.get('system')
-  if (systemText === undefined)
-    throw new InputError('--system is required; allowed values: aarch64-linux, x86_64-linux')
+  if (systemText === undefined && !errors.failed('system'))
+    errors.add('system', '--system is required; allowed values: aarch64-linux, x86_64-linux')
   const sshKey = values.get('ssh-key')
-  if (runner !== undefined && sshKey === undefined)
-    throw new InputError('--runner needs --ssh-key PATH (the key that logs into the guest)')
+  if (runner !== undefined && sshKey === undefined && !errors.failed('ssh-key'))
+    errors.add('ssh-key', '--runner needs --ssh-key PATH (the key that logs into the guest)')
   const d = defaults(cwd)
   const dur = (name: string, fallback: number): number => {
     const v = values.get(name)
-    return v === undefined ? fallback : parseDuration(v, `--${name}`)
+    if (v === undefined) return fallback
+    return errors.check(name, () => parseDuration(v, `--${name}`)) ?? fallback
   }
-  return {
+  const stagesText = values.get('stages')
+  const portText = values.get('ssh-port-guest')
+  const accelText = values.get('accel')
+  const options: CliOptions = {
     command: 'validate',
     runner: runner !== undefined ? abs(runner) : undefined,
     flake,
-    system: parseSystem(systemText),
+    system:
+      (systemText !== undefined
+        ? errors.check('system', () => parseSystem(systemText))
+        : undefined) ?? d.system,
     sshKey: sshKey !== undefined ? abs(sshKey) : undefined,
     sshUser: values.get('ssh-user') ?? d.sshUser,
-    guestSshPort: values.has('ssh-port-guest')
-      ? parsePort(values.get('ssh-port-guest') as string, '--ssh-port-guest')
-      : 22,
-    stages: values.has('stages') ? parseStages(values.get('stages') as string) : d.stages,
+    guestSshPort:
+      (portText !== undefined
+        ? errors.check('ssh-port-guest', () => parsePort(portText, '--ssh-port-guest'))
+        : undefined) ?? 22,
+    stages:
+      (stagesText !== undefined
+        ? errors.check('stages', () => parseStages(stagesText))
+        : undefined) ?? d.stages,
     checksFile: values.has('checks') ? abs(values.get('checks') as string) : undefined,
     outDir: abs(values.get('out') ?? d.outDir),
     bootTimeoutMs: dur('boot-timeout', d.bootTimeoutMs),
@@ -167,11 +203,14 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
     sshTimeoutMs: dur('ssh-timeout', d.sshTimeoutMs),
     stageTimeoutMs: dur('stage-timeout', d.stageTimeoutMs),
     timeoutMs: dur('timeout', 0),
-    accel: values.has('accel') ? parseAccel(values.get('accel') as string) : 'auto',
+    accel:
+      (accelText !== undefined ? errors.check('accel', () => parseAccel(accelText)) : undefined) ??
+      'auto',
     cpu: values.get('cpu'),
     dryRun: bools.has('dry-run'),
     verbose: bools.has('verbose')
   }
+  return options
 }
 
 function defaults(cwd: string): Omit<CliOptions, 'command'> {

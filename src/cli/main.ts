@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { access, constants, readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { utils as sshUtils } from 'ssh2'
+import ssh2 from 'ssh2'
 import { InputError, ValidationFailure, errorMessage } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
 import { validate } from '../pipeline/validate.js'
@@ -9,10 +9,14 @@ import { renderPlan } from '../pipeline/plan.js'
 import { conclusionLine } from '../report/render.js'
 import { killAllGroupsSync } from '../vm/process.js'
 import { buildForCli, checkFlakeInput, cliFlakePlanSections, type CliBuild } from '../nix/cli.js'
+import { spawnExecutor } from '../nix/exec.js'
+import { findOnPath, gatherHostFacts, nixRunOptions } from '../nix/facts.js'
+import { checkConfigurationExists, type ConfigurationCheck } from '../pipeline/configurations.js'
+import { InputErrorCollector } from '../util/input-errors.js'
 import type { FlakeTarget } from '../nix/flakeref.js'
 import { listBuildLog } from '../nix/report.js'
 import { TOOL_VERSION } from '../version.js'
-import { USAGE, parseArgs, type CliOptions } from './args.js'
+import { USAGE, collectArgs, type CliOptions } from './args.js'
 import { cliLogger } from './logger.js'
 
 export const EXIT_OK = 0
@@ -21,30 +25,43 @@ export const EXIT_INPUT = 2
 
 /** Checks files and keys before anything starts: bad input exits 2 with nothing booted. */
 export async function checkInputs(o: CliOptions): Promise<void> {
-  if (o.runner !== undefined) {
-    try {
-      await access(o.runner, constants.X_OK)
-    } catch {
-      throw new InputError(
-        `--runner ${o.runner}: not an executable file (expected result/bin/run-<host>-vm)`
-      )
-    }
+  const errors = new InputErrorCollector()
+  await collectInputChecks(o, errors)
+  errors.throwIfAny()
+}
+
+/** The checks of checkInputs, each problem recorded in `errors` (all are reported together). */
+async function collectInputChecks(o: CliOptions, errors: InputErrorCollector): Promise<void> {
+  const runner = o.runner
+  if (runner !== undefined) {
+    await errors.checkAsync('runner', async () => {
+      try {
+        await access(runner, constants.X_OK)
+      } catch {
+        throw new InputError(
+          `--runner ${runner}: not an executable file (expected result/bin/run-<host>-vm)`
+        )
+      }
+    })
   }
-  if (o.sshKey !== undefined) {
-    let text: Buffer
-    try {
-      text = await readFile(o.sshKey)
-    } catch {
-      throw new InputError(`--ssh-key ${o.sshKey}: cannot read the file`)
-    }
-    const parsed = sshUtils.parseKey(text)
-    if (parsed instanceof Error)
-      throw new InputError(
-        `--ssh-key ${o.sshKey}: not a private key ssh2 can use: ${parsed.message}`
-      )
+  const sshKey = o.sshKey
+  if (sshKey !== undefined) {
+    await errors.checkAsync('ssh-key', async () => {
+      let text: Buffer
+      try {
+        text = await readFile(sshKey)
+      } catch {
+        throw new InputError(`--ssh-key ${sshKey}: cannot read the file`)
+      }
+      const parsed = ssh2.utils.parseKey(text)
+      if (parsed instanceof Error)
+        throw new InputError(
+          `--ssh-key ${sshKey}: not a private key ssh2 can use: ${parsed.message}`
+        )
+    })
   }
   if (o.checksFile !== undefined && !existsSync(o.checksFile))
-    throw new InputError(`--checks ${o.checksFile}: no such file`)
+    errors.add('checks', `--checks ${o.checksFile}: no such file`)
 }
 
 export async function main(
@@ -53,8 +70,11 @@ export async function main(
 ): Promise<number> {
   let opts: CliOptions
   let flake: FlakeTarget | undefined
+  let configuration: ConfigurationCheck | undefined
   try {
-    opts = parseArgs(argv)
+    // Every problem with the options, the files they name and the flake, listed together.
+    const errors = new InputErrorCollector()
+    opts = collectArgs(argv, process.cwd(), errors)
     if (opts.command === 'help') {
       out(USAGE + '\n')
       return EXIT_OK
@@ -66,9 +86,29 @@ export async function main(
     if (opts.checksFile === undefined && existsSync(resolve('tests/vm/checks.yml'))) {
       opts.checksFile = resolve('tests/vm/checks.yml')
     }
-    await checkInputs(opts)
-    if (opts.flake !== undefined)
-      flake = checkFlakeInput({ flake: opts.flake, requireNix: !opts.dryRun })
+    const flakeText = opts.flake
+    if (flakeText !== undefined)
+      flake = errors.check('flake', () =>
+        checkFlakeInput({ flake: flakeText, requireNix: !opts.dryRun })
+      )
+    await collectInputChecks(opts, errors)
+    // A dry run with Nix here: the configuration must be one the flake has.
+    if (opts.dryRun && flake !== undefined && !errors.failed('flake')) {
+      const target = flake
+      const exec = spawnExecutor()
+      const nix = findOnPath('nix')
+      const facts =
+        nix !== undefined ? await gatherHostFacts(exec).catch(() => undefined) : undefined
+      configuration = await errors.checkAsync('flake', () =>
+        checkConfigurationExists(target, {
+          exec,
+          nix,
+          options: facts !== undefined ? nixRunOptions(facts) : [],
+          what: '--flake'
+        })
+      )
+    }
+    errors.throwIfAny()
   } catch (err) {
     process.stderr.write(`error: ${errorMessage(err)}\n`)
     if (!(err instanceof InputError)) return EXIT_FAILED
@@ -78,12 +118,22 @@ export async function main(
   if (opts.dryRun) {
     const sections =
       flake !== undefined
-        ? await cliFlakePlanSections({
-            target: flake,
-            system: opts.system,
-            sshUser: opts.sshUser,
-            outDir: opts.outDir
-          })
+        ? [
+            {
+              title: 'Configuration',
+              lines: [
+                configuration?.status === 'found'
+                  ? `nixosConfigurations.${flake.configuration} exists in ${flake.display} (it has: ${configuration.names.join(', ')}; ${configuration.command})`
+                  : `not checked: ${configuration?.reason ?? 'unknown'}`
+              ]
+            },
+            ...(await cliFlakePlanSections({
+              target: flake,
+              system: opts.system,
+              sshUser: opts.sshUser,
+              outDir: opts.outDir
+            }))
+          ]
         : []
     out(renderPlan({ ...opts, sections }) + '\n')
     return EXIT_OK

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs'
-import { hostSystem, type GuestSystem } from '../vm/system.js'
+import { accessSync, constants } from 'node:fs'
+import { hostSystem, type Accelerator, type GuestSystem } from '../vm/system.js'
 import { buildQemuOpts, tcgCpuOverride } from '../vm/qemu-opts.js'
 import type { StageName } from '../report/model.js'
 
@@ -12,8 +12,41 @@ export interface PlanInput {
   cpu?: string
   checksFile?: string
   outDir: string
+  /**
+   * Whether /dev/kvm will be readable and writable when the run starts (the action's Nix path
+   * opens it with a udev rule first); default: whether it is now.
+   */
+  kvm?: boolean
   /** Extra sections from other layers (Nix install/build, GitHub reporting). */
   sections?: { title: string; lines: string[] }[]
+}
+
+/** Whether this process can open the KVM device read-write (what decideAccelerator asks first). */
+export function kvmUsable(device = '/dev/kvm'): boolean {
+  try {
+    accessSync(device, constants.R_OK | constants.W_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * The accelerator a real run would try first, from the `accel` choice and this machine (the same
+ * order as decideAccelerator, without starting the probe guest): `tcg` when asked for or when the
+ * guest's architecture is not the host's, `kvm` when asked for or when `auto` finds /dev/kvm
+ * usable (the real run proves it with a probe guest and falls back to TCG if it fails).
+ */
+export function plannedAccelerator(
+  choice: string,
+  system: GuestSystem,
+  o: { host?: GuestSystem | undefined; kvm?: boolean } = {}
+): Accelerator {
+  if (choice === 'tcg') return 'tcg'
+  if (choice === 'kvm') return 'kvm'
+  const host = 'host' in o ? o.host : hostSystem()
+  if (host !== system) return 'tcg'
+  return (o.kvm ?? kvmUsable()) ? 'kvm' : 'tcg'
 }
 
 /** What a run would do, step by step; printed by --dry-run and the action's dry-run input. */
@@ -31,22 +64,35 @@ export function renderPlan(p: PlanInput): string {
   lines.push(
     `  - guest ${p.system} on host ${host ?? process.arch}${emulated ? ' (emulated: TCG only)' : ''}`
   )
-  const kvm = existsSync('/dev/kvm')
-  lines.push(
-    `  - accelerator: ${p.accel}${p.accel === 'auto' ? (emulated ? ' → TCG (architectures differ)' : kvm ? ' → probe KVM with a tiny guest, else TCG' : ' → TCG (/dev/kvm absent)') : ''}`
-  )
+  const kvm = p.kvm ?? kvmUsable()
+  const accel = plannedAccelerator(p.accel, p.system, { host, kvm })
+  const how =
+    p.accel === 'auto'
+      ? emulated
+        ? ' → TCG (architectures differ)'
+        : kvm
+          ? ' → KVM, once a tiny probe guest has run under it; else TCG'
+          : ' → TCG (/dev/kvm absent or not readable and writable)'
+      : p.accel === 'kvm' && emulated
+        ? " → the run would fail: KVM needs the guest to be of the host's architecture"
+        : p.accel === 'kvm' && !kvm
+          ? ' → the run would fail: /dev/kvm is absent or not readable and writable'
+          : ''
+  lines.push(`  - accelerator: ${p.accel}${how}`)
   const cpu = p.cpu ?? tcgCpuOverride(p.system)
-  if (cpu !== undefined)
+  if (cpu !== undefined && (accel === 'tcg' || p.accel === 'auto'))
     lines.push(
       `  - under TCG: -cpu ${cpu} appended through QEMU_OPTS (overrides the runner's -cpu max)`
     )
   const opts = buildQemuOpts({
     system: p.system,
-    accel: 'tcg',
+    accel,
     qmpSocket: '<workdir>/qmp.sock',
     cpu: p.cpu
   })
-  lines.push(`  - QEMU_OPTS: ${opts.join(' ')}`)
+  lines.push(
+    `  - QEMU_OPTS: ${opts.join(' ')}${accel === 'kvm' && p.accel === 'auto' ? ' (accel=tcg if the KVM probe fails)' : ''}`
+  )
   lines.push('  - QEMU_NET_OPTS: hostfwd=tcp:127.0.0.1:<free port>-:22 (loopback only)')
   lines.push('  - NIX_DISK_IMAGE, TMPDIR: fresh per run (USE_TMPDIR=1)')
   lines.push('', 'Stages:', ...p.stages.map((s) => `  - ${s}`))
