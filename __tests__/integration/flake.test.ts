@@ -9,6 +9,16 @@ import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join, resolve } from 'node:path'
 import { BUILD_EXPRESSION } from '../../src/nix/expr.js'
+import { packagePathResolver } from '../../src/nix/build.js'
+import { parseFlakeTarget } from '../../src/nix/flakeref.js'
+import {
+  buildAttr,
+  copyToCache,
+  guestNixParams,
+  serveCache,
+  signingKey,
+  type ServedCache
+} from '../support/binary-cache.js'
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '../..')
 const cli = process.env.NVV_CLI ?? join(root, 'dist/cli/index.js')
@@ -17,6 +27,7 @@ const fixture = join(root, 'tests/fixtures/flake')
 let tmp: string
 let guest: string
 let releaseGuest: (() => void) | undefined
+let cache: ServedCache | undefined
 
 interface CliRun {
   code: number | null
@@ -89,12 +100,23 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
+  await cache?.close()
   releaseGuest?.()
   if (tmp !== undefined) await rm(tmp, { recursive: true, force: true })
 })
 
 describe('vm-automation validate --flake (real nix build, real boot)', () => {
   it('builds the fixture through extendModules, boots it and logs in with the key it injected', async () => {
+    // The network stage's package check by name: `hello` is evaluated from the configuration's
+    // pkgs at build time, and the guest installs it from a signed cache it trusts (its Nix takes
+    // substituters from QEMU_KERNEL_PARAMS, which the fixture's runner passes on).
+    const key = await signingKey('nvv-flake-test-1')
+    const hello = buildAttr(join(fixture, 'pkgs/default.nix'), 'hello')
+    const cacheDir = join(tmp, 'binary-cache')
+    copyToCache(cacheDir, [hello], key)
+    cache = await serveCache(cacheDir)
+    const checks = join(tmp, 'checks.yml')
+    await writeFile(checks, 'network:\n  substitute: [hello]\n')
     const out = join(tmp, 'out-ok')
     const r = await runCli(
       [
@@ -104,7 +126,9 @@ describe('vm-automation validate --flake (real nix build, real boot)', () => {
         '--system',
         'x86_64-linux',
         '--stages',
-        'boot,ssh',
+        'boot,ssh,network',
+        '--checks',
+        checks,
         '--out',
         out,
         '--accel',
@@ -112,7 +136,7 @@ describe('vm-automation validate --flake (real nix build, real boot)', () => {
         '--boot-timeout',
         '8m'
       ],
-      nixEnv()
+      { ...nixEnv(), QEMU_KERNEL_PARAMS: guestNixParams([cache.guestUrl], [key.publicKey]) }
     )
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))
     if (r.code !== 0)
@@ -128,9 +152,17 @@ describe('vm-automation validate --flake (real nix build, real boot)', () => {
     expect(report.timings.buildMs).toBeGreaterThan(0)
     expect(report.stages.map((s: { name: string; status: string }) => [s.name, s.status])).toEqual([
       ['boot', 'passed'],
-      ['ssh', 'passed']
+      ['ssh', 'passed'],
+      ['network', 'passed']
     ])
     expect(report.stages[1].checks[0].output).toContain('uid=0(root)')
+    expect(report.stages[2].checks).toMatchObject([
+      {
+        name: 'substitute hello',
+        status: 'passed',
+        output: `realised ${hello} from the VM's substituters (${cache.guestUrl}); bin/hello: Hello, world!`
+      }
+    ])
     expect(report.artifacts).toContain('build.log')
     // Without the group, the build ran as root for this run only (the host's nix.conf untouched).
     if (noNixbld) expect(r.stderr).toContain("building with --option build-users-group ''")
@@ -152,6 +184,24 @@ describe('vm-automation validate --flake (real nix build, real boot)', () => {
     expect(cpio).toMatch(/ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\S+ nixos-vm-validate/)
     const fixedKey = (await readFile(join(guest, 'ssh', 'id_ed25519.pub'), 'utf8')).split(' ')[1]
     expect(cpio).not.toContain(fixedKey)
+  })
+
+  it('evaluates package paths from the configuration’s pkgs with real Nix, and names a missing one', async () => {
+    const target = parseFlakeTarget(`${join(tmp, 'flake')}#fixture`)
+    const saved = process.env.NIX_CONFIG
+    process.env.NIX_CONFIG = nixEnv().NIX_CONFIG
+    try {
+      const resolve = packagePathResolver({ target, options: [['build-users-group', '']] })
+      expect(await resolve('hello')).toBe(buildAttr(join(fixture, 'pkgs/default.nix'), 'hello'))
+      await expect(resolve('nope')).rejects.toThrow(
+        /^cannot evaluate nixosConfigurations\.fixture\.pkgs\.nope \(to realise it in the VM\): .*nixos-vm-validate: nixosConfigurations\.fixture\.pkgs has no package nope/s
+      )
+      // stdenv exists in the fixture's pkgs but is no package (no outPath).
+      await expect(resolve('stdenv')).rejects.toThrow(/has no package stdenv/)
+    } finally {
+      if (saved === undefined) delete process.env.NIX_CONFIG
+      else process.env.NIX_CONFIG = saved
+    }
   })
 
   it('a syntax error in the flake is build-failed with the file and line, and nothing boots', async () => {

@@ -183,6 +183,79 @@ describe('parseChecks', () => {
     )
   })
 
+  it('reads network.substitute: a package name, or one of package/path with run and expect', () => {
+    const hash = '0'.repeat(32)
+    const c = parse(
+      [
+        'network:',
+        '  substitute:',
+        '    - hello',
+        '    - { package: python3Packages.requests, run: bin/python --version, timeout: 5m }',
+        `    - { path: /nix/store/${hash}-hello-2.12.1, run: bin/hello, expect: "^Hello" }`
+      ].join('\n')
+    )
+    expect(c.network?.substitute).toEqual([
+      { package: 'hello', file: 'checks.yml', line: 3, timeoutMs: DEFAULT_TIMEOUTS.substitute },
+      {
+        package: 'python3Packages.requests',
+        run: 'bin/python --version',
+        file: 'checks.yml',
+        line: 4,
+        timeoutMs: 300_000
+      },
+      {
+        path: `/nix/store/${hash}-hello-2.12.1`,
+        run: 'bin/hello',
+        expect: '^Hello',
+        file: 'checks.yml',
+        line: 5,
+        timeoutMs: DEFAULT_TIMEOUTS.substitute
+      }
+    ])
+    expect(parse('network:\n  urls: [https://example.org/]\n').network?.substitute).toBeUndefined()
+  })
+
+  it('rejects a substitute entry without exactly one of package and path, and bad values', () => {
+    const hash = '0'.repeat(32)
+    expect(errorOf('network:\n  substitute:\n    - { run: bin/hello }\n').message).toMatch(
+      /^checks\.yml:3: network\.substitute\[0\]: give exactly one of "package" .* or "path"/
+    )
+    expect(
+      errorOf(`network:\n  substitute:\n    - { package: hello, path: /nix/store/${hash}-x }\n`)
+        .message
+    ).toMatch(/exactly one of/)
+    const e = errorOf(
+      [
+        'network:',
+        '  substitute:',
+        '    - "hello; reboot"',
+        '    - { path: /tmp/hello }',
+        '    - { package: hello, run: ../../bin/sh }',
+        '    - { package: hello, run: /bin/sh }',
+        '    - { package: hello, expect: "([" }',
+        '    - { package: hello, version: 2 }'
+      ].join('\n')
+    ).message.split('\n')
+    expect(e).toEqual([
+      expect.stringMatching(
+        /^checks\.yml:3: network\.substitute\[0\]: .* is not a package attribute/
+      ),
+      expect.stringMatching(
+        /^checks\.yml:4: network\.substitute\[1\]\.path: .* is not a store path/
+      ),
+      expect.stringMatching(
+        /^checks\.yml:5: network\.substitute\[2\]\.run: .* relative, without '\.\.'/
+      ),
+      expect.stringMatching(/^checks\.yml:6: network\.substitute\[3\]\.run: /),
+      expect.stringMatching(
+        /^checks\.yml:7: network\.substitute\[4\]\.expect: not a valid regular expression/
+      ),
+      expect.stringMatching(
+        /^checks\.yml:8: network\.substitute\[5\]: unknown key "version" .*allowed keys: package, path, run, expect, timeout/
+      )
+    ])
+  })
+
   it('reports every error at once', () => {
     const e = errorOf('system: { timeout: x }\npackages:\n  - { name: a }\nbogus: 1\n')
     const lines = e.message.split('\n')

@@ -32310,7 +32310,7 @@ const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 var lib = __nccwpck_require__(5472);
 var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./src/util/errors.ts
-/** Failure kinds of report.json (design.md contract). A kind says who failed and how. */
+/** Failure kinds of report.json (docs/plans/2025-10-26-nixos-vm-validation-design.md, report.json). A kind says who failed and how. */
 const FAILURE_KINDS = (/* unused pure expression or super */ null && ([
     'input',
     'build-failed',
@@ -33399,7 +33399,7 @@ function buildQemuOpts(input) {
     const user = (input.userOpts ?? '').trim();
     return user === '' ? words : [...user.split(/\s+/), ...words];
 }
-/** Environment of the runner script per the NixOS runner contract (design.md). */
+/** Environment of the runner script per the NixOS runner contract (docs/plans/2025-10-26-nixos-vm-validation-design.md). */
 function buildRunnerEnv(input) {
     // Forward on loopback only: the guest's sshd must not be reachable from the network.
     const fwd = `hostfwd=tcp:127.0.0.1:${input.hostSshPort}-:${input.guestSshPort}`;
@@ -34240,7 +34240,194 @@ async function e2eStage(ctx, checks) {
     })));
 }
 
+;// CONCATENATED MODULE: ./src/checks/substitute.ts
+
+
+
+/**
+ * One evaluation per attribute however often it is asked for (the run starts them while the VM
+ * boots; the stage awaits them). A failed evaluation stays failed.
+ */
+function memoResolver(resolve) {
+    const seen = new Map();
+    return (attribute) => {
+        let p = seen.get(attribute);
+        if (p === undefined) {
+            p = resolve(attribute);
+            p.catch(() => undefined);
+            seen.set(attribute, p);
+        }
+        return p;
+    };
+}
+const STORE_PATH = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+$/;
+/** What the check runs by default: `bin/<last attribute name>` (`bin/hello` for `hello`). */
+function defaultRun(spec) {
+    if (spec.run !== undefined)
+        return spec.run;
+    if (spec.package === undefined)
+        return undefined;
+    return `bin/${spec.package.split('.').pop() ?? spec.package}`;
+}
+function substituteCheckName(spec) {
+    return `substitute ${spec.package ?? spec.path ?? '?'}`;
+}
+const MARK = 'nvv-substitute:';
+/**
+ * One guest command: is Nix there, what substituters and keys does the VM's Nix use, is the path
+ * already valid, then `nix-store --realise`. Marker lines carry the facts; Nix's own output
+ * follows. `nix config show` is `nix show-config` before Nix 2.20; both need nix-command, which a
+ * NixOS guest may not enable, hence the flag.
+ */
+function realiseCommand(path) {
+    const p = shellQuote(path);
+    const nix = 'nix --extra-experimental-features nix-command';
+    return [
+        `if ! command -v nix-store >/dev/null 2>&1; then echo '${MARK} no-nix'; exit 127; fi`,
+        `{ ${nix} config show 2>/dev/null || ${nix} show-config 2>/dev/null; } | sed -n 's/^\\(substituters\\|trusted-public-keys\\) = /${MARK} \\1 = /p'`,
+        `if nix-store --check-validity ${p} 2>/dev/null; then echo '${MARK} valid'; exit 0; fi`,
+        `nix-store --realise ${p} 2>&1`,
+        `rc=$?`,
+        `echo "${MARK} realise-exit $rc"`,
+        `exit $rc`
+    ].join('\n');
+}
+function parseRealise(stdout) {
+    const facts = { noNix: false, alreadyValid: false, log: '' };
+    const log = [];
+    for (const line of stdout.split('\n')) {
+        if (!line.startsWith(MARK)) {
+            log.push(line);
+            continue;
+        }
+        const rest = line.slice(MARK.length).trim();
+        const setting = /^(substituters|trusted-public-keys) = ?(.*)$/.exec(rest);
+        if (rest === 'no-nix')
+            facts.noNix = true;
+        else if (rest === 'valid')
+            facts.alreadyValid = true;
+        else if (rest.startsWith('realise-exit '))
+            facts.exit = Number(rest.slice(13));
+        else if (setting !== null) {
+            const words = setting[2].split(/\s+/).filter((w) => w !== '');
+            if (setting[1] === 'substituters')
+                facts.substituters = words;
+            else
+                facts.trustedKeys = words;
+        }
+    }
+    facts.log = log.join('\n').trim();
+    return facts;
+}
+/**
+ * Why `nix-store --realise` failed, from Nix's own words (2.8 to current): a signature no trusted
+ * key made is reported even when another substituter was unreachable (the path was found, and
+ * refused); an unreachable substituter before "don't know how to build" (it may have had it).
+ */
+function classifyRealise(f) {
+    const subs = f.substituters;
+    const list = subs !== undefined && subs.length > 0 ? subs.join(' ') : 'none';
+    const keys = f.trustedKeys !== undefined && f.trustedKeys.length > 0 ? f.trustedKeys.join(' ') : 'none';
+    if (f.noNix) {
+        return {
+            kind: 'no-nix',
+            message: 'no Nix in the VM: nix-store is not on the PATH, so nothing can be installed'
+        };
+    }
+    const log = f.log;
+    if (/not signed by any of the keys|lacks a (valid )?signature|no signature is trusted|does not have a valid signature/i.test(log)) {
+        const from = /from '([^']+)' is not signed/.exec(log)?.[1];
+        return {
+            kind: 'untrusted-signature',
+            message: `untrusted signature: ${from ?? 'a substituter'} has the path, but it is not signed by a key the VM trusts (trusted-public-keys: ${keys})`
+        };
+    }
+    const unreachable = [
+        ...new Set([...log.matchAll(/unable to download '([a-z+]+:\/\/[^/'\s]+)/gi)].map((m) => m[1] ?? ''))
+    ].filter((u) => u !== '');
+    if (unreachable.length > 0 ||
+        /Couldn't connect|Could not resolve host|Timeout was reached|Connection refused/i.test(log)) {
+        return {
+            kind: 'unreachable',
+            message: `unreachable: the VM cannot reach ${unreachable.length > 0 ? unreachable.join(', ') : 'its substituters'} (substituters: ${list})`
+        };
+    }
+    if (subs !== undefined && subs.length === 0) {
+        return {
+            kind: 'no-substituters',
+            message: "no substituters: the VM's Nix names none (nix.settings.substituters), so it can only build, never download"
+        };
+    }
+    if (/don't know how to build|no substituter that can build it/i.test(log)) {
+        return {
+            kind: 'not-in-cache',
+            message: `not in any substituter: none of the VM's substituters (${list}) has the path`
+        };
+    }
+    return {
+        kind: 'realise-failed',
+        message: `nix-store --realise failed (exit ${f.exit ?? '?'}); substituters: ${list}`
+    };
+}
+/** The whole check, once the store path is known. */
+async function substituteCheck(env, spec, pathOf) {
+    let path;
+    try {
+        path = await pathOf();
+    }
+    catch (err) {
+        return { status: 'failed', output: errorMessage(err) };
+    }
+    const budget = env.deadline.remaining();
+    const r = await run(env, realiseCommand(path), budget);
+    const facts = parseRealise(r.stdout + (r.stderr !== '' ? `\n${r.stderr}` : ''));
+    const settings = [
+        `substituters: ${facts.substituters?.join(' ') ?? '(not shown)'}`,
+        `trusted-public-keys: ${facts.trustedKeys?.join(' ') ?? '(not shown)'}`
+    ].join('\n');
+    if (r.timedOut || r.code === null) {
+        return {
+            status: 'failed',
+            output: `realising ${path} did not finish: ${describeExit(r, budget)}\n${settings}\n${facts.log}`
+        };
+    }
+    if (facts.alreadyValid) {
+        return {
+            status: 'skipped',
+            output: `${path} is already in the VM's store (part of its closure), so realising it proves nothing; name a package the configuration does not install (network.substitute)`
+        };
+    }
+    if (r.code !== 0 || facts.noNix) {
+        const c = classifyRealise(facts);
+        return { status: 'failed', output: `${c.message}\n${path}\n${settings}\n${facts.log}` };
+    }
+    const realised = `realised ${path} from the VM's substituters (${facts.substituters?.join(' ') ?? 'as configured'})`;
+    const command = defaultRun(spec);
+    if (command === undefined)
+        return { status: 'passed', output: `${realised}\n${facts.log}` };
+    // The first word is a file of the package; the rest is shell text, as written.
+    const [, file = '', rest = ''] = /^(\S+)(.*)$/s.exec(command.trim()) ?? [];
+    const runIt = `${shellQuote(`${path}/${file}`)}${rest}`;
+    const ran = await run(env, runIt, env.deadline.remaining());
+    const out = combined(ran);
+    if (ran.code !== 0) {
+        return {
+            status: 'failed',
+            output: `${realised}, but ${command} failed: ${describeExit(ran, env.deadline.remaining())}\n${out}`
+        };
+    }
+    if (spec.expect !== undefined && !new RegExp(spec.expect, 'm').test(out)) {
+        return {
+            status: 'failed',
+            output: `${realised}, but the output of ${command} does not match /${spec.expect}/:\n${out}`
+        };
+    }
+    return { status: 'passed', output: `${realised}; ${command}: ${out.split('\n')[0] ?? ''}` };
+}
+
 ;// CONCATENATED MODULE: ./src/checks/network.ts
+
+
 
 
 function resolveCommand(host) {
@@ -34286,9 +34473,40 @@ async function fetchUrl(env, url) {
         output: `cannot fetch ${url}: ${describeExit(r, budget)}\n${combined(r)}`
     };
 }
-/** Stage `network`: names resolve and URLs answer, from inside the guest. */
-async function networkStage(ctx, checks) {
+/** A substitution check's store path: as given, or evaluated by the front-end from the flake. */
+function substituteRun(spec, packagePath) {
+    const given = spec.path;
+    if (given !== undefined)
+        return (env) => substituteCheck(env, spec, () => Promise.resolve(given));
+    const attribute = spec.package ?? '';
+    if (packagePath === undefined) {
+        return () => Promise.resolve({
+            status: 'skipped',
+            output: `no flake to evaluate ${attribute} from: this run was given a VM runner, not a flake; give network.substitute a store path ({ path: /nix/store/…, run: … }) to check it`
+        });
+    }
+    return (env) => substituteCheck(env, spec, () => packagePath(attribute));
+}
+/**
+ * Runs the substitution checks one after another: concurrent Nix processes in the guest race on
+ * their shared binary-cache database (Nix 2.8 fails the second one with "executing SQLite
+ * statement … constraint failed"). The other network checks still run beside them.
+ */
+function oneAtATime() {
+    let tail = Promise.resolve();
+    return (task) => {
+        const next = tail.then(task, task);
+        tail = next.catch(() => undefined);
+        return next;
+    };
+}
+/**
+ * Stage `network`: names resolve, URLs answer and packages install from the VM's own
+ * substituters, from inside the guest.
+ */
+async function networkStage(ctx, checks, packagePath) {
     const n = checks.network;
+    const serial = oneAtATime();
     const specs = [
         ...(n?.resolve ?? []).map((h) => ({
             name: `resolve ${h.name}`,
@@ -34303,6 +34521,14 @@ async function networkStage(ctx, checks) {
             file: u.file,
             line: u.line,
             run: (env) => fetchUrl(env, u.url)
+        })),
+        ...(n?.substitute ?? []).map((s) => ({
+            name: substituteCheckName(s),
+            timeoutMs: s.timeoutMs,
+            file: s.file,
+            line: s.line,
+            // Its own timeout starts when its turn comes, bounded by the stage's.
+            run: (env) => serial(() => substituteRun(s, packagePath)({ ...env, deadline: new Deadline(Math.min(s.timeoutMs, ctx.deadline.remaining())) }))
         }))
     ];
     if (specs.length === 0)
@@ -35160,6 +35386,7 @@ var dist = __nccwpck_require__(8815);
 
 
 
+
 /** Top-level sections of a checks file (every one optional). */
 const SECTIONS = [
     'system',
@@ -35182,6 +35409,8 @@ const DEFAULT_TIMEOUTS = {
     homeManager: 2 * 60_000,
     command: 60_000,
     network: 30_000,
+    /** Realising a package: Nix starts, downloads and unpacks, slowly under emulation. */
+    substitute: 3 * 60_000,
     performance: 5 * 60_000,
     e2e: 10 * 60_000
 };
@@ -35191,7 +35420,10 @@ const DOCKER_KEYS = ['users', 'timeout'];
 const USER_KEYS = ['name', 'groups', 'shell', 'home', 'timeout'];
 const HOME_MANAGER_KEYS = ['user', 'files', 'timeout'];
 const COMMAND_KEYS = ['name', 'run', 'expect', 'user', 'timeout'];
-const NETWORK_KEYS = ['resolve', 'urls', 'timeout'];
+const NETWORK_KEYS = ['resolve', 'urls', 'substitute', 'timeout'];
+const SUBSTITUTE_KEYS = ['package', 'path', 'run', 'expect', 'timeout'];
+const PACKAGE_ATTR = /^[A-Za-z_][\w'-]*(\.[A-Za-z_][\w'-]*)*$/;
+const RELATIVE_RUN = /^(?!\/)(?!.*(^|\/)\.\.(\/|\s|$))\S+(\s.*)?$/s;
 const PERFORMANCE_KEYS = [
     'bootTime',
     'kernel',
@@ -35560,9 +35792,54 @@ function parseChecks(text, o) {
                 const urls = m.has('urls')
                     ? r.strList(m.get('urls')?.value ?? null, 'network.urls', /^https?:\/\/[^\s/]+\S*$/, 'an http:// or https:// URL')
                     : [];
+                const substitute = [];
+                const subs = m.get('substitute');
+                r.seq(subs?.value ?? null, 'network.substitute', 'packages (an attribute such as hello, or {package|path, run, expect, timeout})')?.forEach((item, i) => {
+                    const path = `network.substitute[${i}]`;
+                    const what = 'a package attribute (hello, python3Packages.requests)';
+                    if ((0,dist/* isScalar */.jn)(item)) {
+                        const pkg = r.str(item, path, PACKAGE_ATTR, what);
+                        if (pkg !== undefined)
+                            substitute.push({ ...at(item), package: pkg, timeoutMs: DEFAULT_TIMEOUTS.substitute });
+                        return;
+                    }
+                    const e = r.map(item, path, SUBSTITUTE_KEYS);
+                    if (e === undefined)
+                        return;
+                    const spec = {
+                        ...at(item),
+                        timeoutMs: timeoutOf(e, path, DEFAULT_TIMEOUTS.substitute)
+                    };
+                    if (e.has('package') === e.has('path')) {
+                        r.error(item, path, `give exactly one of "package" (evaluated from the configuration's pkgs) or "path" (a /nix/store path)`);
+                        return;
+                    }
+                    if (e.has('package'))
+                        spec.package = r.str(e.get('package')?.value ?? null, `${path}.package`, PACKAGE_ATTR, what);
+                    if (e.has('path'))
+                        spec.path = r.str(e.get('path')?.value ?? null, `${path}.path`, STORE_PATH, 'a store path (/nix/store/<hash>-<name>)');
+                    if (e.has('run'))
+                        spec.run = r.str(e.get('run')?.value ?? null, `${path}.run`, RELATIVE_RUN, "a file of the package and its arguments (bin/hello --version), relative, without '..'");
+                    const expect = e.get('expect');
+                    if (expect !== undefined) {
+                        const re = r.str(expect.value, `${path}.expect`, undefined, 'a regular expression');
+                        if (re !== undefined) {
+                            try {
+                                new RegExp(re, 'm');
+                                spec.expect = re;
+                            }
+                            catch (err) {
+                                r.error(expect.value, `${path}.expect`, `not a valid regular expression: ${errorMessage(err)}`);
+                            }
+                        }
+                    }
+                    if (spec.package !== undefined || spec.path !== undefined)
+                        substitute.push(spec);
+                });
                 config.network = {
                     resolve: resolveList.map((h) => ({ name: h.value, file, line: h.line })),
                     urls: urls.map((u) => ({ url: u.value, file, line: u.line })),
+                    ...(substitute.length > 0 ? { substitute } : {}),
                     timeoutMs: timeoutOf(m, 'network', DEFAULT_TIMEOUTS.network)
                 };
                 break;
@@ -35651,7 +35928,8 @@ const DEFAULTS_LABEL = 'built-in default checks';
  * `baleen` — multi-user target without failed units, sshd and Docker running, baleen in the
  * docker group and able to use the daemon without sudo, Home Manager applied (skipped when the
  * guest has no home-manager-baleen.service), git / an editor / build tools / curl working for
- * baleen, Internet access to the public Nix cache, and the boot measured against generous
+ * baleen, Internet access to the public Nix cache, `hello` installed from the VM's own
+ * substituters and run, and the boot measured against generous
  * budgets.
  *
  * Explicit on purpose: a guest without baleen fails the users stage with a message saying the
@@ -35688,6 +35966,16 @@ function defaultChecks() {
         network: {
             resolve: [{ name: 'cache.nixos.org' }],
             urls: [{ url: 'https://cache.nixos.org/nix-cache-info' }],
+            // Installing a package outside the closure from the VM's own substituters: evaluated from
+            // the configuration's nixpkgs at build time (a flake run; skipped with a runner alone).
+            substitute: [
+                {
+                    package: 'hello',
+                    run: 'bin/hello',
+                    expect: '^Hello, world!$',
+                    timeoutMs: DEFAULT_TIMEOUTS.substitute
+                }
+            ],
             timeoutMs: DEFAULT_TIMEOUTS.network
         },
         // Sized for the slowest case (aarch64 under TCG): they catch a VM that got several times
@@ -35915,7 +36203,7 @@ const CHECK_STAGES = {
     users: (ctx) => usersStage(runContext(ctx, 'users'), ctx.checks),
     'home-manager': (ctx) => homeManagerStage(runContext(ctx, 'home-manager'), ctx.checks),
     packages: (ctx) => packagesStage(runContext(ctx, 'packages'), ctx.checks),
-    network: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks),
+    network: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks, ctx.options.packagePath),
     performance: (ctx) => performanceStage(runContext(ctx, 'performance'), ctx.checks),
     e2e: (ctx) => e2eStage({ ...runContext(ctx, 'e2e'), copies: ctx.e2eCopies }, ctx.checks)
 };
@@ -36034,6 +36322,11 @@ async function validate(o) {
     try {
         const checks = await loadChecks(o.checksFile, o.stages);
         const requested = new Set(o.stages);
+        // Package paths are evaluated on the host while the VM boots; the network stage awaits them.
+        if (requested.has('network') && o.packagePath !== undefined)
+            for (const s of checks.network?.substitute ?? [])
+                if (s.package !== undefined)
+                    o.packagePath(s.package).catch(() => undefined);
         const runnerScript = await (0,promises_namespaceObject.readFile)(o.runner, 'utf8').catch(() => '');
         const accel = await decideAccelerator({
             choice: o.accel,
@@ -36870,6 +37163,53 @@ function nixBuildArgv(i) {
         i.hostSystem
     ];
 }
+/**
+ * The expression `nix-instantiate --eval` evaluates for the network stage's substitution
+ * check: the store path of a package from the configuration's own package set (`pkgs`, the same
+ * nixpkgs the VM is built from), found by attribute path. Evaluation only: nothing is built or
+ * downloaded on the host.
+ */
+const PACKAGE_PATH_EXPRESSION = `{ flakeRef, configuration, attribute }:
+let
+  flake = builtins.getFlake flakeRef;
+  pkgs = flake.nixosConfigurations.\${configuration}.pkgs;
+  names = builtins.filter builtins.isString (builtins.split "[.]" attribute);
+  found = builtins.foldl' (s: n: if builtins.isAttrs s && s ? \${n} then s.\${n} else null) pkgs names;
+in
+if builtins.isAttrs found && found ? outPath then
+  found.outPath
+else
+  throw "nixos-vm-validate: nixosConfigurations.\${configuration}.pkgs has no package \${attribute}"
+`;
+/**
+ * argv of the evaluation of one package's store path (no shell; inputs as --argstr). It is
+ * `nix-instantiate --eval`, not `nix eval --expr`: Nix 2.8's `nix eval` does not apply --argstr to
+ * the expression, and nix-instantiate does on every release. Prints the path as a JSON string.
+ */
+function packagePathArgv(i) {
+    const nix = i.nix ?? 'nix';
+    const instantiate = nix.includes('/')
+        ? nix.slice(0, nix.lastIndexOf('/') + 1) + 'nix-instantiate'
+        : 'nix-instantiate';
+    return [
+        instantiate,
+        ...NIX_FEATURES,
+        '--eval',
+        '--json',
+        ...(i.options ?? []).flatMap(([k, v]) => ['--option', k, v]),
+        '--expr',
+        PACKAGE_PATH_EXPRESSION,
+        '--argstr',
+        'flakeRef',
+        i.target.flakeRef,
+        '--argstr',
+        'configuration',
+        i.target.configuration,
+        '--argstr',
+        'attribute',
+        i.attribute
+    ];
+}
 
 ;// CONCATENATED MODULE: ./src/nix/errors.ts
 
@@ -37036,6 +37376,7 @@ function trimExcerpt(lines) {
 
 
 
+
 /** `bin/run-<name>-vm` of a built VM (the NixOS runner contract). */
 async function findRunner(storePath) {
     const names = await (0,promises_namespaceObject.readdir)((0,external_node_path_namespaceObject.join)(storePath, 'bin')).catch(() => []);
@@ -37143,6 +37484,39 @@ async function buildRunner(i) {
         buildMs,
         argv
     };
+}
+/**
+ * The network stage's evaluator: `nixosConfigurations.<c>.pkgs.<attribute>`'s store path, from the
+ * same flake and Nix as the build (evaluation only). Memoized; the error names the attribute and
+ * carries Nix's own last lines.
+ */
+function packagePathResolver(i) {
+    const exec = i.exec ?? spawnExecutor();
+    return memoResolver(async (attribute) => {
+        const argv = packagePathArgv({
+            target: i.target,
+            attribute,
+            ...(i.options !== undefined ? { options: i.options } : {}),
+            ...(i.nix !== undefined ? { nix: i.nix } : {})
+        });
+        const what = `nixosConfigurations.${i.target.configuration}.pkgs.${attribute}`;
+        const r = await exec.run({ argv, why: `evaluate ${what}` }, { signal: i.signal, timeoutMs: 5 * 60_000 });
+        let path;
+        try {
+            path = r.code === 0 ? JSON.parse(r.stdout) : undefined;
+        }
+        catch {
+            path = undefined;
+        }
+        if (typeof path === 'string' && STORE_PATH.test(path))
+            return path;
+        const errors = r.stderr
+            .split('\n')
+            .filter((l) => l.trim() !== '' && !/^warning: /.test(l))
+            .slice(-3)
+            .join('\n');
+        throw new Error(`cannot evaluate ${what} (to realise it in the VM): ${r.code === 0 ? `not a store path: ${r.stdout.trim()}` : errors || `exit ${r.code ?? r.signal ?? '?'}`}`);
+    });
 }
 function lastLog(lines) {
     return lines
@@ -38541,6 +38915,11 @@ async function buildForCli(o) {
                     sshKey,
                     storePath: built.storePath,
                     buildMs: built.buildMs,
+                    packagePath: packagePathResolver({
+                        target: o.target,
+                        ...(options.length > 0 ? { options } : {}),
+                        signal: o.signal
+                    }),
                     cleanup
                 }
             };
@@ -39105,6 +39484,7 @@ async function main(argv, out = (s) => process.stdout.write(s)) {
             accel: opts.accel,
             cpu: opts.cpu,
             checksFile: opts.checksFile,
+            ...(built !== undefined ? { packagePath: built.packagePath } : {}),
             logger,
             signal: controller.signal,
             startedAt,

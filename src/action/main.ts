@@ -273,6 +273,7 @@ async function runValidation(
       accel: inputs.accel,
       checksFile: inputs.checksFile,
       configuration: inputs.configuration,
+      ...(built !== undefined ? { packagePath: built.packagePath } : {}),
       workRoot: tempRoot,
       logger,
       signal,

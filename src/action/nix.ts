@@ -4,6 +4,7 @@ import * as core from '@actions/core'
 import {
   actionsCacheClient,
   buildRunner,
+  packagePathResolver,
   createEphemeralKey,
   emulationFor,
   ensureEmulation,
@@ -35,6 +36,7 @@ import {
   type PlanSection,
   type StoreCacheResult
 } from '../nix/index.js'
+import type { PackagePathResolver } from '../checks/substitute.js'
 import type { Report } from '../report/model.js'
 import { ValidationFailure } from '../util/errors.js'
 import { silentLogger, type Logger } from '../util/log.js'
@@ -53,6 +55,8 @@ export interface RunnerBuild {
   /** The key the built VM authorizes (the input's, else an ephemeral one). */
   sshKey: string
   buildMs: number
+  /** The network stage's package evaluator (same flake, same Nix options). */
+  packagePath: PackagePathResolver
   /** After validate(): list build.log, save the store cache, push to Cachix. Never throws. */
   finish(report: Report): Promise<Report>
 }
@@ -210,6 +214,11 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     runner: built.runner,
     sshKey,
     buildMs: built.buildMs,
+    packagePath: packagePathResolver({
+      target,
+      ...(options.length > 0 ? { options } : {}),
+      signal
+    }),
     finish: async (report) => {
       const listed = await listBuildLog(ctx.outDir, report).catch(() => report)
       if (restored !== undefined)

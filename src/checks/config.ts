@@ -55,6 +55,21 @@ export interface CommandSpec extends Located {
 export interface NetworkSpec {
   resolve: (Located & { name: string })[]
   urls: (Located & { url: string })[]
+  /** Store paths realised from the VM's own substituters, then run (src/checks/substitute.ts). */
+  substitute?: SubstituteSpec[]
+  timeoutMs: number
+}
+
+/** One package the VM installs from its substituters: `package` (evaluated) or `path`. */
+export interface SubstituteSpec extends Located {
+  /** Attribute path in the configuration's `pkgs` (`hello`), evaluated at build time. */
+  package?: string
+  /** A store path, as is (a run without a flake). */
+  path?: string
+  /** What to run, relative to the store path (`bin/hello`); default `bin/<package's last name>`. */
+  run?: string
+  /** Regular expression (multi-line) matched against the output of `run`. */
+  expect?: string
   timeoutMs: number
 }
 

@@ -11,7 +11,8 @@ export const DEFAULTS_LABEL = 'built-in default checks'
  * `baleen` — multi-user target without failed units, sshd and Docker running, baleen in the
  * docker group and able to use the daemon without sudo, Home Manager applied (skipped when the
  * guest has no home-manager-baleen.service), git / an editor / build tools / curl working for
- * baleen, Internet access to the public Nix cache, and the boot measured against generous
+ * baleen, Internet access to the public Nix cache, `hello` installed from the VM's own
+ * substituters and run, and the boot measured against generous
  * budgets.
  *
  * Explicit on purpose: a guest without baleen fails the users stage with a message saying the
@@ -48,6 +49,16 @@ export function defaultChecks(): ChecksConfig {
     network: {
       resolve: [{ name: 'cache.nixos.org' }],
       urls: [{ url: 'https://cache.nixos.org/nix-cache-info' }],
+      // Installing a package outside the closure from the VM's own substituters: evaluated from
+      // the configuration's nixpkgs at build time (a flake run; skipped with a runner alone).
+      substitute: [
+        {
+          package: 'hello',
+          run: 'bin/hello',
+          expect: '^Hello, world!$',
+          timeoutMs: DEFAULT_TIMEOUTS.substitute
+        }
+      ],
       timeoutMs: DEFAULT_TIMEOUTS.network
     },
     // Sized for the slowest case (aarch64 under TCG): they catch a VM that got several times

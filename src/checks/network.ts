@@ -1,6 +1,8 @@
 import type { CheckResult } from '../report/model.js'
 import { shellQuote } from '../ssh/client.js'
-import type { ChecksConfig } from './config.js'
+import { Deadline } from '../util/time.js'
+import type { ChecksConfig, SubstituteSpec } from './config.js'
+import { substituteCheck, substituteCheckName, type PackagePathResolver } from './substitute.js'
 import {
   combined,
   describeExit,
@@ -58,9 +60,49 @@ async function fetchUrl(env: CheckEnv, url: string): Promise<CheckOutcome> {
   }
 }
 
-/** Stage `network`: names resolve and URLs answer, from inside the guest. */
-export async function networkStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
+/** A substitution check's store path: as given, or evaluated by the front-end from the flake. */
+function substituteRun(
+  spec: SubstituteSpec,
+  packagePath: PackagePathResolver | undefined
+): (env: CheckEnv) => Promise<CheckOutcome> {
+  const given = spec.path
+  if (given !== undefined) return (env) => substituteCheck(env, spec, () => Promise.resolve(given))
+  const attribute = spec.package ?? ''
+  if (packagePath === undefined) {
+    return () =>
+      Promise.resolve({
+        status: 'skipped',
+        output: `no flake to evaluate ${attribute} from: this run was given a VM runner, not a flake; give network.substitute a store path ({ path: /nix/store/…, run: … }) to check it`
+      })
+  }
+  return (env) => substituteCheck(env, spec, () => packagePath(attribute))
+}
+
+/**
+ * Runs the substitution checks one after another: concurrent Nix processes in the guest race on
+ * their shared binary-cache database (Nix 2.8 fails the second one with "executing SQLite
+ * statement … constraint failed"). The other network checks still run beside them.
+ */
+function oneAtATime(): <T>(task: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve()
+  return (task) => {
+    const next = tail.then(task, task)
+    tail = next.catch(() => undefined)
+    return next
+  }
+}
+
+/**
+ * Stage `network`: names resolve, URLs answer and packages install from the VM's own
+ * substituters, from inside the guest.
+ */
+export async function networkStage(
+  ctx: RunContext,
+  checks: ChecksConfig,
+  packagePath?: PackagePathResolver
+): Promise<CheckResult[]> {
   const n = checks.network
+  const serial = oneAtATime()
   const specs: CheckSpec[] = [
     ...(n?.resolve ?? []).map((h) => ({
       name: `resolve ${h.name}`,
@@ -75,6 +117,20 @@ export async function networkStage(ctx: RunContext, checks: ChecksConfig): Promi
       file: u.file,
       line: u.line,
       run: (env: CheckEnv) => fetchUrl(env, u.url)
+    })),
+    ...(n?.substitute ?? []).map((s) => ({
+      name: substituteCheckName(s),
+      timeoutMs: s.timeoutMs,
+      file: s.file,
+      line: s.line,
+      // Its own timeout starts when its turn comes, bounded by the stage's.
+      run: (env: CheckEnv) =>
+        serial(() =>
+          substituteRun(
+            s,
+            packagePath
+          )({ ...env, deadline: new Deadline(Math.min(s.timeoutMs, ctx.deadline.remaining())) })
+        )
     }))
   ]
   if (specs.length === 0) return noSection('network', 'network section', checks)

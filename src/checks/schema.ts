@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair } from 'yaml'
 import { InputError, errorMessage } from '../util/errors.js'
 import { parseDuration } from '../util/duration.js'
+import { STORE_PATH } from './substitute.js'
 import type {
   ChecksConfig,
   CommandSpec,
@@ -11,6 +12,7 @@ import type {
   HomeManagerSpec,
   NetworkSpec,
   PerformanceBudget,
+  SubstituteSpec,
   PerformanceSpec,
   ServiceSpec,
   SystemSpec,
@@ -40,6 +42,8 @@ export const DEFAULT_TIMEOUTS = {
   homeManager: 2 * 60_000,
   command: 60_000,
   network: 30_000,
+  /** Realising a package: Nix starts, downloads and unpacks, slowly under emulation. */
+  substitute: 3 * 60_000,
   performance: 5 * 60_000,
   e2e: 10 * 60_000
 } as const
@@ -50,7 +54,10 @@ const DOCKER_KEYS = ['users', 'timeout']
 const USER_KEYS = ['name', 'groups', 'shell', 'home', 'timeout']
 const HOME_MANAGER_KEYS = ['user', 'files', 'timeout']
 const COMMAND_KEYS = ['name', 'run', 'expect', 'user', 'timeout']
-const NETWORK_KEYS = ['resolve', 'urls', 'timeout']
+const NETWORK_KEYS = ['resolve', 'urls', 'substitute', 'timeout']
+const SUBSTITUTE_KEYS = ['package', 'path', 'run', 'expect', 'timeout']
+const PACKAGE_ATTR = /^[A-Za-z_][\w'-]*(\.[A-Za-z_][\w'-]*)*$/
+const RELATIVE_RUN = /^(?!\/)(?!.*(^|\/)\.\.(\/|\s|$))\S+(\s.*)?$/s
 const PERFORMANCE_KEYS = [
   'bootTime',
   'kernel',
@@ -482,9 +489,78 @@ export function parseChecks(text: string, o: ParseOptions): ChecksConfig {
               'an http:// or https:// URL'
             )
           : []
+        const substitute: SubstituteSpec[] = []
+        const subs = m.get('substitute')
+        r.seq(
+          subs?.value ?? null,
+          'network.substitute',
+          'packages (an attribute such as hello, or {package|path, run, expect, timeout})'
+        )?.forEach((item, i) => {
+          const path = `network.substitute[${i}]`
+          const what = 'a package attribute (hello, python3Packages.requests)'
+          if (isScalar(item)) {
+            const pkg = r.str(item, path, PACKAGE_ATTR, what)
+            if (pkg !== undefined)
+              substitute.push({ ...at(item), package: pkg, timeoutMs: DEFAULT_TIMEOUTS.substitute })
+            return
+          }
+          const e = r.map(item, path, SUBSTITUTE_KEYS)
+          if (e === undefined) return
+          const spec: SubstituteSpec = {
+            ...at(item),
+            timeoutMs: timeoutOf(e, path, DEFAULT_TIMEOUTS.substitute)
+          }
+          if (e.has('package') === e.has('path')) {
+            r.error(
+              item,
+              path,
+              `give exactly one of "package" (evaluated from the configuration's pkgs) or "path" (a /nix/store path)`
+            )
+            return
+          }
+          if (e.has('package'))
+            spec.package = r.str(
+              e.get('package')?.value ?? null,
+              `${path}.package`,
+              PACKAGE_ATTR,
+              what
+            )
+          if (e.has('path'))
+            spec.path = r.str(
+              e.get('path')?.value ?? null,
+              `${path}.path`,
+              STORE_PATH,
+              'a store path (/nix/store/<hash>-<name>)'
+            )
+          if (e.has('run'))
+            spec.run = r.str(
+              e.get('run')?.value ?? null,
+              `${path}.run`,
+              RELATIVE_RUN,
+              "a file of the package and its arguments (bin/hello --version), relative, without '..'"
+            )
+          const expect = e.get('expect')
+          if (expect !== undefined) {
+            const re = r.str(expect.value, `${path}.expect`, undefined, 'a regular expression')
+            if (re !== undefined) {
+              try {
+                new RegExp(re, 'm')
+                spec.expect = re
+              } catch (err) {
+                r.error(
+                  expect.value,
+                  `${path}.expect`,
+                  `not a valid regular expression: ${errorMessage(err)}`
+                )
+              }
+            }
+          }
+          if (spec.package !== undefined || spec.path !== undefined) substitute.push(spec)
+        })
         config.network = {
           resolve: resolveList.map((h) => ({ name: h.value, file, line: h.line })),
           urls: urls.map((u) => ({ url: u.value, file, line: u.line })),
+          ...(substitute.length > 0 ? { substitute } : {}),
           timeoutMs: timeoutOf(m, 'network', DEFAULT_TIMEOUTS.network)
         } satisfies NetworkSpec
         break

@@ -75,7 +75,7 @@ export const CHECK_STAGES: Record<CheckStageName, StageRunner> = {
   users: (ctx) => usersStage(runContext(ctx, 'users'), ctx.checks),
   'home-manager': (ctx) => homeManagerStage(runContext(ctx, 'home-manager'), ctx.checks),
   packages: (ctx) => packagesStage(runContext(ctx, 'packages'), ctx.checks),
-  network: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks),
+  network: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks, ctx.options.packagePath),
   performance: (ctx) => performanceStage(runContext(ctx, 'performance'), ctx.checks),
   e2e: (ctx) => e2eStage({ ...runContext(ctx, 'e2e'), copies: ctx.e2eCopies }, ctx.checks)
 }

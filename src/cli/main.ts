@@ -195,6 +195,7 @@ export async function main(
       accel: opts.accel,
       cpu: opts.cpu,
       checksFile: opts.checksFile,
+      ...(built !== undefined ? { packagePath: built.packagePath } : {}),
       logger,
       signal: controller.signal,
       startedAt,

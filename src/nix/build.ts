@@ -5,7 +5,8 @@ import { ValidationFailure } from '../util/errors.js'
 import type { GuestSystem } from '../vm/system.js'
 import { hostSystem as currentHostSystem } from '../vm/system.js'
 import { spawnExecutor, type Executor } from './exec.js'
-import { nixBuildArgv } from './expr.js'
+import { nixBuildArgv, packagePathArgv } from './expr.js'
+import { STORE_PATH, memoResolver, type PackagePathResolver } from '../checks/substitute.js'
 import type { FlakeTarget } from './flakeref.js'
 import { summarizeNixError } from './errors.js'
 
@@ -171,6 +172,49 @@ export async function buildRunner(i: BuildRunnerInput): Promise<BuildRunnerResul
     buildMs,
     argv
   }
+}
+
+/**
+ * The network stage's evaluator: `nixosConfigurations.<c>.pkgs.<attribute>`'s store path, from the
+ * same flake and Nix as the build (evaluation only). Memoized; the error names the attribute and
+ * carries Nix's own last lines.
+ */
+export function packagePathResolver(i: {
+  target: FlakeTarget
+  options?: [string, string][]
+  nix?: string
+  signal?: AbortSignal
+  exec?: Executor
+}): PackagePathResolver {
+  const exec = i.exec ?? spawnExecutor()
+  return memoResolver(async (attribute) => {
+    const argv = packagePathArgv({
+      target: i.target,
+      attribute,
+      ...(i.options !== undefined ? { options: i.options } : {}),
+      ...(i.nix !== undefined ? { nix: i.nix } : {})
+    })
+    const what = `nixosConfigurations.${i.target.configuration}.pkgs.${attribute}`
+    const r = await exec.run(
+      { argv, why: `evaluate ${what}` },
+      { signal: i.signal, timeoutMs: 5 * 60_000 }
+    )
+    let path: unknown
+    try {
+      path = r.code === 0 ? JSON.parse(r.stdout) : undefined
+    } catch {
+      path = undefined
+    }
+    if (typeof path === 'string' && STORE_PATH.test(path)) return path
+    const errors = r.stderr
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !/^warning: /.test(l))
+      .slice(-3)
+      .join('\n')
+    throw new Error(
+      `cannot evaluate ${what} (to realise it in the VM): ${r.code === 0 ? `not a store path: ${r.stdout.trim()}` : errors || `exit ${r.code ?? r.signal ?? '?'}`}`
+    )
+  })
 }
 
 function lastLog(lines: string[]): string {

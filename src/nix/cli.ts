@@ -5,7 +5,8 @@ import type { Report } from '../report/model.js'
 import { InputError, ValidationFailure } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 import type { GuestSystem } from '../vm/system.js'
-import { buildRunner } from './build.js'
+import { buildRunner, packagePathResolver } from './build.js'
+import type { PackagePathResolver } from '../checks/substitute.js'
 import { spawnExecutor } from './exec.js'
 import { findOnPath, gatherHostFacts, nixRunOptions } from './facts.js'
 import { parseFlakeTarget, type FlakeTarget } from './flakeref.js'
@@ -55,6 +56,8 @@ export interface CliBuild {
   sshKey: string
   storePath: string
   buildMs: number
+  /** The network stage's package evaluator (same flake, same Nix options). */
+  packagePath: PackagePathResolver
   /** Removes the work dir (ephemeral key, result link). */
   cleanup(): Promise<void>
 }
@@ -143,6 +146,11 @@ export async function buildForCli(o: {
           sshKey,
           storePath: built.storePath,
           buildMs: built.buildMs,
+          packagePath: packagePathResolver({
+            target: o.target,
+            ...(options.length > 0 ? { options } : {}),
+            signal: o.signal
+          }),
           cleanup
         }
       }

@@ -121,3 +121,58 @@ export function nixBuildArgv(i: BuildArgvInput): string[] {
     i.hostSystem
   ]
 }
+
+/**
+ * The expression `nix-instantiate --eval` evaluates for the network stage's substitution
+ * check: the store path of a package from the configuration's own package set (`pkgs`, the same
+ * nixpkgs the VM is built from), found by attribute path. Evaluation only: nothing is built or
+ * downloaded on the host.
+ */
+export const PACKAGE_PATH_EXPRESSION = `{ flakeRef, configuration, attribute }:
+let
+  flake = builtins.getFlake flakeRef;
+  pkgs = flake.nixosConfigurations.\${configuration}.pkgs;
+  names = builtins.filter builtins.isString (builtins.split "[.]" attribute);
+  found = builtins.foldl' (s: n: if builtins.isAttrs s && s ? \${n} then s.\${n} else null) pkgs names;
+in
+if builtins.isAttrs found && found ? outPath then
+  found.outPath
+else
+  throw "nixos-vm-validate: nixosConfigurations.\${configuration}.pkgs has no package \${attribute}"
+`
+
+/**
+ * argv of the evaluation of one package's store path (no shell; inputs as --argstr). It is
+ * `nix-instantiate --eval`, not `nix eval --expr`: Nix 2.8's `nix eval` does not apply --argstr to
+ * the expression, and nix-instantiate does on every release. Prints the path as a JSON string.
+ */
+export function packagePathArgv(i: {
+  target: FlakeTarget
+  attribute: string
+  options?: [string, string][]
+  /** The `nix` the run uses; nix-instantiate is taken from beside it. */
+  nix?: string
+}): string[] {
+  const nix = i.nix ?? 'nix'
+  const instantiate = nix.includes('/')
+    ? nix.slice(0, nix.lastIndexOf('/') + 1) + 'nix-instantiate'
+    : 'nix-instantiate'
+  return [
+    instantiate,
+    ...NIX_FEATURES,
+    '--eval',
+    '--json',
+    ...(i.options ?? []).flatMap(([k, v]) => ['--option', k, v]),
+    '--expr',
+    PACKAGE_PATH_EXPRESSION,
+    '--argstr',
+    'flakeRef',
+    i.target.flakeRef,
+    '--argstr',
+    'configuration',
+    i.target.configuration,
+    '--argstr',
+    'attribute',
+    i.attribute
+  ]
+}

@@ -59,6 +59,7 @@ export {
 } from './binfmt.js'
 export {
   buildRunner,
+  packagePathResolver,
   findRunner,
   parseBuildJson,
   type BuildRunnerInput,

@@ -1,6 +1,7 @@
 import type { Logger } from '../util/log.js'
 import type { StageName } from '../report/model.js'
 import type { AccelChoice, GuestSystem } from '../vm/system.js'
+import type { PackagePathResolver } from '../checks/substitute.js'
 
 /** Everything one validation run needs, parsed and checked (CLI flags or action inputs). */
 export interface ValidateOptions {
@@ -31,6 +32,11 @@ export interface ValidateOptions {
   /** Time already spent before the VM part (e.g. the Nix build), counted in totalMs. */
   startedAt?: number
   buildMs?: number
+  /**
+   * Store path of a package of the configuration's own nixpkgs (a flake run): the network stage's
+   * substitution checks by `package`. Memoized (memoResolver); started while the VM boots.
+   */
+  packagePath?: PackagePathResolver
   /** Called once the runner is started (the action saves the pid for its post step). */
   onStarted?: (info: { pid: number; workDir: string }) => void
 }

@@ -99,6 +99,10 @@ export async function validate(o: ValidateOptions): Promise<Report> {
   try {
     const checks = await loadChecks(o.checksFile, o.stages)
     const requested = new Set<StageName>(o.stages)
+    // Package paths are evaluated on the host while the VM boots; the network stage awaits them.
+    if (requested.has('network') && o.packagePath !== undefined)
+      for (const s of checks.network?.substitute ?? [])
+        if (s.package !== undefined) o.packagePath(s.package).catch(() => undefined)
     const runnerScript = await readFile(o.runner, 'utf8').catch(() => '')
     const accel = await decideAccelerator({
       choice: o.accel,

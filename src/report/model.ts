@@ -49,7 +49,7 @@ export interface BootAnalysis {
   memoryUsedMiB?: number
 }
 
-/** report.json (design.md contract: add fields, never rename). */
+/** report.json (docs/plans/2025-10-26-nixos-vm-validation-design.md: add fields, never rename). */
 export interface Report {
   schemaVersion: 1
   tool: { name: 'nixos-vm-validate'; version: string }

@@ -1,4 +1,4 @@
-/** Failure kinds of report.json (design.md contract). A kind says who failed and how. */
+/** Failure kinds of report.json (docs/plans/2025-10-26-nixos-vm-validation-design.md, report.json). A kind says who failed and how. */
 export const FAILURE_KINDS = [
   'input',
   'build-failed',

@@ -68,7 +68,7 @@ export interface RunnerEnvInput {
   userKernelParams?: string
 }
 
-/** Environment of the runner script per the NixOS runner contract (design.md). */
+/** Environment of the runner script per the NixOS runner contract (docs/plans/2025-10-26-nixos-vm-validation-design.md). */
 export function buildRunnerEnv(input: RunnerEnvInput): Record<string, string> {
   // Forward on loopback only: the guest's sshd must not be reachable from the network.
   const fwd = `hostfwd=tcp:127.0.0.1:${input.hostSshPort}-:${input.guestSshPort}`
