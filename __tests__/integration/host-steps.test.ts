@@ -52,20 +52,23 @@ beforeAll(() => {
       throw new Error(`${tool} is not on PATH (bash scripts/setup.sh installs it)`)
   }
   work = mkdtempSync(join(tmpdir(), 'nvv-host-'))
+  // Bundled like dist/ (scripts/package.mjs): an ES module with require() for CommonJS deps.
+  harness = join(work, 'harness', 'index.mjs')
   execFileSync(
-    'npx',
+    join(ROOT, 'node_modules/.bin/esbuild'),
     [
-      'ncc',
-      'build',
       join(ROOT, '__tests__/support/host-harness.ts'),
-      '-o',
-      join(work, 'harness'),
-      '-q'
+      '--bundle',
+      '--platform=node',
+      '--format=esm',
+      '--target=node20',
+      '--log-level=warning',
+      `--banner:js=import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);`,
+      `--outfile=${harness}`
     ],
     { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] }
   )
-  harness = join(work, 'harness', 'index.js')
-}, 180_000)
+}, 60_000)
 
 afterAll(() => {
   if (work !== undefined) rmSync(work, { recursive: true, force: true })

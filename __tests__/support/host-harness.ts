@@ -1,7 +1,7 @@
 /**
  * Runs one host step of src/nix for real, in whatever place the caller prepared (the host-layer
  * tests run it inside a private mount namespace whose /etc/nix and /etc/udev/rules.d are
- * throwaway tmpfs mounts). Bundled with ncc by the test; argv[2] is a JSON request, the answer
+ * throwaway tmpfs mounts). Bundled with esbuild by the test; argv[2] is a JSON request, the answer
  * is one JSON line on stdout: { ok: true, result } or { ok: false, kind, message, excerpt }.
  */
 import { spawnExecutor, runCommands, type Step } from '../../src/nix/exec.js'

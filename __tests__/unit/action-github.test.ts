@@ -331,7 +331,7 @@ describe('check run API calls (nock, no network)', () => {
       .patch('/repos/o/r/check-runs/42', openapi('PATCH', '/repos/o/r/check-runs/42'))
       .times(3)
       .reply(200, { id: 42 })
-    const c = client()
+    const c = await client()
     const id = await startCheckRun(c, target)
     expect(id).toBe(42)
     await completeCheckRun(
@@ -349,7 +349,7 @@ describe('check run API calls (nock, no network)', () => {
     nock(API)
       .post('/repos/o/r/check-runs')
       .reply(403, { message: 'Resource not accessible by integration' })
-    const err = await startCheckRun(client(), target).catch((e: unknown) => e)
+    const err = await startCheckRun(await client(), target).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(GitHubApiError)
     expect((err as GitHubApiError).status).toBe(403)
     expect((err as Error).message).toMatch(
@@ -403,7 +403,7 @@ describe('sticky PR comment', () => {
       )
       .reply(200, { id: 555 })
     const res = await upsertComment(
-      client(),
+      await client(),
       { owner: 'o', repo: 'r', issueNumber: 9 },
       marker,
       'new result'
@@ -420,7 +420,12 @@ describe('sticky PR comment', () => {
       .post('/repos/o/r/issues/9/comments', openapi('POST', '/repos/o/r/issues/9/comments'))
       .reply(201, { id: 77 })
     expect(
-      await upsertComment(client(), { owner: 'o', repo: 'r', issueNumber: 9 }, marker, 'first')
+      await upsertComment(
+        await client(),
+        { owner: 'o', repo: 'r', issueNumber: 9 },
+        marker,
+        'first'
+      )
     ).toEqual({ id: 77, created: true })
     expect(scope.isDone()).toBe(true)
   })

@@ -124,7 +124,7 @@ async function runMain(): Promise<void> {
   await mkdir(outDir, { recursive: true })
   core.info(`${id.checkName}: artifacts in ${outDir}`)
 
-  const client = githubClientFor(inputs.githubToken, ctx)
+  const client = await githubClientFor(inputs.githubToken, ctx)
   let checkRunId: number | undefined
   if (
     client !== undefined &&

@@ -67,7 +67,7 @@ async function finish(read?: StateReader): Promise<void> {
   const ctx = readRunContext()
   const needsApi =
     (st.checkRunId !== undefined && !st.checkRunCompleted) || (plan.prComment && !st.commentWritten)
-  const client = needsApi ? githubClientFor(readGithubToken(), ctx) : undefined
+  const client = needsApi ? await githubClientFor(readGithubToken(), ctx) : undefined
   await publish({
     report,
     plan,

@@ -24,10 +24,10 @@ import {
 } from './summary.js'
 
 /** Check runs and comments need a token and a repository; act has no commit on GitHub to attach them to. */
-export function githubClientFor(
+export async function githubClientFor(
   token: string | undefined,
   ctx: RunContext
-): GitHubClient | undefined {
+): Promise<GitHubClient | undefined> {
   if (ctx.act) {
     core.notice(
       'act: no check run or pull request comment (a local run has no commit on GitHub to attach them to); see the job summary'

@@ -1,6 +1,6 @@
 import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DefaultArtifactClient, type UploadArtifactOptions } from '@actions/artifact'
+import type { UploadArtifactOptions } from '@actions/artifact'
 import { errorMessage } from '../util/errors.js'
 import type { RunContext } from './context.js'
 
@@ -90,7 +90,8 @@ export async function uploadEvidence(r: UploadRequest): Promise<UploadOutcome> {
   if (files.length === 0)
     return { kind: 'skipped', reason: `nothing to upload: ${r.outDir} is empty` }
   try {
-    const uploader = r.uploader ?? new DefaultArtifactClient()
+    // Loaded here only: a run that uploads nothing never loads the artifact client.
+    const uploader = r.uploader ?? new (await import('@actions/artifact')).DefaultArtifactClient()
     const res = await uploader.uploadArtifact(r.name, files, r.outDir, {
       ...(r.retentionDays !== undefined ? { retentionDays: r.retentionDays } : {})
     })

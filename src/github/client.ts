@@ -1,20 +1,22 @@
-import { getOctokit } from '@actions/github'
+import type * as GitHub from '@actions/github'
 import { errorMessage } from '../util/errors.js'
 
-export type GitHubClient = ReturnType<typeof getOctokit>
+export type GitHubClient = ReturnType<typeof GitHub.getOctokit>
 
 /** Each API call gets this long: a hung connection must not hold the job. */
 export const API_TIMEOUT_MS = 30_000
 
 /**
  * An Octokit for the REST API at `apiUrl` (GITHUB_API_URL). @actions/github's own fetch honours
- * the runner's proxy settings; tests pass the global fetch so nock can intercept it.
+ * the runner's proxy settings; tests pass the global fetch so nock can intercept it. Octokit is
+ * loaded here, on the paths that call the API only.
  */
-export function createGitHubClient(
+export async function createGitHubClient(
   token: string,
   apiUrl: string,
   fetchImpl?: typeof fetch
-): GitHubClient {
+): Promise<GitHubClient> {
+  const { getOctokit } = await import('@actions/github')
   return getOctokit(token, {
     baseUrl: apiUrl,
     ...(fetchImpl !== undefined ? { request: { fetch: fetchImpl } } : {}),

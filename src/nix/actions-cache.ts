@@ -1,13 +1,14 @@
-import * as cache from '@actions/cache'
 import type { CacheClient } from './cache.js'
 
 /**
- * The Actions cache behind CacheClient. Kept out of the other modules so the CLI bundle does not
- * pull in @actions/cache; only the action imports it.
+ * The Actions cache behind CacheClient. @actions/cache is loaded on first use only: the CLI, a dry
+ * run and a run with `cache: false` never load it.
  */
 export function actionsCacheClient(): CacheClient {
+  const cache = (): Promise<typeof import('@actions/cache')> => import('@actions/cache')
   return {
-    restore: (paths, key, restoreKeys) => cache.restoreCache(paths, key, restoreKeys),
-    save: (paths, key) => cache.saveCache(paths, key)
+    restore: async (paths, key, restoreKeys) =>
+      (await cache()).restoreCache(paths, key, restoreKeys),
+    save: async (paths, key) => (await cache()).saveCache(paths, key)
   }
 }
