@@ -12,7 +12,7 @@ import {
   runnerName,
   type InputName
 } from '../../src/action/inputs.js'
-import { inputFailure, OUTPUT_NAMES } from '../../src/action/main.js'
+import { inputFailure, OUTPUT_NAMES, outDirFor } from '../../src/action/main.js'
 import { runIdentity } from '../../src/action/identity.js'
 import { assertCanBuild } from '../../src/action/nix.js'
 import { readRunContext } from '../../src/github/context.js'
@@ -242,6 +242,30 @@ describe('every input error at once', () => {
     ])
   })
 
+  it('readInputs refuses a public ssh-key, a directory vm-runner and a malformed checks file (dry runs too)', async () => {
+    const { ed25519Pair } = await import('../../src/nix/sshkey.js')
+    const ws = mkdtempSync(join(tmpdir(), 'nvv-ws-'))
+    writeFileSync(join(ws, 'id.pub'), ed25519Pair('t').public + '\n')
+    writeFileSync(join(ws, 'checks.yml'), 'e2e:\n  - { script: ../../etc/passwd }\n')
+    let caught: unknown
+    try {
+      await readInputs(
+        reader({ 'vm-runner': '.', 'ssh-key': 'id.pub', checks: 'checks.yml', 'dry-run': 'true' }),
+        { GITHUB_WORKSPACE: ws }
+      )
+    } catch (err) {
+      caught = err
+    }
+    expect(caught).toBeInstanceOf(InputErrors)
+    expect((caught as InputErrors).messages).toEqual([
+      `input "vm-runner": ${ws} is not an executable file (expected result/bin/run-<host>-vm)`,
+      'checks.yml:2: e2e[0].script: ../../etc/passwd: outside the repository (paths are relative to the repository root ' +
+        ws +
+        ' and stay inside it)',
+      `input "ssh-key" (${ws}/id.pub): this is a public key; give the private key that logs into the VM`
+    ])
+  })
+
   it('a github-token that is an unevaluated expression (local runners pass the default as text) is none', () => {
     expect(
       parseInputs(reader({ ...base, 'github-token': '${{ github.token }}' }), env).githubToken
@@ -340,5 +364,39 @@ describe('assertCanBuild (the Nix layer’s flake check, before anything starts)
     writeFileSync(join(ws, 'flake.nix'), '{ }')
     expect(() => assertCanBuild(i, ws)).not.toThrow()
     expect(() => assertCanBuild(parseInputs(reader(base), env), ws)).not.toThrow()
+  })
+})
+
+describe('outDirFor', () => {
+  const base = '/runner/temp/nixos-vm-validate/out'
+  const dirOf = (artifactName: string): string =>
+    outDirFor(
+      {
+        subject: 'my-host',
+        system: 'x86_64-linux',
+        emulated: false,
+        artifactName,
+        checkName: 'c',
+        externalId: 'e',
+        marker: 'm'
+      },
+      '/runner/temp'
+    )
+
+  it('keeps every artifact name inside the output root, whatever it says', () => {
+    expect(dirOf('vm-validation-my-host-x86_64-linux-1')).toBe(
+      `${base}/vm-validation-my-host-x86_64-linux-1`
+    )
+    // `..` would be RUNNER_TEMP/nixos-vm-validate, the work directory with the run's private key.
+    expect(dirOf('..')).toBe(`${base}/_.`)
+    expect(dirOf('.')).toBe(`${base}/_`)
+    expect(dirOf('.hidden')).toBe(`${base}/_hidden`)
+    expect(dirOf('../../etc')).toBe(`${base}/_._.._etc`)
+    expect(dirOf('my leg (arm)')).toBe(`${base}/my_leg__arm_`)
+    for (const name of ['..', '.', '../x', 'a/../../b', '', '~', '\u2028']) {
+      const d = dirOf(name)
+      expect(d.startsWith(`${base}/`) && !d.slice(base.length + 1).includes('/')).toBe(true)
+      expect(d.slice(base.length + 1)).not.toMatch(/^\.\.?$/)
+    }
   })
 })

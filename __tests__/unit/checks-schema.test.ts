@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -254,6 +254,39 @@ describe('parseChecks', () => {
         /^checks\.yml:8: network\.substitute\[5\]: unknown key "version" .*allowed keys: package, path, run, expect, timeout/
       )
     ])
+  })
+
+  it('keeps e2e scripts inside the repository: no .., no absolute path, no symlink out, files only', () => {
+    const root = mkdtempSync(join(tmpdir(), 'nvv-e2e-root-'))
+    mkdirSync(join(root, 'tests'))
+    writeFileSync(join(root, 'tests/ok.sh'), '#!/bin/sh\n', { mode: 0o755 })
+    symlinkSync('/etc/passwd', join(root, 'tests/out.sh'))
+    symlinkSync('ok.sh', join(root, 'tests/in.sh'))
+    const text = [
+      'e2e:',
+      '  - { script: ../../etc/passwd }',
+      '  - { script: /etc/passwd }',
+      '  - { script: tests/out.sh }',
+      '  - { script: tests }',
+      '  - { script: tests/in.sh }',
+      '  - { script: tests/ok.sh }'
+    ].join('\n')
+    let message = ''
+    try {
+      parseChecks(text, { label: 'checks.yml', root, checkScripts: true })
+    } catch (err) {
+      message = (err as Error).message
+    }
+    expect(message.split('\n')).toEqual([
+      `checks.yml:2: e2e[0].script: ../../etc/passwd: outside the repository (paths are relative to the repository root ${root} and stay inside it)`,
+      `checks.yml:3: e2e[1].script: /etc/passwd: outside the repository (paths are relative to the repository root ${root} and stay inside it)`,
+      `checks.yml:4: e2e[2].script: tests/out.sh: leads outside the repository (to /etc/passwd; paths are relative to the repository root ${root} and stay inside it)`,
+      'checks.yml:5: e2e[3].script: tests: not a regular file'
+    ])
+    // Without the e2e stage the files are not looked at, but a path out is refused all the same.
+    expect(() =>
+      parseChecks('e2e:\n  - { script: ../x.sh }\n', { label: 'checks.yml', root })
+    ).toThrow(/outside the repository/)
   })
 
   it('reports every error at once', () => {

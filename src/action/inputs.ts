@@ -1,14 +1,16 @@
 import { existsSync } from 'node:fs'
-import { access, chmod, constants, mkdtemp, readFile, writeFile } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, isAbsolute, join, resolve } from 'node:path'
 import * as core from '@actions/core'
-import ssh2 from 'ssh2'
 import { parseStages } from '../cli/args.js'
 import type { StageName } from '../report/model.js'
 import { parseDuration } from '../util/duration.js'
 import { InputError } from '../util/errors.js'
 import { InputErrorCollector } from '../util/input-errors.js'
+import { isExecutableFile } from '../util/fs.js'
+import { loadChecks } from '../checks/config.js'
+import { publicKeyOf } from '../nix/sshkey.js'
 import { DEFAULT_NIX_VERSION } from '../nix/install.js'
 import {
   hostSystem,
@@ -296,7 +298,8 @@ function collectInputs(
     checksFile: checks !== undefined ? abs(checks) : undefined,
     bootTimeoutMs:
       check('boot-timeout', () => parseDuration(raw('boot-timeout'), 'input "boot-timeout"')) ?? 0,
-    timeoutMs: check('timeout', () => parseDuration(raw('timeout'), 'input "timeout"')) ?? 0,
+    timeoutMs:
+      check('timeout', () => parseDuration(raw('timeout'), 'input "timeout"', 'none')) ?? 0,
     accel: check('accel', () => parseAccel(raw('accel'), 'input "accel"')) ?? 'auto',
     artifactName,
     retentionDays,
@@ -348,13 +351,10 @@ export async function readInputs(
   const runner = inputs.vmRunner
   if (runner !== undefined) {
     await errors.checkAsync('vm-runner', async () => {
-      try {
-        await access(runner, constants.X_OK)
-      } catch {
+      if (!(await isExecutableFile(runner)))
         throw new InputError(
           `input "vm-runner": ${runner} is not an executable file (expected result/bin/run-<host>-vm)`
         )
-      }
     })
   }
   if (inputs.checksFile !== undefined) {
@@ -364,6 +364,10 @@ export async function readInputs(
     const fallback = join(workspace, 'tests/vm/checks.yml')
     if (existsSync(fallback)) inputs.checksFile = fallback
   }
+  // The checks file is read now, dry runs included: its errors are input errors, before any build.
+  const checksFile = inputs.checksFile
+  if (checksFile !== undefined && !errors.failed('checks'))
+    await errors.checkAsync('checks', () => loadChecks(checksFile, inputs.stages, workspace))
   const key = inputs.sshKey
   if (key !== undefined) await errors.checkAsync('ssh-key', () => checkKey(key))
   // The flake reference and the configuration it names (the Nix layer's check; no Nix runs).
@@ -410,12 +414,8 @@ async function checkKey(key: SshKeyInput): Promise<void> {
   } else {
     text = Buffer.from(normalizeKeyText(key.text))
   }
-  const parsed = ssh2.utils.parseKey(text)
-  if (parsed instanceof Error) {
-    throw new InputError(
-      `input "ssh-key": ${key.kind === 'file' ? key.path : 'the key text'} is not a private key ssh2 can use: ${parsed.message}`
-    )
-  }
+  // A public key parses too: demand the private half now, not as ssh-unreachable minutes later.
+  publicKeyOf(text, `input "ssh-key" (${key.kind === 'file' ? key.path : 'the key text'})`)
 }
 
 function normalizeKeyText(text: string): string {

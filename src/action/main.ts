@@ -1,6 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import * as core from '@actions/core'
 import { validate, writeArtifacts } from '../pipeline/validate.js'
 import type { Report } from '../report/model.js'
@@ -56,9 +56,18 @@ export function inputFailure(err: unknown): string {
   return err instanceof InputError ? `Input error: ${err.message}` : errorMessage(err)
 }
 
-/** Where a leg's files go: under RUNNER_TEMP, named like its artifact. */
+/**
+ * Where a leg's files go: one directory under RUNNER_TEMP/nixos-vm-validate/out, named after its
+ * artifact through a form no input can move elsewhere — anything but letters, digits, `.`, `_`
+ * and `-` becomes `_`, and so does a leading dot (`..` would make it the work directory, whose
+ * key and netrc the upload would then take).
+ */
 export function outDirFor(id: RunIdentity, tempRoot: string): string {
-  return join(tempRoot, 'nixos-vm-validate', 'out', id.artifactName)
+  const base = join(tempRoot, 'nixos-vm-validate', 'out')
+  const name = id.artifactName.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_') || '_'
+  const dir = join(base, name)
+  if (dirname(dir) !== base) throw new Error(`output directory ${dir} is not inside ${base}`)
+  return dir
 }
 
 async function runMain(): Promise<void> {

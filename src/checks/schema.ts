@@ -1,5 +1,5 @@
-import { accessSync, constants } from 'node:fs'
-import { resolve } from 'node:path'
+import { accessSync, constants, realpathSync, statSync } from 'node:fs'
+import { isAbsolute, relative, resolve } from 'node:path'
 import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Node, type Pair } from 'yaml'
 import { InputError, errorMessage } from '../util/errors.js'
 import { parseDuration } from '../util/duration.js'
@@ -86,6 +86,41 @@ export interface ParseOptions {
 }
 
 type Entry = { key: Pair<Node, Node | null>; value: Node | null }
+
+/**
+ * Why an e2e script path is refused, if it is: outside the repository root (`..`, an absolute
+ * path, or — when the file must exist — a symlink that leads out), or not a readable regular file.
+ */
+function scriptProblem(
+  script: string,
+  abs: string,
+  root: string,
+  mustExist: boolean
+): string | undefined {
+  const inside = (path: string, dir: string): boolean => {
+    const rel = relative(dir, path)
+    return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel)
+  }
+  const where = `paths are relative to the repository root ${root} and stay inside it`
+  if (isAbsolute(script) || !inside(abs, root))
+    return `${script}: outside the repository (${where})`
+  if (!mustExist) return undefined
+  let real: string
+  try {
+    real = realpathSync(abs)
+  } catch {
+    return `${script}: no such file (${where})`
+  }
+  if (!inside(real, realpathSync(root)))
+    return `${script}: leads outside the repository (to ${real}; ${where})`
+  try {
+    if (!statSync(real).isFile()) return `${script}: not a regular file`
+    accessSync(real, constants.R_OK)
+  } catch {
+    return `${script}: cannot be read`
+  }
+  return undefined
+}
 
 /** Walks the YAML document, collecting every error with its line. */
 class Reader {
@@ -606,16 +641,11 @@ export function parseChecks(text: string, o: ParseOptions): ChecksConfig {
             : undefined
           if (script === undefined) return
           const abs = resolve(o.root, script)
-          if (o.checkScripts === true) {
-            try {
-              accessSync(abs, constants.R_OK)
-            } catch {
-              r.error(
-                scriptNode,
-                `${path}.script`,
-                `${script}: no such file (paths are relative to the repository root ${o.root})`
-              )
-            }
+          // The script is copied into the guest and run there: only files of the repository.
+          const problem = scriptProblem(script, abs, o.root, o.checkScripts === true)
+          if (problem !== undefined) {
+            r.error(scriptNode, `${path}.script`, problem)
+            return
           }
           const spec: E2eSpec = {
             ...at(item),

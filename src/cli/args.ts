@@ -95,6 +95,9 @@ export function parseStages(text: string, what = '--stages'): StageName[] {
   return STAGES.filter((s) => set.has(s))
 }
 
+/** A login name, as the action's `ssh-user` input and the checks file accept it. */
+export const USER_NAME = /^[a-z_][a-z0-9_.-]*\$?$/i
+
 export function parsePort(text: string, what: string): number {
   const n = Number(text)
   if (!Number.isInteger(n) || n < 1 || n > 65535)
@@ -173,7 +176,19 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
   const dur = (name: string, fallback: number): number => {
     const v = values.get(name)
     if (v === undefined) return fallback
-    return errors.check(name, () => parseDuration(v, `--${name}`)) ?? fallback
+    // --timeout 0 means none; every other wait must be positive.
+    return (
+      errors.check(name, () =>
+        parseDuration(v, `--${name}`, name === 'timeout' ? 'none' : undefined)
+      ) ?? fallback
+    )
+  }
+  const word = (name: string, pattern: RegExp, what: string): string | undefined => {
+    const v = values.get(name)
+    if (v === undefined) return undefined
+    if (pattern.test(v)) return v
+    errors.add(name, `--${name}: "${v}" is not ${what}`)
+    return undefined
   }
   const stagesText = values.get('stages')
   const portText = values.get('ssh-port-guest')
@@ -187,7 +202,7 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
         ? errors.check('system', () => parseSystem(systemText))
         : undefined) ?? d.system,
     sshKey: sshKey !== undefined ? abs(sshKey) : undefined,
-    sshUser: values.get('ssh-user') ?? d.sshUser,
+    sshUser: word('ssh-user', USER_NAME, 'a user name (letters, digits, _ . -)') ?? d.sshUser,
     guestSshPort:
       (portText !== undefined
         ? errors.check('ssh-port-guest', () => parsePort(portText, '--ssh-port-guest'))
@@ -206,7 +221,12 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
     accel:
       (accelText !== undefined ? errors.check('accel', () => parseAccel(accelText)) : undefined) ??
       'auto',
-    cpu: values.get('cpu'),
+    // A QEMU -cpu value goes through QEMU_OPTS, which the runner word-splits.
+    cpu: word(
+      'cpu',
+      /^[\w.,=+-]+$/,
+      'a QEMU CPU model without spaces (max, host, cortex-a72, max,pauth=off)'
+    ),
     dryRun: bools.has('dry-run'),
     verbose: bools.has('verbose')
   }

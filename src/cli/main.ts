@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs'
-import { access, constants, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import ssh2 from 'ssh2'
 import { InputError, ValidationFailure, errorMessage } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
 import { validate } from '../pipeline/validate.js'
@@ -13,6 +12,9 @@ import { spawnExecutor } from '../nix/exec.js'
 import { findOnPath, gatherHostFacts, nixRunOptions } from '../nix/facts.js'
 import { checkConfigurationExists, type ConfigurationCheck } from '../pipeline/configurations.js'
 import { InputErrorCollector } from '../util/input-errors.js'
+import { isExecutableFile } from '../util/fs.js'
+import { loadChecks } from '../checks/config.js'
+import { publicKeyOf } from '../nix/sshkey.js'
 import type { FlakeTarget } from '../nix/flakeref.js'
 import { listBuildLog } from '../nix/report.js'
 import { TOOL_VERSION } from '../version.js'
@@ -35,13 +37,10 @@ async function collectInputChecks(o: CliOptions, errors: InputErrorCollector): P
   const runner = o.runner
   if (runner !== undefined) {
     await errors.checkAsync('runner', async () => {
-      try {
-        await access(runner, constants.X_OK)
-      } catch {
+      if (!(await isExecutableFile(runner)))
         throw new InputError(
           `--runner ${runner}: not an executable file (expected result/bin/run-<host>-vm)`
         )
-      }
     })
   }
   const sshKey = o.sshKey
@@ -53,15 +52,16 @@ async function collectInputChecks(o: CliOptions, errors: InputErrorCollector): P
       } catch {
         throw new InputError(`--ssh-key ${sshKey}: cannot read the file`)
       }
-      const parsed = ssh2.utils.parseKey(text)
-      if (parsed instanceof Error)
-        throw new InputError(
-          `--ssh-key ${sshKey}: not a private key ssh2 can use: ${parsed.message}`
-        )
+      // A public key parses too: demand the private half now, not as ssh-unreachable later.
+      publicKeyOf(text, `--ssh-key ${sshKey}`)
     })
   }
-  if (o.checksFile !== undefined && !existsSync(o.checksFile))
-    errors.add('checks', `--checks ${o.checksFile}: no such file`)
+  // Parsed now, dry runs included: a malformed checks file is an input error before anything runs.
+  const checks = o.checksFile
+  if (checks !== undefined) {
+    if (!existsSync(checks)) errors.add('checks', `--checks ${checks}: no such file`)
+    else await errors.checkAsync('checks', () => loadChecks(checks, o.stages))
+  }
 }
 
 export async function main(

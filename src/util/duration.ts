@@ -2,27 +2,42 @@ import { InputError } from './errors.js'
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 
+/** The longest wait a Node timer can take (2^31 - 1 ms, about 596 h); longer ones fire at once. */
+export const MAX_DURATION_MS = 2 ** 31 - 1
+
 /**
  * Parses "90", "90s", "1m30s", "10m", "500ms" into milliseconds (a bare number means seconds).
- * `what` names the option in the error, which lists the accepted forms.
+ * `what` names the option in the error, which lists the accepted forms. Zero is refused unless
+ * `zero` says what it means there (a `timeout` of 0 is "none"); longer than a Node timer can
+ * wait is refused, and so is a number of more than 9 digits.
  */
-export function parseDuration(text: string, what: string): number {
+export function parseDuration(text: string, what: string, zero?: string): number {
   const s = text.trim()
-  if (/^\d+(\.\d+)?$/.test(s)) return Math.round(Number(s) * 1000)
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy
+  const n = '(\\d{1,9}(?:\\.\\d{1,6})?)'
   let total = 0
-  let matched = 0
-  let m: RegExpExecArray | null
-  while ((m = re.exec(s)) !== null) {
-    total += Number(m[1]) * (UNITS[m[2]] ?? 0)
-    matched = re.lastIndex
+  if (new RegExp(`^${n}$`).test(s)) total = Number(s) * 1000
+  else {
+    const re = new RegExp(`${n}(ms|s|m|h)`, 'gy')
+    let matched = 0
+    let m: RegExpExecArray | null
+    while ((m = re.exec(s)) !== null) {
+      total += Number(m[1]) * (UNITS[m[2] ?? ''] ?? 0)
+      matched = re.lastIndex
+    }
+    if (s.length === 0 || matched !== s.length) {
+      throw new InputError(
+        `${what}: "${text}" is not a duration; use a number of seconds or units ms, s, m, h (e.g. 90s, 10m, 1m30s)`
+      )
+    }
   }
-  if (s.length === 0 || matched !== s.length) {
+  const ms = Math.round(total)
+  if (ms === 0 && zero === undefined)
+    throw new InputError(`${what}: "${text}" is zero; give a positive duration (e.g. 90s, 10m)`)
+  if (ms > MAX_DURATION_MS)
     throw new InputError(
-      `${what}: "${text}" is not a duration; use a number of seconds or units ms, s, m, h (e.g. 90s, 10m, 1m30s)`
+      `${what}: "${text}" is longer than the longest wait Node can time (${Math.floor(MAX_DURATION_MS / 3_600_000)}h)`
     )
-  }
-  return Math.round(total)
+  return ms
 }
 
 export function formatDuration(ms: number): string {
