@@ -255,6 +255,8 @@ describe('x86_64', () => {
           '  - { name: git, run: "git --version", expect: "^git version", user: baleen, timeout: 30s }',
           'commands:',
           `  - { name: "quoting survives", run: "printf '%s\\\\n' \\"it's $(id -un)\\"", expect: "^it's baleen$", user: baleen }`,
+          // 'a' then 2-byte characters: SSH packet boundaries (even offsets) split some of them.
+          `  - { name: "utf-8 across packets", run: "printf a; head -c 60000 /dev/zero | tr '\\\\0' x | sed 's/x/é/g'", expect: "^a?é+$" }`,
           'network:',
           '  resolve: [localhost, nixos-vm]',
           `  urls: ["http://10.0.2.2:${port}/nix-cache-info"]`,
@@ -288,6 +290,11 @@ describe('x86_64', () => {
         /^curl: HTTP 200, \d+ bytes/
       )
       expect(stage(r, 'packages').checks[1].output).toMatch(/it's baleen$/)
+      expect(stage(r, 'packages').checks[2]).toMatchObject({
+        name: 'utf-8 across packets',
+        status: 'passed'
+      })
+      expect(stage(r, 'packages').checks[2].output).not.toContain('\uFFFD')
       expect(r.failure).toMatchObject({
         stage: 'e2e',
         kind: 'check-failed',

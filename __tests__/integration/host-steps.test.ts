@@ -9,6 +9,7 @@
  * - Privileged writes go through the real `sudo -n install` (as root here, so sudo lets it by;
  *   a runner's user has password-less sudo the same way).
  * - binfmt_misc is the kernel's own: an entry is registered, proven, and removed.
+ * - The GitHub token: written as main writes it, taken out by the post step's own code.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
@@ -37,7 +38,10 @@ import { spawnExecutor, runCommands, writeFileStep, type Step } from '../../src/
 import { gatherHostFacts, nixRunOptions } from '../../src/nix/facts.js'
 import { CACHIX_API, pushToCachix, resolveCachix } from '../../src/nix/cachix.js'
 import { installerCheckCommand, planNixSetup, setupNix } from '../../src/nix/install.js'
-import { withManagedBlock } from '../../src/nix/conf.js'
+import { withManagedBlock, withoutAccessTokens } from '../../src/nix/conf.js'
+import { setupNixForRun } from '../../src/action/nix.js'
+import { runPost } from '../../src/action/post.js'
+import { STATE_KEYS, type StateKey } from '../../src/action/state.js'
 import { hostSystem } from '../../src/vm/system.js'
 import { silentLogger } from '../../src/util/log.js'
 import { ROOT } from '../support/action-runner.js'
@@ -341,6 +345,96 @@ describe('nix.conf: merged, replaced, or left to its owner', () => {
     expect(answer.message).toContain('/etc/nix/nix.conf is a symlink (to /etc/static/nix/nix.conf)')
     expect(answer.message).toContain(`boot.binfmt.emulatedSystems = [ "${guest}" ]`)
     expect(lstatSync(join(etc, 'nix/nix.conf')).isSymbolicLink()).toBe(true)
+  })
+})
+
+describe('the GitHub token leaves with the job (post)', () => {
+  const TOKEN = 'ghs_hostStepsTokenValue0123456789'
+
+  /** A temp HOME with Nix's view of it: the user's nix.conf under ~/.config/nix. */
+  async function tempHome(): Promise<{ home: string; env: NodeJS.ProcessEnv }> {
+    const home = mkdtempSync(join(work, 'home-'))
+    await mkdir(join(home, '.config/nix'), { recursive: true })
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, RUNNER_TEMP: join(home, 'temp') }
+    delete env.XDG_CONFIG_HOME
+    delete env.NIX_USER_CONF_FILES
+    return { home, env }
+  }
+
+  /** main's Nix setup (the state it saves for post goes to the returned map). */
+  async function mainSetup(env: NodeJS.ProcessEnv): Promise<Map<StateKey, string>> {
+    const state = new Map<StateKey, string>()
+    const exec = spawnExecutor(env)
+    const facts = await gatherHostFacts(exec, env)
+    const plan = planNixSetup(
+      {
+        extraSubstituters: ['https://new.example'],
+        extraTrustedPublicKeys: [],
+        githubToken: TOKEN
+      },
+      facts
+    )
+    await setupNixForRun(plan, { exec, log: silentLogger, env, save: (k, v) => state.set(k, v) })
+    return state
+  }
+
+  const show = (env: NodeJS.ProcessEnv): string =>
+    execFileSync(NIX[0], [...NIX.slice(1), 'show-config'], { encoding: 'utf8', env })
+
+  it("the user's nix.conf: main writes the token into our block, post takes that line out and nothing else", async () => {
+    const { home, env } = await tempHome()
+    const conf = join(home, '.config/nix/nix.conf')
+    const own = '# my settings\nmax-jobs = 3\naccess-tokens = gitlab.example=mine\n'
+    await writeFile(conf, own, { mode: 0o600 })
+    const state = await mainSetup(env)
+    expect(JSON.parse(state.get(STATE_KEYS.githubTokenFile) ?? '')).toEqual({
+      path: conf,
+      kind: 'block'
+    })
+    const written = readFileSync(conf, 'utf8')
+    expect(written).toContain(`access-tokens = github.com=${TOKEN}\n`)
+    expect(show(env)).toContain(TOKEN)
+
+    await runPost((k) => state.get(k) ?? '')
+    const after = readFileSync(conf, 'utf8')
+    expect(after).not.toContain(TOKEN)
+    // Byte for byte: what main wrote, less the one line.
+    expect(after).toBe(written.replace(`access-tokens = github.com=${TOKEN}\n`, ''))
+    expect(after).toBe(withoutAccessTokens(written))
+    expect(after.startsWith(own)).toBe(true)
+    expect(statSync(conf).mode & 0o777).toBe(0o600)
+    expect(readdirSync(join(home, '.config/nix'))).toEqual(['nix.conf'])
+    // Nix still reads the user's settings and ours; the token is nowhere.
+    const shown = show(env)
+    expect(shown).not.toContain(TOKEN)
+    expect(shown).toMatch(/^max-jobs = 3$/m)
+    expect(shown).toMatch(/^substituters = .*https:\/\/new\.example/m)
+
+    // A post that runs again (or after a main that wrote nothing) changes nothing.
+    await runPost((k) => state.get(k) ?? '')
+    expect(readFileSync(conf, 'utf8')).toBe(after)
+  })
+
+  it("a symlinked nix.conf (Home Manager's): post removes the run's own file; the link and its target are untouched", async () => {
+    const { home, env } = await tempHome()
+    const managed = join(home, 'hm-nix.conf')
+    await writeFile(managed, 'max-jobs = 4\n')
+    const link = join(home, '.config/nix/nix.conf')
+    await symlink(managed, link)
+    const state = await mainSetup(env)
+    const runConf = join(home, 'temp/nixos-vm-validate/nix.conf')
+    expect(JSON.parse(state.get(STATE_KEYS.githubTokenFile) ?? '')).toEqual({
+      path: runConf,
+      kind: 'file'
+    })
+    expect(readFileSync(runConf, 'utf8')).toContain(TOKEN)
+    expect(show(env)).toContain(TOKEN)
+
+    await runPost((k) => state.get(k) ?? '')
+    expect(existsSync(runConf)).toBe(false)
+    expect(lstatSync(link).isSymbolicLink()).toBe(true)
+    expect(readFileSync(managed, 'utf8')).toBe('max-jobs = 4\n')
+    expect(show(env)).not.toContain(TOKEN)
   })
 })
 

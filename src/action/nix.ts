@@ -33,6 +33,8 @@ import {
   type FlakeTarget,
   type HostFacts,
   type NixSetupInput,
+  type NixSetupPlan,
+  type NixSetupResult,
   type PlanSection,
   type StoreCacheResult
 } from '../nix/index.js'
@@ -41,6 +43,7 @@ import type { Report } from '../report/model.js'
 import { ValidationFailure } from '../util/errors.js'
 import { silentLogger, type Logger } from '../util/log.js'
 import type { ActionInputs } from './inputs.js'
+import { saveState, STATE_KEYS, type StateWriter } from './state.js'
 
 /**
  * The one place where the action hands a configuration build to the Nix layer (src/nix):
@@ -71,6 +74,8 @@ export interface BuildContext {
   sshKeyPath?: string
   githubToken?: string
   workspace: string
+  /** Where the post step's state goes (default: core.saveState). */
+  save?: StateWriter
 }
 
 /** The flake reference and configuration, checked before anything starts (InputError). */
@@ -93,6 +98,25 @@ function setupInput(inputs: ActionInputs, githubToken: string | undefined): NixS
     extraTrustedPublicKeys: inputs.nix.extraTrustedPublicKeys,
     ...(githubToken !== undefined ? { githubToken } : {})
   }
+}
+
+/**
+ * setupNix for the action: the file that gets the GitHub token is saved for the post step first,
+ * so that however main ends, post knows what to take the token out of (removeGithubToken).
+ */
+export async function setupNixForRun(
+  plan: NixSetupPlan,
+  deps: {
+    exec: Executor
+    log: Logger
+    signal?: AbortSignal
+    save: StateWriter
+    env?: NodeJS.ProcessEnv
+  }
+): Promise<NixSetupResult> {
+  if (plan.tokenFile !== undefined)
+    deps.save(STATE_KEYS.githubTokenFile, JSON.stringify(plan.tokenFile))
+  return setupNix(plan, deps)
 }
 
 /** Builds the configuration's VM runner. A failed build throws (ValidationFailure `build-failed`). */
@@ -120,21 +144,15 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
       : undefined
   if (cachix?.warning !== undefined) log.warning(cachix.warning)
   if (cachix !== undefined) await runCommands(cachix.commands, exec, log, signal)
-  const nix = await setupNix(
-    planNixSetup(
-      {
-        ...setupInput(inputs, ctx.githubToken),
-        ...(cachix?.settings !== undefined ? { cachix: cachix.settings } : {}),
-        emulation
-      },
-      facts
-    ),
+  const setup = planNixSetup(
     {
-      exec,
-      log,
-      signal
-    }
+      ...setupInput(inputs, ctx.githubToken),
+      ...(cachix?.settings !== undefined ? { cachix: cachix.settings } : {}),
+      emulation
+    },
+    facts
   )
+  const nix = await setupNixForRun(setup, { exec, log, signal, save: ctx.save ?? saveState })
   for (const p of nix.path) core.addPath(p)
   for (const w of nix.warnings) log.warning(w)
   // Root without a daemon and without the nixbld group (Debian's nix-bin, containers): this

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { readFile, rm } from 'node:fs/promises'
 import * as core from '@actions/core'
+import { removeGithubToken } from '../nix/install.js'
 import { writeArtifacts } from '../pipeline/validate.js'
 import { readRunContext } from '../github/context.js'
 import { errorMessage } from '../util/errors.js'
@@ -15,10 +16,25 @@ import { plainConclusion } from './summary.js'
 /** The post step (post-if: always()). Finishes what a cancelled or killed main could not; never fails the job itself. */
 export async function runPost(read?: StateReader): Promise<void> {
   try {
+    await removeToken(read)
+  } catch (err) {
+    core.warning(`post: could not remove the GitHub token from nix.conf: ${errorMessage(err)}`)
+  }
+  try {
     await finish(read)
   } catch (err) {
     core.warning(`post step: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
   }
+}
+
+/**
+ * First, whatever main did or did not finish: the GitHub token the Nix setup wrote to a nix.conf
+ * leaves with the job (a self-hosted runner keeps that file for the next one).
+ */
+async function removeToken(read?: StateReader): Promise<void> {
+  const file = loadState(read).githubTokenFile
+  if (file === undefined) return
+  core.info(`post: ${await removeGithubToken(file)}`)
 }
 
 async function finish(read?: StateReader): Promise<void> {

@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import type { TokenFile } from '../nix/install.js'
 import type { GuestSystem } from '../vm/system.js'
 
 /**
@@ -19,7 +20,12 @@ export const STATE_KEYS = {
   summaryWritten: 'summary-written',
   checkRunCompleted: 'check-run-completed',
   commentWritten: 'comment-written',
-  mainFinished: 'main-finished'
+  mainFinished: 'main-finished',
+  /**
+   * The nix.conf the Nix setup writes the GitHub token to (TokenFile JSON: its path, never the
+   * token), saved before the write: post takes the token out whatever became of main.
+   */
+  githubTokenFile: 'github-token-file'
 } as const
 export type StateKey = (typeof STATE_KEYS)[keyof typeof STATE_KEYS]
 
@@ -59,6 +65,7 @@ export interface SavedState {
   checkRunCompleted: boolean
   commentWritten: boolean
   mainFinished: boolean
+  githubTokenFile?: TokenFile
 }
 
 export type StateWriter = (key: StateKey, value: string) => void
@@ -81,6 +88,18 @@ function int(text: string): number | undefined {
   return text !== '' && Number.isInteger(n) && n > 0 ? n : undefined
 }
 
+/** A saved TokenFile, or undefined for anything else (post acts on it, so it is checked). */
+function tokenFile(text: string): TokenFile | undefined {
+  const t = json<Partial<TokenFile>>(text)
+  return t !== undefined &&
+    t !== null &&
+    typeof t.path === 'string' &&
+    t.path.startsWith('/') &&
+    (t.kind === 'block' || t.kind === 'file')
+    ? { path: t.path, kind: t.kind }
+    : undefined
+}
+
 export function loadState(read: StateReader = getState): SavedState {
   return {
     plan: json<RunPlan>(read(STATE_KEYS.plan)),
@@ -92,6 +111,7 @@ export function loadState(read: StateReader = getState): SavedState {
     summaryWritten: read(STATE_KEYS.summaryWritten) === 'true',
     checkRunCompleted: read(STATE_KEYS.checkRunCompleted) === 'true',
     commentWritten: read(STATE_KEYS.commentWritten) === 'true',
-    mainFinished: read(STATE_KEYS.mainFinished) === 'true'
+    mainFinished: read(STATE_KEYS.mainFinished) === 'true',
+    githubTokenFile: tokenFile(read(STATE_KEYS.githubTokenFile))
   }
 }

@@ -146,6 +146,36 @@ export function withManagedBlock(existing: string | undefined, lines: ConfLine[]
   return kept === '' ? block : `${kept}\n${block}`
 }
 
+/** A line that sets a Nix access token (what nixConfLines writes for the GitHub token). */
+const ACCESS_TOKENS = /^\s*(?:extra-)?access-tokens\s*=/
+
+/**
+ * `text` (a nix.conf holding our block) without the access-tokens lines of our block, for the
+ * post step: a runner that keeps its home between jobs must not keep the job's token. Every other
+ * byte stays, the user's own lines (an access-tokens of theirs too) and our other settings; a
+ * block left with no setting is dropped with its markers. From a BEGIN without END to the end of
+ * the text counts as our block.
+ */
+export function withoutAccessTokens(text: string): string {
+  const out: string[] = []
+  let block: string[] | undefined
+  const close = (ended: boolean): void => {
+    const body = (block ?? []).slice(1).filter((l) => !ACCESS_TOKENS.test(l))
+    if (body.some((l) => l.trim() !== '' && !l.trimStart().startsWith('#')) || !ended)
+      out.push(BEGIN, ...body, ...(ended ? [END] : []))
+    block = undefined
+  }
+  for (const line of text.split('\n')) {
+    if (block === undefined) {
+      if (line === BEGIN) block = [line]
+      else out.push(line)
+    } else if (line === END) close(true)
+    else block.push(line)
+  }
+  if (block !== undefined) close(false)
+  return out.join('\n')
+}
+
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { chmod, lstat, mkdir, mkdtemp, readlink, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { childEnv } from '../util/env.js'
 import { ValidationFailure } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 
@@ -16,7 +17,10 @@ export interface Command {
    * `/dev/stdin`: Node's stdin pipe is a socket, and opening it fails with ENXIO (see FileWrite).
    */
   input?: string
-  /** Added to the inherited environment. */
+  /**
+   * Added to the inherited environment, which never carries the action's inputs or runner
+   * credentials (childEnv): a secret the command needs goes here.
+   */
   env?: Record<string, string>
   /** What it is for: the log line and the dry-run plan. */
   why: string
@@ -237,6 +241,8 @@ class Tail {
 /**
  * Spawns with an argument array in its own process group, so a timeout or an abort stops the
  * whole tree (nix build runs builders as children): SIGTERM, then SIGKILL after a grace period.
+ * The child's environment is `baseEnv` as it is at that moment (setupNix adds to PATH) without
+ * INPUT_* / ACTIONS_* (childEnv), plus the command's own `env`.
  */
 export function spawnExecutor(baseEnv: NodeJS.ProcessEnv = process.env): Executor {
   return {
@@ -246,7 +252,7 @@ export function spawnExecutor(baseEnv: NodeJS.ProcessEnv = process.env): Executo
         const [file, ...args] = cmd.argv
         const child = spawn(file, args, {
           cwd: opts.cwd,
-          env: { ...baseEnv, ...cmd.env },
+          env: { ...childEnv(baseEnv), ...cmd.env },
           stdio: [cmd.input !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
           detached: true
         })

@@ -1,3 +1,5 @@
+import { constants } from 'node:fs'
+import { chmod, lstat, open, rename, rm, writeFile } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import { InputError, ValidationFailure } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
@@ -6,6 +8,7 @@ import {
   nixConfLines,
   renderConf,
   withManagedBlock,
+  withoutAccessTokens,
   type CachixSettings,
   type ConfMode,
   type NixConf,
@@ -54,6 +57,16 @@ export interface NixSetupInput {
   emulation?: EmulationPlan
 }
 
+/**
+ * Where a run puts the GitHub token, so that the post step can take it out again (a self-hosted
+ * runner keeps the file between jobs). `block`: the access-tokens line of our block in the user's
+ * nix.conf. `file`: the run's own nix.conf (the user's is a symlink), removed whole.
+ */
+export interface TokenFile {
+  path: string
+  kind: 'block' | 'file'
+}
+
 export interface NixSetupPlan {
   mode: ConfMode
   /** One line for the log and the summary: installed how, or why not. */
@@ -72,6 +85,8 @@ export interface NixSetupPlan {
   /** Our scratch dir under RUNNER_TEMP (installer, nix-extra.conf, build dir, result link). */
   workDir: string
   buildDir: string
+  /** The file the commands write the GitHub token to, if they write it at all. */
+  tokenFile?: TokenFile
 }
 
 /** Checks a downloaded installer. sha256sum reads its list from fd 0 (no open of /dev/stdin). */
@@ -144,6 +159,12 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
     facts.userConfSymlink !== undefined
       ? { NIX_USER_CONF_FILES: [runConf, facts.userConfPath].join(':') }
       : {}
+  const tokenFile: TokenFile | undefined = conf.user.some(([k]) => k === 'access-tokens')
+    ? facts.userConfSymlink !== undefined
+      ? { path: runConf, kind: 'file' }
+      : { path: facts.userConfPath, kind: 'block' }
+    : undefined
+  const withToken = tokenFile !== undefined ? { tokenFile } : {}
   const userConf = (): Step =>
     facts.userConfSymlink !== undefined
       ? writeFileStep(runConf, renderConf(conf.user), {
@@ -196,7 +217,8 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
       env,
       path: [],
       workDir,
-      buildDir
+      buildDir,
+      ...withToken
     }
   }
 
@@ -262,7 +284,8 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
       env,
       path: ['/nix/var/nix/profiles/default/bin', join(facts.home, '.nix-profile', 'bin')],
       workDir,
-      buildDir
+      buildDir,
+      ...withToken
     }
   }
   if (withBuildDir) {
@@ -293,7 +316,8 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
     env,
     path: [join(facts.home, '.nix-profile', 'bin')],
     workDir,
-    buildDir
+    buildDir,
+    ...withToken
   }
 }
 
@@ -358,4 +382,54 @@ export async function setupNix(
     workDir: plan.workDir,
     warnings
   }
+}
+
+/**
+ * The post step's cleanup of what planNixSetup's `tokenFile` names: the access-tokens line(s) of
+ * our block go (every other byte of the file stays, its mode too), or the run's own nix.conf is
+ * removed. A symlink is never followed nor replaced: the file is then no longer the one the run
+ * wrote. Missing files and files without the token are fine (main may have stopped before).
+ * Returns what was done, for the log.
+ */
+export async function removeGithubToken(t: TokenFile): Promise<string> {
+  if (t.kind === 'file') {
+    const st = await lstat(t.path).catch(() => undefined)
+    if (st === undefined) return `${t.path} does not exist: no GitHub token to remove`
+    if (!st.isFile()) return `${t.path} is not a regular file (a symlink?): left alone`
+    await rm(t.path, { force: true })
+    return `removed ${t.path} (this run's nix.conf, which held the GitHub token)`
+  }
+  let text: string
+  let mode: number
+  try {
+    // O_NOFOLLOW: a symlink put there since is not read through (ELOOP).
+    const fh = await open(t.path, constants.O_RDONLY | constants.O_NOFOLLOW)
+    try {
+      const st = await fh.stat()
+      if (!st.isFile()) return `${t.path} is not a regular file: left alone`
+      mode = st.mode & 0o7777
+      text = await fh.readFile('utf8')
+    } finally {
+      await fh.close()
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return `${t.path} does not exist: no GitHub token to remove`
+    if (code === 'ELOOP') return `${t.path} is now a symlink: left alone`
+    throw err
+  }
+  const cleaned = withoutAccessTokens(text)
+  if (cleaned === text) return `no GitHub token in ${t.path}`
+  // Beside it, then renamed over it: rename replaces the entry itself, never a link's target.
+  const temp = `${t.path}.nixos-vm-validate-${process.pid}`
+  try {
+    await rm(temp, { force: true }) // a leftover of a killed post; 'wx' then never follows a link
+    await writeFile(temp, cleaned, { mode, flag: 'wx' })
+    await chmod(temp, mode)
+    await rename(temp, t.path)
+  } catch (err) {
+    await rm(temp, { force: true }).catch(() => undefined)
+    throw err
+  }
+  return `removed the GitHub token from ${t.path}`
 }

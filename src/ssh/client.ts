@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder'
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2'
 import { ValidationFailure } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
@@ -395,13 +396,21 @@ export class SshSession {
           return
         }
         channel = ch
-        ch.on('data', (d: Buffer) => (stdout = capped(stdout + d.toString())))
-        ch.stderr.on('data', (d: Buffer) => (stderr = capped(stderr + d.toString())))
+        // One decoder per stream: a UTF-8 character split across two packets stays one character
+        // (decoding each chunk alone turned it into U+FFFD, and `expect:` missed).
+        const outText = new StringDecoder('utf8')
+        const errText = new StringDecoder('utf8')
+        ch.on('data', (d: Buffer) => (stdout = capped(stdout + outText.write(d))))
+        ch.stderr.on('data', (d: Buffer) => (stderr = capped(stderr + errText.write(d))))
         ch.on('exit', (code: number | null, signal?: string) => {
           if (typeof code === 'number') this.lastExit.set(ch, code)
           if (signal !== undefined) this.lastSignal.set(ch, signal)
         })
-        ch.on('close', () => finish(this.lastExit.get(ch) ?? null, this.lastSignal.get(ch)))
+        ch.on('close', () => {
+          stdout = capped(stdout + outText.end())
+          stderr = capped(stderr + errText.end())
+          finish(this.lastExit.get(ch) ?? null, this.lastSignal.get(ch))
+        })
         if (stdin !== undefined) ch.end(stdin)
         else ch.end()
       })

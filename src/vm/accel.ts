@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { constants as fsConstants } from 'node:fs'
 import { access, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { childEnv } from '../util/env.js'
 import type { AccelChoice, Accelerator, GuestSystem } from './system.js'
 import { hostSystem } from './system.js'
 
@@ -81,7 +82,7 @@ export function runKvmProbe(
   return new Promise((resolve) => {
     let stderr = ''
     let settled = false
-    const child = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(qemu, args, { env: childEnv(), stdio: ['ignore', 'pipe', 'pipe'] })
     const finish = (why: string | undefined): void => {
       if (settled) return
       settled = true

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream, type WriteStream } from 'node:fs'
+import { CappedLog } from './capped-log.js'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ValidationFailure } from '../util/errors.js'
@@ -60,8 +60,7 @@ export class Machine {
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined
   private child: ChildProcess | undefined
   private qmp: QmpClient | undefined
-  private consoleFile: WriteStream | undefined
-  private consoleFileClosed: Promise<void> = Promise.resolve()
+  private consoleFile: CappedLog | undefined
   private stderr = ''
   private stopping = false
   private failure: ValidationFailure | undefined
@@ -109,22 +108,19 @@ export class Machine {
       cpu: this.opts.cpu,
       userOpts: baseEnv.QEMU_OPTS
     })
-    const env = {
-      ...baseEnv,
-      ...buildRunnerEnv({
-        diskImage: join(workDir, 'disk.qcow2'),
-        tmpDir,
-        hostSshPort: port,
-        guestSshPort: this.opts.guestSshPort,
-        qemuOpts,
-        userNetOpts: baseEnv.QEMU_NET_OPTS,
-        userKernelParams: baseEnv.QEMU_KERNEL_PARAMS
-      })
-    }
+    // The runner and QEMU get the environment without the action's inputs and tokens.
+    const env = buildRunnerEnv({
+      base: baseEnv,
+      diskImage: join(workDir, 'disk.qcow2'),
+      tmpDir,
+      hostSshPort: port,
+      guestSshPort: this.opts.guestSshPort,
+      qemuOpts,
+      userNetOpts: baseEnv.QEMU_NET_OPTS,
+      userKernelParams: baseEnv.QEMU_KERNEL_PARAMS
+    })
     logger.debug(`runner env: QEMU_OPTS=${env.QEMU_OPTS} QEMU_NET_OPTS=${env.QEMU_NET_OPTS}`)
-    const consoleFile = createWriteStream(this.opts.consoleLog)
-    this.consoleFile = consoleFile
-    this.consoleFileClosed = new Promise((resolve) => consoleFile.on('close', () => resolve()))
+    this.consoleFile = new CappedLog(this.opts.consoleLog)
     installExitHook()
     this.startedAt = Date.now()
     const child = spawn(this.opts.runner, [], {
@@ -195,7 +191,7 @@ export class Machine {
   private onClose(code: number | null, signal: NodeJS.Signals | null): void {
     this.exit = { code, signal }
     this.console.end()
-    this.consoleFile?.end()
+    void this.consoleFile?.end()
     this.qmp?.close()
     if (this.child?.pid !== undefined) untrackGroup(this.child.pid)
     this.markClosed()
@@ -283,7 +279,7 @@ export class Machine {
         const last = this.console.tail(1)[0]
         this.opts.logger.waiting(
           `boot: waiting for the login prompt (${formatDuration(now - this.startedAt)}, ${this.accelerator}, ` +
-            `console ${this.console.lines.length} lines${last !== undefined ? `, last: ${JSON.stringify(last.slice(0, 100))}` : ''})`
+            `console ${this.console.lineCount} lines${last !== undefined ? `, last: ${JSON.stringify(last.slice(0, 100))}` : ''})`
         )
       }
       await this.nextEvent(Math.min(500, Math.max(1, o.deadline.remaining())), o.signal)
@@ -366,8 +362,7 @@ export class Machine {
       killGroup(this.child.pid, 'SIGKILL') // stragglers of the group, if any
       untrackGroup(this.child.pid)
     }
-    if (this.consoleFile !== undefined && !this.consoleFile.writableEnded) this.consoleFile.end()
-    await this.consoleFileClosed
+    await this.consoleFile?.end()
     await rm(join(this.opts.workDir, 'disk.qcow2'), { force: true })
     await rm(join(this.opts.workDir, 'qemu.pid'), { force: true })
   }

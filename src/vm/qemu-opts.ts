@@ -1,3 +1,4 @@
+import { childEnv } from '../util/env.js'
 import { InputError } from '../util/errors.js'
 import type { Accelerator, GuestSystem } from './system.js'
 
@@ -66,14 +67,23 @@ export interface RunnerEnvInput {
   /** The user's own QEMU_NET_OPTS / QEMU_KERNEL_PARAMS, kept. */
   userNetOpts?: string
   userKernelParams?: string
+  /**
+   * The environment the runner inherits (the engine's own), without the action's inputs and
+   * runner credentials (childEnv): the runner script and QEMU need none of them.
+   */
+  base?: NodeJS.ProcessEnv
 }
 
-/** Environment of the runner script per the NixOS runner contract (docs/plans/2025-10-26-nixos-vm-validation-design.md). */
+/**
+ * Environment of the runner script per the NixOS runner contract
+ * (docs/plans/2025-10-26-nixos-vm-validation-design.md): `base` (filtered), then our variables.
+ */
 export function buildRunnerEnv(input: RunnerEnvInput): Record<string, string> {
   // Forward on loopback only: the guest's sshd must not be reachable from the network.
   const fwd = `hostfwd=tcp:127.0.0.1:${input.hostSshPort}-:${input.guestSshPort}`
   const net = [input.userNetOpts?.trim(), fwd].filter((s) => s !== undefined && s !== '').join(',')
   const env: Record<string, string> = {
+    ...(input.base !== undefined ? childEnv(input.base) : {}),
     NIX_DISK_IMAGE: input.diskImage,
     TMPDIR: input.tmpDir,
     USE_TMPDIR: '1',
