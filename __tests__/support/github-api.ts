@@ -1,7 +1,8 @@
 /**
  * A loopback GitHub REST API (node:http) for the action's integration tests: check runs and
  * issue comments, each request checked against GitHub's OpenAPI description first. A request
- * that breaks the description is answered 422 and kept in `violations`.
+ * that breaks the description (a text field past GitHub's limit in UTF-8 bytes included) is
+ * answered 422, as GitHub does, and kept in `violations`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { LoopbackServer } from './loopback.js'
@@ -43,6 +44,8 @@ export interface FakeGitHubOptions {
   failCheckRunCreate?: number
   /** Comments already on the PR (for the sticky-comment lookup across pages). */
   comments?: FakeComment[]
+  /** Answer this many check run completions (PATCH with a conclusion) 422, valid or not. */
+  refuseCompletions?: number
 }
 
 export class FakeGitHubApi extends LoopbackServer {
@@ -50,6 +53,7 @@ export class FakeGitHubApi extends LoopbackServer {
   readonly checkRuns = new Map<number, FakeCheckRun>()
   readonly comments: FakeComment[]
   private nextId = 9000
+  private refusals: number
 
   constructor(
     private readonly options: FakeGitHubOptions = {},
@@ -57,6 +61,7 @@ export class FakeGitHubApi extends LoopbackServer {
   ) {
     super()
     this.comments = [...(options.comments ?? [])]
+    this.refusals = options.refuseCompletions ?? 0
   }
 
   get url(): string {
@@ -157,6 +162,15 @@ export class FakeGitHubApi extends LoopbackServer {
         const run = this.checkRuns.get(Number(p.check_run_id))
         if (run === undefined) {
           send(404, { message: 'Not Found' })
+          return
+        }
+        if (b.conclusion !== undefined && this.refusals > 0) {
+          this.refusals--
+          send(422, {
+            message: 'Invalid request.\n\nOnly 65535 characters are allowed; 65586 were supplied.',
+            documentation_url: 'https://docs.github.com/rest/checks/runs#update-a-check-run',
+            status: '422'
+          })
           return
         }
         if (b.conclusion !== undefined) {

@@ -3,6 +3,10 @@
  * must exist for the method and path, path and query parameters must fit their schemas, and the
  * JSON body must satisfy the operation's request schema (required fields, types, enums, lengths,
  * maxItems, anyOf). A small JSON-schema subset, enough for GitHub's REST descriptions.
+ *
+ * Text limits are checked the way GitHub enforces them: in UTF-8 bytes (it answers 422 to a
+ * check run summary of 65,535 characters but more bytes), including the limits the description
+ * only states in prose ("The maximum size is 64 KB") and the comment body's 65,536.
  */
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -47,6 +51,28 @@ interface Route {
 }
 
 let cached: Spec | undefined
+
+/** Limits GitHub enforces that its description does not state at all, by operation. */
+const UNDESCRIBED_LIMITS: Record<string, { field: string; maxBytes: number }[]> = {
+  'issues/create-comment': [{ field: 'body', maxBytes: 65_536 }],
+  'issues/update-comment': [{ field: 'body', maxBytes: 65_536 }]
+}
+
+/** A string field's limit in bytes: its maxLength, or the one its description states. */
+function byteLimit(schema: Schema): number | undefined {
+  if (typeof schema.maxLength === 'number') return schema.maxLength
+  const m = /maximum size is (\d+) (KB|characters)/i.exec(String(schema.description ?? ''))
+  if (m === null) return undefined
+  // 64 KB as GitHub applies it to check run text: 65,535 bytes.
+  return m[2].toUpperCase() === 'KB' ? Number(m[1]) * 1024 - 1 : Number(m[1])
+}
+
+function utf8Overflow(value: string, maxBytes: number, at: string): string | undefined {
+  const bytes = Buffer.byteLength(value)
+  return bytes > maxBytes
+    ? `${at}: ${bytes} bytes of UTF-8 (${value.length} characters), GitHub's limit is ${maxBytes} bytes`
+    : undefined
+}
 
 /** GitHub's api.github.com description as shipped by @octokit/openapi. */
 export function loadGitHubSpec(): Spec {
@@ -143,6 +169,11 @@ export class OpenApiValidator {
       errors.push(`${where}: takes no JSON body`)
     } else {
       this.check(schema, body, 'body', errors)
+      for (const l of UNDESCRIBED_LIMITS[op.operationId] ?? []) {
+        const v = (body as Record<string, unknown> | null)?.[l.field]
+        const e = typeof v === 'string' ? utf8Overflow(v, l.maxBytes, `body.${l.field}`) : undefined
+        if (e !== undefined) errors.push(e)
+      }
     }
     return {
       operation: { operationId: op.operationId, template: route.template, pathParams },
@@ -201,8 +232,13 @@ export class OpenApiValidator {
       errors.push(`${at}: ${JSON.stringify(value)} is not one of ${JSON.stringify(schema.enum)}`)
     }
     if (typeof value === 'string') {
+      const maxBytes = byteLimit(schema)
       if (typeof schema.maxLength === 'number' && value.length > schema.maxLength)
         errors.push(`${at}: ${value.length} characters, maxLength ${schema.maxLength}`)
+      else if (maxBytes !== undefined) {
+        const e = utf8Overflow(value, maxBytes, at)
+        if (e !== undefined) errors.push(e)
+      }
       if (typeof schema.minLength === 'number' && value.length < schema.minLength)
         errors.push(`${at}: ${value.length} characters, minLength ${schema.minLength}`)
       if (schema.format === 'date-time' && Number.isNaN(Date.parse(value)))

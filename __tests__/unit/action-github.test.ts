@@ -6,11 +6,14 @@ import {
   completionBodies,
   createCheckRunBody,
   startCheckRun,
-  checkConclusion
+  checkConclusion,
+  type UpdateCheckRunBody
 } from '../../src/github/check-run.js'
 import { createGitHubClient, GitHubApiError } from '../../src/github/client.js'
 import { commentBody, commentMarker, findMarked, upsertComment } from '../../src/github/comment.js'
+import { checkRunOutput, commentMarkdown } from '../../src/action/summary.js'
 import type { Report } from '../../src/report/model.js'
+import { openFence } from '../../src/util/markdown.js'
 import { OpenApiValidator } from '../support/openapi.js'
 
 const API = 'https://api.github.com'
@@ -29,6 +32,59 @@ afterEach(() => {
 afterAll(() => {
   nock.enableNetConnect()
 })
+
+/** A nock reply that answers like GitHub: 422 when the body breaks its description or limits. */
+function likeGitHub(
+  method: string,
+  path: string,
+  status: number,
+  payload: object,
+  seen: unknown[] = []
+): (uri: string, body: unknown) => [number, object] {
+  return (_uri, body) => {
+    const json: unknown = typeof body === 'string' && body !== '' ? JSON.parse(body) : body
+    seen.push(json)
+    const url = new URL(path, API)
+    const errors = validator.validate(method, url.pathname, url.searchParams, json).errors
+    return errors.length > 0
+      ? [422, { message: 'Validation Failed', errors: errors.map((message) => ({ message })) }]
+      : [status, payload]
+  }
+}
+
+/**
+ * A degraded boot: 30 failed units whose journals are full of the multi-byte characters systemd
+ * prints (●, ×, —, “ ”), so every character-counted cut overflows GitHub's byte limits.
+ */
+function degradedBoot(units = 30): Report {
+  const journal = (u: string): string =>
+    Array.from(
+      { length: 80 },
+      (_, i) => `× ${u}.service — “Ünïcödé dæmøn” ● exited, status=1/FAILURE ✗ line ${i} ‼`
+    ).join('\n')
+  return report({
+    failure: {
+      stage: 'services',
+      kind: 'check-failed',
+      message: `${units} units failed: ${Array.from({ length: units }, (_, i) => `dæmøn-${i}.service`).join(', ')}`,
+      excerpt: journal('dæmøn-0'),
+      check: 'dæmøn-0'
+    },
+    stages: [
+      {
+        name: 'services',
+        status: 'failed',
+        durationMs: 10,
+        checks: Array.from({ length: units }, (_, i) => ({
+          name: `dæmøn-${i} — “failed” ✗`,
+          status: 'failed' as const,
+          durationMs: 1,
+          output: journal(`dæmøn-${i}`)
+        }))
+      }
+    ]
+  })
+}
 
 /** A nock body matcher that fails the request unless it fits GitHub's OpenAPI description. */
 function openapi(method: string, path: string): (body: unknown) => boolean {
@@ -139,6 +195,57 @@ describe('the OpenAPI validator (test support)', () => {
     ).toMatch(/no such operation/)
     expect(validator.match('PATCH', '/repos/o/r/issues/comments/5')?.route.template).toBe(
       '/repos/{owner}/{repo}/issues/comments/{comment_id}'
+    )
+  })
+})
+
+describe('the OpenAPI validator counts text limits in UTF-8 bytes, like GitHub', () => {
+  const errors = (method: string, path: string, body: unknown): string =>
+    validator.validate(method, path, new URLSearchParams(), body).errors.join('\n')
+  const annotation = (over: object) => ({
+    path: 'a',
+    start_line: 1,
+    end_line: 1,
+    annotation_level: 'failure',
+    message: 'm',
+    ...over
+  })
+
+  it('check run summary and text: 65,535 bytes, whatever the character count', () => {
+    const update = (output: object): string =>
+      errors('PATCH', '/repos/o/r/check-runs/1', { conclusion: 'failure', output })
+    expect(update({ title: 't', summary: 'x'.repeat(65_535) })).toBe('')
+    // 21,846 characters, 65,538 bytes: what GitHub answered 422 to.
+    expect(update({ title: 't', summary: '✅'.repeat(21_846) })).toMatch(
+      /body\.output\.summary: 65538 bytes of UTF-8 \(21846 characters\), GitHub's limit is 65535 bytes/
+    )
+    expect(update({ title: 't', summary: 's', text: '😀'.repeat(16_384) })).toMatch(
+      /body\.output\.text: 65536 bytes/
+    )
+  })
+
+  it('annotation message, raw_details (64 KB) and title (255), stated in prose only', () => {
+    const update = (a: object): string =>
+      errors('PATCH', '/repos/o/r/check-runs/1', {
+        output: { title: 't', summary: 's', annotations: [annotation(a)] }
+      })
+    expect(update({ message: 'é'.repeat(32_767), title: 'é'.repeat(127) })).toBe('')
+    expect(update({ message: 'é'.repeat(32_768) })).toMatch(
+      /annotations\[0\]\.message: 65536 bytes/
+    )
+    expect(update({ raw_details: '€'.repeat(21_846) })).toMatch(
+      /annotations\[0\]\.raw_details: 65538 bytes/
+    )
+    expect(update({ title: 'é'.repeat(128) })).toMatch(/annotations\[0\]\.title: 256 bytes/)
+  })
+
+  it('comment bodies: 65,536', () => {
+    expect(errors('POST', '/repos/o/r/issues/1/comments', { body: 'ü'.repeat(32_768) })).toBe('')
+    expect(errors('POST', '/repos/o/r/issues/1/comments', { body: 'ü'.repeat(32_769) })).toMatch(
+      /body\.body: 65538 bytes/
+    )
+    expect(errors('PATCH', '/repos/o/r/issues/comments/5', { body: '✅'.repeat(30_000) })).toMatch(
+      /body\.body: 90000 bytes/
     )
   })
 })
@@ -285,7 +392,7 @@ describe('check run payloads', () => {
     }
   })
 
-  it('summary and text are cut to 65,535 characters whatever the report holds', () => {
+  it('summary and text are cut to 65,535 bytes whatever the report holds', () => {
     const huge = 'é'.repeat(70_000) + '😀'.repeat(10_000)
     const [b] = completionBodies(
       target,
@@ -295,10 +402,10 @@ describe('check run payloads', () => {
       [],
       new Date(0)
     )
-    expect(b.output?.summary?.length).toBeLessThanOrEqual(65_535)
-    expect(b.output?.text?.length).toBeLessThanOrEqual(65_535)
+    expect(Buffer.byteLength(b.output?.summary ?? '')).toBeLessThanOrEqual(65_535)
+    expect(Buffer.byteLength(b.output?.text ?? '')).toBeLessThanOrEqual(65_535)
     expect(b.output?.summary).toMatch(/cut to stay within/)
-    expect(b.output?.title?.length).toBeLessThanOrEqual(255)
+    expect(Buffer.byteLength(b.output?.title ?? '')).toBeLessThanOrEqual(255)
     // Never half a surrogate pair.
     expect(b.output?.summary).not.toMatch(/[\ud800-\udbff](?![\udc00-\udfff])/)
     const { owner, repo, check_run_id, ...json } = b
@@ -310,6 +417,39 @@ describe('check run payloads', () => {
         json
       ).errors
     ).toEqual([])
+  })
+
+  it('a degraded boot with 30 failed units: every request fits, cut in bytes with the mark inside', () => {
+    const r = degradedBoot()
+    const out = checkRunOutput(r, {
+      artifactUrl: 'https://github.com/o/r/actions/runs/1/artifacts/2'
+    })
+    // Far past the limit before the cut, and mostly multi-byte.
+    expect(Buffer.byteLength(out.text ?? '')).toBeGreaterThan(3 * 65_535)
+    const annotations = buildAnnotations(r, { workspace: '/ws' })
+    const bodies = completionBodies(target, 7, 'failure', out, annotations, new Date(0))
+    for (const b of bodies) {
+      const { owner, repo, check_run_id, ...json } = b
+      expect(
+        validator.validate(
+          'PATCH',
+          `/repos/${owner}/${repo}/check-runs/${check_run_id}`,
+          new URLSearchParams(),
+          json
+        ).errors
+      ).toEqual([])
+    }
+    const { summary = '', text = '' } = bodies[0].output ?? {}
+    for (const field of [summary, text]) {
+      expect(Buffer.byteLength(field)).toBeLessThanOrEqual(65_535)
+      // The budget is used, not wasted.
+      expect(Buffer.byteLength(field)).toBeGreaterThan(60_000)
+      expect(field).not.toContain('\ufffd')
+      expect(openFence(field)).toBe('')
+    }
+    expect(summary).toContain('| services | ❌ failed |')
+    expect(summary).toMatch(/summary cut to stay within the size limit\)\n$/)
+    expect(text).toMatch(/cut to stay within GitHub’s size limit\)\n$/)
   })
 
   it('conclusion: success, failure, or cancelled for a cancelled run', () => {
@@ -345,6 +485,82 @@ describe('check run API calls (nock, no network)', () => {
     expect(scope.isDone()).toBe(true)
   })
 
+  it('a degraded boot’s report completes the run at once (GitHub would 422 a character cut)', async () => {
+    const seen: unknown[] = []
+    const scope = nock(API)
+      .patch('/repos/o/r/check-runs/42')
+      .reply(likeGitHub('PATCH', '/repos/o/r/check-runs/42', 200, { id: 42 }, seen))
+    const r = degradedBoot()
+    const done = await completeCheckRun(
+      await client(),
+      target,
+      42,
+      'failure',
+      checkRunOutput(r, {}),
+      buildAnnotations(r, { workspace: '/ws' })
+    )
+    expect(done).toEqual({})
+    expect(scope.isDone()).toBe(true)
+    expect(seen).toHaveLength(1)
+    expect(seen[0]).toMatchObject({
+      status: 'completed',
+      conclusion: 'failure',
+      output: { summary: expect.stringContaining('### Failing checks') }
+    })
+  })
+
+  it('a 422 to the completion: retried once with a one-line output and no annotations', async () => {
+    const seen: UpdateCheckRunBody[] = []
+    const record = (b: UpdateCheckRunBody): boolean => (seen.push(b), true)
+    const scope = nock(API)
+      .patch('/repos/o/r/check-runs/42', record)
+      .reply(422, {
+        message: 'Invalid request.\n\nOnly 65535 characters are allowed; 65586 were supplied.'
+      })
+      .patch(
+        '/repos/o/r/check-runs/42',
+        (b: UpdateCheckRunBody) => record(b) && openapi('PATCH', '/repos/o/r/check-runs/42')(b)
+      )
+      .reply(200, { id: 42 })
+    const done = await completeCheckRun(
+      await client(),
+      target,
+      42,
+      'failure',
+      { title: 'Failed: check-failed in services (unit-0)', summary: 'full', text: 'full' },
+      buildAnnotations(failingChecks(120), { workspace: '/ws' }),
+      new Date(0)
+    )
+    expect(scope.isDone()).toBe(true)
+    expect(done.refused).toMatch(/^completing the check run failed \(HTTP 422\): Invalid request\./)
+    expect(seen).toHaveLength(2)
+    expect(seen[0].output?.annotations).toHaveLength(50)
+    expect(seen[1]).toEqual({
+      status: 'completed',
+      conclusion: 'failure',
+      completed_at: new Date(0).toISOString(),
+      output: {
+        title: 'Failed: check-failed in services (unit-0)',
+        summary: expect.stringMatching(/^Conclusion: \*\*failure\*\*\. .*job summary.*artifact/)
+      }
+    })
+    expect(seen[1].output?.summary).not.toContain('\n')
+  })
+
+  it('no retry for other failures; a refused retry is the error', async () => {
+    nock(API).patch('/repos/o/r/check-runs/42').reply(500, { message: 'Server Error' })
+    const c = await client()
+    const out = { title: 't', summary: 's' }
+    const err = await completeCheckRun(c, target, 42, 'success', out, []).catch((e: unknown) => e)
+    expect((err as GitHubApiError).status).toBe(500)
+    nock(API).patch('/repos/o/r/check-runs/42').times(2).reply(422, { message: 'Invalid request.' })
+    const again = await completeCheckRun(c, target, 42, 'success', out, []).catch((e: unknown) => e)
+    expect(again).toBeInstanceOf(GitHubApiError)
+    expect((again as Error).message).toMatch(
+      /^completing the check run with a short output failed \(HTTP 422\)/
+    )
+  })
+
   it('a 403 becomes a GitHubApiError saying why (read-only token)', async () => {
     nock(API)
       .post('/repos/o/r/check-runs')
@@ -361,11 +577,24 @@ describe('check run API calls (nock, no network)', () => {
 describe('sticky PR comment', () => {
   const marker = commentMarker('nixos-vm-x86_64', 'x86_64-linux')
 
-  it('the marker names configuration and system; the body starts with it and stays under 65,536', () => {
+  it('the marker names configuration and system; the body starts with it and stays under 65,536 bytes', () => {
     expect(marker).toBe('<!-- nixos-vm-validate:nixos-vm-x86_64:x86_64-linux -->')
-    const body = commentBody(marker, 'x'.repeat(100_000))
-    expect(body.startsWith(marker)).toBe(true)
-    expect(body.length).toBeLessThanOrEqual(65_536)
+    expect(commentMarker('a --> <b>', 'x86_64-linux')).toBe(
+      '<!-- nixos-vm-validate:a --_ _b_:x86_64-linux -->'
+    )
+    for (const md of [
+      'x'.repeat(100_000),
+      '✅'.repeat(40_000),
+      commentMarkdown(degradedBoot(), {})
+    ]) {
+      const body = commentBody(marker, md)
+      expect(body.startsWith(`${marker}\n`)).toBe(true)
+      expect(Buffer.byteLength(body)).toBeLessThanOrEqual(65_536)
+      expect(
+        validator.validate('POST', '/repos/o/r/issues/9/comments', new URLSearchParams(), { body })
+          .errors
+      ).toEqual([])
+    }
   })
 
   it('findMarked ignores other legs’ markers', () => {

@@ -8,6 +8,7 @@ import {
   commentMarkdown,
   consoleExcerpt,
   jobSummary,
+  plainConclusion,
   readTail
 } from '../../src/action/summary.js'
 import { bareReport } from '../../src/action/report.js'
@@ -18,8 +19,9 @@ import {
   type ArtifactUploader
 } from '../../src/github/artifact.js'
 import { readRunContext } from '../../src/github/context.js'
-import { truncateBytes, truncateChars } from '../../src/github/limits.js'
+import { truncateBytes } from '../../src/github/limits.js'
 import type { Report } from '../../src/report/model.js'
+import { HOSTILE, expectNeutral, splitFences } from './markdown-oracle.js'
 
 beforeAll(() => nock.disableNetConnect())
 afterAll(() => nock.enableNetConnect())
@@ -173,6 +175,66 @@ describe('check run output and comment', () => {
   })
 })
 
+/** A guest (and a checks file from a fork) that writes Markdown and HTML wherever it can. */
+function hostileReport(): Report {
+  const r = failedReport(60, 0, 0)
+  const line = HOSTILE.split('\n').join(' ')
+  r.configuration = 'cfg @octocat'
+  r.acceleratorReason = line
+  r.failure = {
+    stage: 'services',
+    kind: 'check-failed',
+    message: `unit failed: ${line}`,
+    excerpt: HOSTILE,
+    check: '[click](https://evil) @octocat'
+  }
+  r.stages[2].message = line
+  r.stages[2].checks = r.stages[2].checks.map((c, i) => ({
+    ...c,
+    name: `${i} <img src=x onerror=alert(1)> [click](https://evil) @octocat`,
+    output: HOSTILE,
+    file: '![x](https://evil/x.png)',
+    line: i + 1
+  }))
+  r.boot = { blame: [{ unit: '![x](https://evil/x.png) @octocat', ms: 5 }] }
+  return r
+}
+
+describe('guest text is shown, never rendered', () => {
+  const ctx = {
+    consoleText: `booting\n${HOSTILE}\nunit failed`,
+    artifactNote: `upload failed (${HOSTILE.split('\n').join(' ')})`,
+    runUrl: 'https://github.com/o/r/actions/runs/1'
+  }
+
+  it('job summary: no mention, link, image or HTML outside code; the evidence as typed inside', () => {
+    const md = jobSummary(hostileReport(), ctx)
+    expectNeutral(md)
+    const [, code] = splitFences(md)
+    // Evidence, failing check outputs and the console excerpt, each a verbatim block.
+    expect(code.split(HOSTILE).length - 1).toBeGreaterThanOrEqual(3)
+    expect(md).toContain('more failing checks')
+    expect(md).toContain('[Workflow run](https://github.com/o/r/actions/runs/1)')
+  })
+
+  it('check run summary and text', () => {
+    const out = checkRunOutput(hostileReport(), ctx)
+    expectNeutral(out.summary)
+    expectNeutral(out.text ?? '')
+    expect(splitFences(out.text ?? '')[1]).toContain(HOSTILE)
+  })
+
+  it('PR comment', () => {
+    const md = commentMarkdown(hostileReport(), ctx)
+    expectNeutral(md)
+    expect(md).toContain('@\u200doctocat')
+  })
+
+  it('the plain conclusion (logs, setFailed) stays unescaped', () => {
+    expect(plainConclusion(hostileReport())).toContain('unit failed: @octocat look here <img')
+  })
+})
+
 describe('limits', () => {
   it('truncateBytes never splits a character and marks the cut', () => {
     const t = truncateBytes('€'.repeat(1000), 1001)
@@ -180,7 +242,6 @@ describe('limits', () => {
     expect(t).not.toContain('\ufffd')
     expect(t).toMatch(/cut to stay within/)
     expect(truncateBytes('short', 10)).toBe('short')
-    expect(truncateChars('abc', 3)).toBe('abc')
   })
 })
 

@@ -98,9 +98,10 @@ describe('check rendering', () => {
   it('summary.md lists every check with its result, time, location and first output line', () => {
     const md = renderSummary(report())
     expect(md).toContain('### Checks')
-    expect(md).toContain('| ✅ | git | 1.6s | tests/vm/checks.yml:32 | $ git --version |')
-    expect(md).toContain('| ❌ | neovim | 1.9s | tests/vm/checks.yml:36 | $ nvim --version |')
-    expect(md).toContain('| ⏭️ | a \\| b &#60;c&#62; | 0ms |  | not run |')
+    // `$` would start GitHub's inline math, `|` a new cell, `<` HTML: all as character references.
+    expect(md).toContain('| ✅ | git | 1.6s | tests/vm/checks.yml:32 | &#36; git --version |')
+    expect(md).toContain('| ❌ | neovim | 1.9s | tests/vm/checks.yml:36 | &#36; nvim --version |')
+    expect(md).toContain('| ⏭️ | a &#124; b &#60;c&#62; | 0ms |  | not run |')
     expect(md).toContain('<details open><summary>❌ packages: 3 checks</summary>')
     expect(md).toContain('❌ packages / neovim (1.9s) — tests/vm/checks.yml:36</summary>')
   })

@@ -111,7 +111,7 @@ export async function publish(p: PublishInput): Promise<SavedArtifact> {
       workflowFile: context.workflowFile
     })
     try {
-      await completeCheckRun(
+      const done = await completeCheckRun(
         p.client,
         { owner: context.owner, repo: context.repo },
         p.checkRunId,
@@ -120,9 +120,14 @@ export async function publish(p: PublishInput): Promise<SavedArtifact> {
         annotations
       )
       p.save(STATE_KEYS.checkRunCompleted, 'true')
-      core.info(
-        `check run ${p.checkRunId} completed: ${checkConclusion(report)} (${annotations.length} annotation${annotations.length === 1 ? '' : 's'})`
-      )
+      if (done.refused !== undefined)
+        core.warning(
+          `check run ${p.checkRunId} completed (${checkConclusion(report)}) with a one-line output and no annotations: ${done.refused}; the job summary and the artifact hold the full report`
+        )
+      else
+        core.info(
+          `check run ${p.checkRunId} completed: ${checkConclusion(report)} (${annotations.length} annotation${annotations.length === 1 ? '' : 's'})`
+        )
     } catch (err) {
       warn(err)
     }

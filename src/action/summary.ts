@@ -3,9 +3,12 @@ import type { Failure, Report } from '../report/model.js'
 import { clip, conclusionLine, renderSummary } from '../report/render.js'
 import { formatDuration } from '../util/duration.js'
 import { stripAnsi } from '../vm/console.js'
-import { LIMITS, truncateBytes } from '../github/limits.js'
+import { LIMITS, truncateMarkdown } from '../github/limits.js'
 import type { CheckRunOutput } from '../github/check-run.js'
+import { escapeMarkdown, fence, sliceChars } from '../util/markdown.js'
 import { runnerName } from './inputs.js'
+
+export { fence }
 
 /** Links and notes every rendering shares. */
 export interface SummaryContext {
@@ -27,13 +30,6 @@ export const CONSOLE_TAIL_BYTES = 2 * 1024 * 1024
 // Serial consoles carry terminal control bytes; a summary shows none of them (\t and \n stay).
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARS = /[\x00-\x08\x0b-\x1f\x7f]/g
-
-/** Fenced code block that a backtick run inside `text` cannot close early. */
-export function fence(text: string): string {
-  const longest = Math.max(2, ...(text.match(/`+/g) ?? []).map((m) => m.length))
-  const f = '`'.repeat(longest + 1)
-  return `${f}text\n${text}\n${f}`
-}
 
 /** The last `maxBytes` of a file (a console log can be huge); '' when it does not exist. */
 export async function readTail(path: string, maxBytes = CONSOLE_TAIL_BYTES): Promise<string> {
@@ -84,7 +80,7 @@ export function consoleExcerpt(consoleText: string, failure: Failure | null): st
   const to = anchor >= 0 ? Math.min(lines.length, anchor + EXCERPT_AFTER + 1) : lines.length
   const picked = lines
     .slice(from, to)
-    .map((l) => (l.length > EXCERPT_LINE_MAX ? `${l.slice(0, EXCERPT_LINE_MAX)} …` : l))
+    .map((l) => (l.length > EXCERPT_LINE_MAX ? `${sliceChars(l, EXCERPT_LINE_MAX)} …` : l))
   const header = `console.log lines ${from + 1}–${to}${to < lines.length ? ` of ${lines.length}` : ''}`
   return `${header}\n${clip(picked.join('\n'), EXCERPT_MAX_CHARS)}`
 }
@@ -132,12 +128,12 @@ function extraSections(r: Report, c: SummaryContext): string[] {
   if (failing.length > 50) {
     parts.push(`<details><summary>${failing.length - 50} more failing checks</summary>`, '')
     for (const f of failing.slice(50, 1000))
-      parts.push(`- ${f.stage} / ${f.name.replace(/[<>]/g, '')}`)
+      parts.push(`- ${escapeMarkdown(f.stage)} / ${escapeMarkdown(f.name)}`)
     if (failing.length > 1000) parts.push(`- … and ${failing.length - 1000} more (see report.json)`)
     parts.push('', '</details>', '')
   }
   if (c.artifactUrl === undefined && c.artifactNote !== undefined)
-    parts.push(`Artifact: ${c.artifactNote}`, '')
+    parts.push(`Artifact: ${escapeMarkdown(c.artifactNote)}`, '')
   if (c.runUrl !== undefined) parts.push(`[Workflow run](${c.runUrl})`, '')
   return parts
 }
@@ -154,10 +150,13 @@ export function jobSummary(
   const extra = extraSections(r, c).join('\n')
   const budget = Math.max(4096, maxBytes - Buffer.byteLength(extra) - 1024)
   const main = renderSummary(r, { artifactUrl: c.artifactUrl, maxBytes: budget })
-  return truncateBytes(`${main.trimEnd()}\n\n${extra}`, maxBytes)
+  return truncateMarkdown(`${main.trimEnd()}\n\n${extra}`, maxBytes)
 }
 
-/** Title, summary and text of the completed check run (the payload builder enforces the limits). */
+/**
+ * Title (plain text), summary and text (Markdown) of the completed check run; the payload builder
+ * cuts text to GitHub's limit.
+ */
 export function checkRunOutput(r: Report, c: SummaryContext): CheckRunOutput {
   const f = r.failure
   const where = `${r.configuration ?? (r.runner !== undefined ? runnerName(r.runner) : 'VM')} (${r.system}${r.emulated ? ', emulated' : ''})`
@@ -169,21 +168,21 @@ export function checkRunOutput(r: Report, c: SummaryContext): CheckRunOutput {
         : `Failed: ${f !== null ? `${f.kind} in ${f.stage}${f.check !== undefined ? ` (${f.check})` : ''}` : where}`
   const summary = renderSummary(r, {
     artifactUrl: c.artifactUrl,
-    maxBytes: 4 * LIMITS.checkRunText
+    maxBytes: LIMITS.checkRunTextBytes
   })
   const text: string[] = [architectureLine(r), '']
   const excerpt = failureConsole(r, c)
   if (excerpt !== '') text.push('### Console around the failure', '', fence(excerpt), '')
   for (const fc of failingChecks(r).slice(0, 200)) {
     text.push(
-      `### ${fc.stage} / ${fc.name} (${formatDuration(fc.durationMs)})`,
+      `### ${escapeMarkdown(fc.stage)} / ${escapeMarkdown(fc.name)} (${formatDuration(fc.durationMs)})`,
       '',
       fence(clip(fc.output, 8000)),
       ''
     )
   }
   if (c.artifactUrl === undefined && c.artifactNote !== undefined)
-    text.push(`Artifact: ${c.artifactNote}`, '')
+    text.push(`Artifact: ${escapeMarkdown(c.artifactNote)}`, '')
   if (c.runUrl !== undefined) text.push(`[Workflow run](${c.runUrl})`)
   return { title, summary, text: text.join('\n') }
 }

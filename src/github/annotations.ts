@@ -1,6 +1,6 @@
 import { isAbsolute, relative, sep } from 'node:path'
 import type { Report } from '../report/model.js'
-import { LIMITS, truncateChars } from './limits.js'
+import { LIMITS, truncateBytes, truncateTitle } from './limits.js'
 
 /** One check-run annotation (GitHub's `output.annotations[]` item). */
 export interface Annotation {
@@ -84,12 +84,12 @@ export function buildAnnotations(r: Report, c: AnnotationContext): Annotation[] 
         start_line: at.line,
         end_line: at.line,
         annotation_level: 'failure',
-        title: truncateChars(`${stage.name}: ${check.name}`, 255),
-        message: truncateChars(
+        title: truncateTitle(`${stage.name}: ${check.name}`),
+        message: truncateBytes(
           output !== '' ? firstLines(output, 20) : `check "${check.name}" failed`,
-          LIMITS.annotationText
+          LIMITS.annotationTextBytes
         ),
-        ...(output !== '' ? { raw_details: truncateChars(output, LIMITS.annotationText) } : {})
+        ...(output !== '' ? { raw_details: truncateBytes(output, LIMITS.annotationTextBytes) } : {})
       })
     }
   }
@@ -101,10 +101,10 @@ export function buildAnnotations(r: Report, c: AnnotationContext): Annotation[] 
       start_line: at.line,
       end_line: at.line,
       annotation_level: 'failure',
-      title: truncateChars(`${f.kind} in stage ${f.stage} (${r.system})`, 255),
-      message: truncateChars(f.message, LIMITS.annotationText),
+      title: truncateTitle(`${f.kind} in stage ${f.stage} (${r.system})`),
+      message: truncateBytes(f.message, LIMITS.annotationTextBytes),
       ...(f.excerpt.trim() !== ''
-        ? { raw_details: truncateChars(f.excerpt, LIMITS.annotationText) }
+        ? { raw_details: truncateBytes(f.excerpt, LIMITS.annotationTextBytes) }
         : {})
     })
   }

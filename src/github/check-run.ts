@@ -1,8 +1,8 @@
 import type { RestEndpointMethodTypes } from '@octokit/rest'
 import type { Report } from '../report/model.js'
 import { batches, type Annotation } from './annotations.js'
-import { apiCall, type GitHubClient } from './client.js'
-import { LIMITS, truncateChars } from './limits.js'
+import { apiCall, GitHubApiError, type GitHubClient } from './client.js'
+import { LIMITS, truncateMarkdown, truncateTitle } from './limits.js'
 
 export type CreateCheckRunBody = RestEndpointMethodTypes['checks']['create']['parameters']
 export type UpdateCheckRunBody = RestEndpointMethodTypes['checks']['update']['parameters']
@@ -27,7 +27,6 @@ export interface CheckRunOutput {
 }
 
 const PERMISSION = 'checks: write'
-const TITLE_MAX = 255
 
 export function checkConclusion(r: Report): CheckConclusion {
   if (r.conclusion === 'success') return 'success'
@@ -53,18 +52,29 @@ export function createCheckRunBody(t: CheckRunTarget, startedAt: Date): CreateCh
 
 function limitOutput(o: CheckRunOutput): CheckRunOutput {
   return {
-    title: truncateChars(o.title, TITLE_MAX),
-    summary: truncateChars(o.summary, LIMITS.checkRunText),
+    title: truncateTitle(o.title),
+    summary: truncateMarkdown(o.summary, LIMITS.checkRunTextBytes),
     ...(o.text !== undefined && o.text !== ''
-      ? { text: truncateChars(o.text, LIMITS.checkRunText) }
+      ? { text: truncateMarkdown(o.text, LIMITS.checkRunTextBytes) }
       : {})
+  }
+}
+
+/**
+ * What completes the run when GitHub refused the full output: the title and one line, no
+ * annotations, nothing from the report that could be refused again.
+ */
+export function minimalOutput(conclusion: CheckConclusion, title: string): CheckRunOutput {
+  return {
+    title: truncateTitle(title),
+    summary: `Conclusion: **${conclusion}**. GitHub refused the full report for this check run; it is in the job summary and the evidence artifact of the workflow run.`
   }
 }
 
 /**
  * The requests that finish a check run: the first completes it with the conclusion and the first
  * 50 annotations; each further 50 go in an update (annotations append, the output stays).
- * Summary and text are cut to 65,535 characters whatever the report holds.
+ * Summary and text are cut to 65,535 bytes whatever the report holds.
  */
 export function completionBodies(
   t: Pick<CheckRunTarget, 'owner' | 'repo'>,
@@ -108,7 +118,16 @@ export async function startCheckRun(
   return res.data.id
 }
 
-/** Completes it and sends every annotation batch. Throws GitHubApiError on the first failure. */
+export interface Completion {
+  /** Why the run was completed with minimalOutput instead (GitHub's 422 to the full output). */
+  refused?: string
+}
+
+/**
+ * Completes it and sends every annotation batch. A 422 to the completing request (a field GitHub
+ * would not take) is retried once with minimalOutput and no annotations, so the run never stays
+ * in progress. Throws GitHubApiError on any other failure.
+ */
 export async function completeCheckRun(
   client: GitHubClient,
   t: Pick<CheckRunTarget, 'owner' | 'repo'>,
@@ -117,15 +136,29 @@ export async function completeCheckRun(
   output: CheckRunOutput,
   annotations: Annotation[],
   completedAt = new Date()
-): Promise<void> {
+): Promise<Completion> {
   const bodies = completionBodies(t, checkRunId, conclusion, output, annotations, completedAt)
-  for (const [i, body] of bodies.entries()) {
-    await apiCall(
-      i === 0
-        ? 'completing the check run'
-        : `adding annotations (batch ${i + 1} of ${bodies.length})`,
-      PERMISSION,
-      (signal) => client.rest.checks.update({ ...body, request: { signal } })
+  const update = (what: string, body: UpdateCheckRunBody): Promise<unknown> =>
+    apiCall(what, PERMISSION, (signal) =>
+      client.rest.checks.update({ ...body, request: { signal } })
     )
+  try {
+    await update('completing the check run', bodies[0])
+  } catch (err) {
+    if (!(err instanceof GitHubApiError) || err.status !== 422) throw err
+    const [minimal] = completionBodies(
+      t,
+      checkRunId,
+      conclusion,
+      minimalOutput(conclusion, output.title),
+      [],
+      completedAt
+    )
+    await update('completing the check run with a short output', minimal)
+    return { refused: err.message }
   }
+  for (const [i, body] of bodies.slice(1).entries()) {
+    await update(`adding annotations (batch ${i + 2} of ${bodies.length})`, body)
+  }
+  return {}
 }

@@ -1,5 +1,5 @@
 import { apiCall, type GitHubClient } from './client.js'
-import { LIMITS, truncateChars } from './limits.js'
+import { LIMITS, truncateMarkdown } from './limits.js'
 
 const PERMISSION = 'pull-requests: write'
 
@@ -16,12 +16,15 @@ export interface CommentTarget {
  * native leg's comment of the same configuration and system.
  */
 export function commentMarker(configuration: string, system: string, emulated = false): string {
-  return `<!-- nixos-vm-validate:${configuration}:${system}${emulated ? ':emulated' : ''} -->`
+  // Without `<` and `>` no configuration name can end the HTML comment early.
+  const name = `${configuration}:${system}${emulated ? ':emulated' : ''}`.replace(/[<>]/g, '_')
+  return `<!-- nixos-vm-validate:${name} -->`
 }
 
 /** Marker first, so a cut for length can never remove it. */
 export function commentBody(marker: string, markdown: string): string {
-  return `${marker}\n${truncateChars(markdown, LIMITS.commentBody - marker.length - 1)}`
+  const budget = LIMITS.commentBodyBytes - Buffer.byteLength(marker) - 1
+  return `${marker}\n${truncateMarkdown(markdown, budget)}`
 }
 
 interface IssueComment {

@@ -1,37 +1,38 @@
-/** GitHub's size limits for what the action posts (field-notes.md, "Reporting"). */
+import { cutBytes, cutMarkdown } from '../util/markdown.js'
+
+/**
+ * GitHub's size limits for what the action posts (field-notes.md, "Reporting"). GitHub counts
+ * them in UTF-8 bytes and answers HTTP 422 past them, so every field is measured and cut in bytes
+ * (a byte count is never below the character count, whichever way characters are counted).
+ */
 export const LIMITS = {
   /** Job summary: 1 MiB per step (GITHUB_STEP_SUMMARY). */
   stepSummaryBytes: 1024 * 1024,
-  /** Check run `output.summary` and `output.text`: 65,535 characters each. */
-  checkRunText: 65_535,
+  /** Check run `output.summary` and `output.text`: 65,535 bytes each. */
+  checkRunTextBytes: 65_535,
   /** Annotations per check run create/update request. */
   annotationsPerRequest: 50,
   /** An annotation's `message` / `raw_details`: 64 KB. */
-  annotationText: 64 * 1024 - 1,
+  annotationTextBytes: 65_535,
+  /** Check run and annotation titles: 255 characters. */
+  titleBytes: 255,
   /** An issue comment body: 65,536 characters. */
-  commentBody: 65_536
+  commentBodyBytes: 65_536
 } as const
 
 const CUT_MARK = '\n\n… (cut to stay within GitHub’s size limit)\n'
 
-/** Cuts `text` to at most `max` UTF-16 units (never inside a surrogate pair), marking the cut. */
-export function truncateChars(text: string, max: number): string {
-  if (text.length <= max) return text
-  let end = Math.max(0, max - CUT_MARK.length)
-  if (end > 0 && isHighSurrogate(text.charCodeAt(end - 1))) end--
-  return text.slice(0, end) + CUT_MARK
+/** Plain text (annotations) cut to at most `maxBytes` of UTF-8, the mark inside the budget. */
+export function truncateBytes(text: string, maxBytes: number, mark: string = CUT_MARK): string {
+  return cutBytes(text, maxBytes, mark)
 }
 
-/** Cuts `text` to at most `max` UTF-8 bytes (never inside a character), marking the cut. */
-export function truncateBytes(text: string, max: number): string {
-  const buf = Buffer.from(text)
-  if (buf.length <= max) return text
-  let end = Math.max(0, max - Buffer.byteLength(CUT_MARK))
-  // Step back to the start of a UTF-8 sequence (continuation bytes are 10xxxxxx).
-  while (end > 0 && (buf[end] & 0xc0) === 0x80) end--
-  return buf.subarray(0, end).toString() + CUT_MARK
+/** A one-line title cut to GitHub's 255. */
+export function truncateTitle(text: string): string {
+  return cutBytes(text.replace(/\s*\n\s*/g, ' '), LIMITS.titleBytes, '…')
 }
 
-function isHighSurrogate(code: number): boolean {
-  return code >= 0xd800 && code <= 0xdbff
+/** Markdown (check run output, comment, job summary) cut to at most `maxBytes`; an open fence is closed. */
+export function truncateMarkdown(md: string, maxBytes: number): string {
+  return cutMarkdown(md, maxBytes, CUT_MARK)
 }

@@ -1,4 +1,5 @@
 import { formatDuration } from '../util/duration.js'
+import { cutMarkdown, escapeMarkdown, fence, sliceCharsEnd } from '../util/markdown.js'
 import type { CheckResult, Report, StageResult } from './model.js'
 
 const ICON: Record<string, string> = { passed: '✅', failed: '❌', skipped: '⏭️' }
@@ -13,24 +14,20 @@ function escapeXml(s: string): string {
   )
 }
 
-function mdCell(s: string): string {
-  return s.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ')
-}
-
 /** Keeps the end of a long text (where the failure usually is), marking the cut. */
 export function clip(text: string, max: number): string {
   if (text.length <= max) return text
-  return `… (${text.length - max} characters cut)\n` + text.slice(text.length - max)
+  const kept = sliceCharsEnd(text, max)
+  return `… (${text.length - kept.length} characters cut)\n` + kept
 }
 
-function fence(text: string): string {
-  const longest = Math.max(2, ...(text.match(/`+/g) ?? []).map((m) => m.length))
-  const f = '`'.repeat(longest + 1)
-  return `${f}text\n${text}\n${f}`
-}
-
-export function conclusionLine(r: Report): string {
-  const where = `${r.configuration !== undefined ? `${r.configuration} ` : ''}(${r.system})`
+/**
+ * The run's outcome in one line, with `**` for bold: plain text for logs (strip the `**`), or
+ * Markdown with the user and guest parts (configuration, check, message) escaped.
+ */
+export function conclusionLine(r: Report, markdown = false): string {
+  const text = markdown ? escapeMarkdown : (s: string): string => s
+  const where = `${r.configuration !== undefined ? `${text(r.configuration)} ` : ''}(${r.system})`
   const accel = `${r.accelerator === 'kvm' ? 'KVM' : r.accelerator === 'tcg' ? 'TCG software emulation' : 'no VM'}${r.emulated ? ', emulated architecture' : ''}`
   if (r.conclusion === 'success') {
     const boot =
@@ -40,7 +37,7 @@ export function conclusionLine(r: Report): string {
   const f = r.failure
   const what =
     f !== null
-      ? `${f.stage}: **${f.kind}**${f.check !== undefined ? ` (${f.check})` : ''} — ${f.message}`
+      ? `${f.stage}: **${f.kind}**${f.check !== undefined ? ` (${text(f.check)})` : ''} — ${text(f.message)}`
       : 'failed'
   return `❌ **VM validation failed** for ${where} — ${what} — ${accel}`
 }
@@ -93,17 +90,14 @@ function checksList(stages: StageResult[]): string {
   for (const s of stages.filter((st) => st.checks.length > 0)) {
     const failed = s.checks.some((c) => c.status === 'failed')
     parts.push(
-      `<details${failed ? ' open' : ''}><summary>${ICON[s.status] ?? ''} ${escapeXml(s.name)}: ${s.checks.length} check${s.checks.length > 1 ? 's' : ''}</summary>`,
+      `<details${failed ? ' open' : ''}><summary>${ICON[s.status] ?? ''} ${escapeMarkdown(s.name)}: ${s.checks.length} check${s.checks.length > 1 ? 's' : ''}</summary>`,
       ''
     )
     parts.push('| | Check | Time | Declared at | Output |', '| --- | --- | --- | --- | --- |')
     for (const c of s.checks) {
       const first = c.output.split('\n').find((l) => l.trim() !== '') ?? ''
-      // Names and output are guest/user text: no raw HTML in the job summary.
-      const text = (t: string): string =>
-        mdCell(t).replace(/[<>&]/g, (ch) => `&#${ch.charCodeAt(0)};`)
       parts.push(
-        `| ${ICON[c.status] ?? ''} | ${text(c.name)} | ${formatDuration(c.durationMs)} | ${text(checkLocation(c))} | ${text(clip(first, 160))} |`
+        `| ${ICON[c.status] ?? ''} | ${escapeMarkdown(c.name)} | ${formatDuration(c.durationMs)} | ${escapeMarkdown(checkLocation(c))} | ${escapeMarkdown(clip(first, 160))} |`
       )
     }
     parts.push('', '</details>', '')
@@ -125,7 +119,7 @@ function stageTable(stages: StageResult[]): string {
             ...(skipped > 0 ? [`${skipped} skipped`] : [])
           ].join(', ')
     lines.push(
-      `| ${s.name} | ${ICON[s.status] ?? ''} ${s.status} | ${formatDuration(s.durationMs)} | ${mdCell(checks || (s.message ?? ''))} |`
+      `| ${escapeMarkdown(s.name)} | ${ICON[s.status] ?? ''} ${s.status} | ${formatDuration(s.durationMs)} | ${escapeMarkdown(checks || (s.message ?? ''))} |`
     )
   }
   return lines.join('\n')
@@ -140,9 +134,9 @@ export interface SummaryOptions {
 /** summary.md and the job summary: one rendering of the report model. */
 export function renderSummary(r: Report, o: SummaryOptions = {}): string {
   const maxBytes = o.maxBytes ?? 256 * 1024
-  const parts: string[] = [`## ${conclusionLine(r)}`, '']
+  const parts: string[] = [`## ${conclusionLine(r, true)}`, '']
   parts.push(
-    `Accelerator: **${r.accelerator}**${r.acceleratorReason !== undefined ? ` — ${r.acceleratorReason}` : ''}` +
+    `Accelerator: **${r.accelerator}**${r.acceleratorReason !== undefined ? ` — ${escapeMarkdown(r.acceleratorReason)}` : ''}` +
       `${r.emulated ? ' · guest architecture emulated on this host' : ''} · host ${r.hostSystem}`
   )
   const t = r.timings
@@ -156,7 +150,7 @@ export function renderSummary(r: Report, o: SummaryOptions = {}): string {
   parts.push(stageTable(r.stages), '')
   const f = r.failure
   if (f !== null) {
-    parts.push(`### Failure: ${f.kind} in stage \`${f.stage}\``, '', mdCell(f.message), '')
+    parts.push(`### Failure: ${f.kind} in stage \`${f.stage}\``, '', escapeMarkdown(f.message), '')
     if (f.excerpt !== '')
       parts.push(
         '<details open><summary>Evidence</summary>',
@@ -175,7 +169,7 @@ export function renderSummary(r: Report, o: SummaryOptions = {}): string {
     for (const { s, c } of failing.slice(0, 50)) {
       const where = checkLocation(c)
       parts.push(
-        `<details><summary>${ICON.failed} ${escapeXml(s.name)} / ${escapeXml(c.name)} (${formatDuration(c.durationMs)})${where !== '' ? ` — ${escapeXml(where)}` : ''}</summary>`,
+        `<details><summary>${ICON.failed} ${escapeMarkdown(s.name)} / ${escapeMarkdown(c.name)} (${formatDuration(c.durationMs)})${where !== '' ? ` — ${escapeMarkdown(where)}` : ''}</summary>`,
         '',
         fence(clip(c.output, 4000)),
         '',
@@ -195,20 +189,18 @@ export function renderSummary(r: Report, o: SummaryOptions = {}): string {
       '| --- | --- |'
     )
     for (const u of r.boot.blame.slice(0, 10))
-      parts.push(`| ${mdCell(u.unit)} | ${formatDuration(u.ms)} |`)
+      parts.push(`| ${escapeMarkdown(u.unit)} | ${formatDuration(u.ms)} |`)
     parts.push('', '</details>', '')
   }
   if (o.artifactUrl !== undefined)
     parts.push(`Evidence (console log, screenshots, report): [artifact](${o.artifactUrl})`, '')
   else if (r.artifacts.length > 0)
     parts.push(`Artifacts: ${r.artifacts.map((a) => `\`${a}\``).join(', ')}`, '')
-  let md = parts.join('\n')
-  if (Buffer.byteLength(md) > maxBytes)
-    md =
-      Buffer.from(md)
-        .subarray(0, maxBytes - 200)
-        .toString() + '\n\n… (summary cut to stay within the size limit)\n'
-  return md
+  return cutMarkdown(
+    parts.join('\n'),
+    maxBytes,
+    '\n\n… (summary cut to stay within the size limit)\n'
+  )
 }
 
 /** junit.xml: one testsuite per stage, one testcase per check (a stage without checks is one case). */
