@@ -20,7 +20,11 @@
 //      no Nix: process start to exit) vs `node -e 0` and vs the previous bundle (BENCH_BASE_REF,
 //      default HEAD~1, taken with git archive), interleaved. BENCH_COLD_RUNS (default 15).
 //
-// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D,E picks parts.
+//   F. console throughput through the whole pipeline: the CLI on a runner that floods its console
+//      (BENCH_FLOOD_MIB, default 1024, of lines, then as much without a newline) and exits, vs
+//      the same runner writing to /dev/null: MiB/s, start to verdict.
+//
+// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D,E,F picks parts.
 import { execFileSync, spawn } from 'node:child_process'
 import {
   cpSync,
@@ -41,7 +45,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist/cli/index.js')
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
-const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D,E').split(',')
+const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D,E,F').split(',')
 
 function guest(arch, variant = 'ok') {
   const out = execFileSync(
@@ -538,6 +542,72 @@ if (ONLY.includes('E')) {
     })
     console.log(
       `${name}\n  ${baseName}: median ${ms(median(base))}\n  this bundle: median ${ms(median(mine))}\n  ratio = ${ratio.toFixed(3)}\n`
+    )
+  }
+  rmSync(work, { recursive: true, force: true })
+}
+
+if (ONLY.includes('F')) {
+  const mib = Number(process.env.BENCH_FLOOD_MIB ?? 1024)
+  const work = mkdtempSync(join(tmpdir(), 'nvv-bench-flood-'))
+  mkdirSync(join(work, 'bin'))
+  const runners = {
+    lines: `yes 'flood: a guest stuck printing the same line, over and over, at full speed' | head -c ${mib * 1048576}`,
+    'no newline': `head -c ${mib * 1048576} /dev/zero | tr '\\0' x`
+  }
+  const key = join(work, 'key')
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
+  for (const [name, body] of Object.entries(runners)) {
+    const runner = join(work, 'bin', `run-${name.replace(/ /g, '-')}-vm`)
+    writeFileSync(runner, `#!/bin/sh\n${body}\necho\nexit 0\n`, { mode: 0o755 })
+    const bare = []
+    const cliRuns = []
+    for (let i = 0; i < RUNS; i++) {
+      bare.push(await timed(['sh', '-c', `"$0" >/dev/null`, runner], process.env))
+      const out = join(work, `out-${i}`)
+      const started = process.hrtime.bigint()
+      await new Promise((res) => {
+        const child = spawn(
+          process.execPath,
+          [
+            CLI,
+            'validate',
+            '--runner',
+            runner,
+            '--system',
+            'x86_64-linux',
+            '--ssh-key',
+            key,
+            '--stages',
+            'boot',
+            '--accel',
+            'tcg',
+            '--out',
+            out
+          ],
+          { stdio: 'ignore' }
+        )
+        child.on('close', res)
+      })
+      cliRuns.push(Number(process.hrtime.bigint() - started) / 1e6)
+      const size = statSync(join(out, 'console.log')).size
+      if (size > 65 * 1048576) throw new Error(`console.log is ${size} bytes: not capped`)
+      rmSync(out, { recursive: true, force: true })
+    }
+    const rate = (ms) => (mib / (ms / 1000)).toFixed(0)
+    const row = {
+      name: `F. console throughput (${name})`,
+      baseline: 'the runner alone, to /dev/null',
+      candidate: 'the CLI: runner, console monitor, console.log',
+      baselineMedianMs: median(bare),
+      candidateMedianMs: median(cliRuns),
+      ratio: median(cliRuns) / median(bare),
+      mibPerSecond: Number(rate(median(cliRuns))),
+      runs: RUNS
+    }
+    results.push(row)
+    console.log(
+      `${row.name}: ${mib} MiB\n  the runner alone: ${rate(median(bare))} MiB/s\n  through the CLI: ${row.mibPerSecond} MiB/s (start to verdict)\n  ratio = ${row.ratio.toFixed(3)}\n`
     )
   }
   rmSync(work, { recursive: true, force: true })

@@ -5,8 +5,8 @@
  */
 import { afterEach, describe, expect, it } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { PNG } from 'pngjs'
 import {
   artifact,
@@ -221,6 +221,72 @@ describe('the CLI around a run', () => {
     const r = run.report()
     expect(r.failure).toMatchObject({ kind: 'cancelled' })
     expectCommonArtifacts(run)
+  })
+
+  /** Sends `signals` (ms after the boot started, signal) to the CLI; returns the run. */
+  async function signalled(plan: [number, NodeJS.Signals][], holdQemu = false): Promise<CliRun> {
+    let sent = 0
+    let marker = ''
+    const run = await validate([...guestArgs('x86_64', 'ok'), '--stages', 'boot,ssh'], {
+      onSpawn: (child) => {
+        // runCli's --out is <marker>/out; QEMU's command line holds the marker (its TMPDIR).
+        marker = dirname(child.spawnargs[child.spawnargs.indexOf('--out') + 1] ?? '')
+        child.stderr?.on('data', (d: Buffer) => {
+          if (sent === 0 && d.toString().includes('started ')) {
+            sent = 1
+            for (const [ms, sig] of plan)
+              setTimeout(() => {
+                // A QEMU that no longer answers: the stop the first signal asked for hangs.
+                if (holdQemu && ms === 0)
+                  for (const pid of qemuLeft(marker)) process.kill(pid, 'SIGSTOP')
+                child.kill(sig)
+              }, 3000 + ms)
+          }
+        })
+      }
+    })
+    expect(sent).toBe(1)
+    return run
+  }
+
+  /** Nothing of the run is left: no QEMU, no work directory (with its disk image). */
+  function expectNothingLeft(run: CliRun): void {
+    expect(qemuLeft(run.marker)).toEqual([])
+    expect(readdirSync(run.marker).filter((n) => n.startsWith('nvv-'))).toEqual([])
+  }
+
+  it('SIGTERM twice at once (a group signal forwarded twice) is one stop: report, nothing left', async () => {
+    const run = await signalled([
+      [0, 'SIGTERM'],
+      [50, 'SIGTERM']
+    ])
+    expect(run.code).toBe(1)
+    expect(run.report().failure).toMatchObject({ kind: 'cancelled' })
+    expect(run.stderr).not.toMatch(/forcing/)
+    expectCommonArtifacts(run)
+    expectNothingLeft(run)
+  })
+
+  it('SIGHUP stops the run like SIGTERM', async () => {
+    const run = await signalled([[0, 'SIGHUP']])
+    expect(run.code).toBe(1)
+    expect(run.report().failure).toMatchObject({ kind: 'cancelled' })
+    expectNothingLeft(run)
+  })
+
+  it('a second SIGTERM later forces the stop, and still leaves a report and nothing running', async () => {
+    // QEMU is held (SIGSTOP), so the first stop cannot finish on its own before the second signal.
+    const run = await signalled(
+      [
+        [0, 'SIGTERM'],
+        [2500, 'SIGTERM']
+      ],
+      true
+    )
+    expect(run.stderr).toMatch(/SIGTERM again: forcing/)
+    expect([1, 130]).toContain(run.code)
+    expect(run.report().failure).toMatchObject({ kind: 'cancelled' })
+    expectNothingLeft(run)
   })
 
   it('bad input exits 2 naming the allowed values, before anything starts', async () => {

@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { InputError, ValidationFailure, errorMessage } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
 import { validate } from '../pipeline/validate.js'
@@ -20,10 +20,18 @@ import { listBuildLog } from '../nix/report.js'
 import { TOOL_VERSION } from '../version.js'
 import { USAGE, collectArgs, type CliOptions } from './args.js'
 import { cliLogger } from './logger.js'
+import { bareReport } from '../action/report.js'
 
 export const EXIT_OK = 0
 export const EXIT_FAILED = 1
 export const EXIT_INPUT = 2
+
+/** Signals that stop a run: the VM is stopped and the report written (a hang-up too). */
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']
+/** A stop signal repeated within this time is the first one delivered again. */
+export const SIGNAL_REPEAT_MS = 2000
+/** After a forced stop, how long the teardown may still take before the process leaves. */
+const FORCE_GRACE_MS = 10_000
 
 /** Checks files and keys before anything starts: bad input exits 2 with nothing booted. */
 export async function checkInputs(o: CliOptions): Promise<void> {
@@ -140,21 +148,48 @@ export async function main(
   }
   const logger = cliLogger(opts.verbose)
   const controller = new AbortController()
-  let signals = 0
+  // Count from the process start, so the report includes Node start-up, the build and the KVM probe.
+  const startedAt = Math.round(performance.timeOrigin)
+  let workDir: string | undefined
+  let firstSignalAt: number | undefined
+  let forced = false
   const onSignal = (sig: NodeJS.Signals): void => {
-    signals++
-    if (signals === 1) {
+    const now = Date.now()
+    if (firstSignalAt === undefined) {
+      firstSignalAt = now
       logger.warning(`${sig}: stopping the VM and writing the report (again to force)`)
       controller.abort()
       return
     }
+    // One process-group signal reaches us once per forwarding parent (timeout, make, npm):
+    // a repeat this soon is the same request, not a second one.
+    if (forced || now - firstSignalAt < SIGNAL_REPEAT_MS) return
+    forced = true
+    logger.warning(`${sig} again: forcing — QEMU is killed now, the report written as it stands`)
     killAllGroupsSync()
-    process.exit(130)
+    // With QEMU gone the teardown ends at once; should it hang, leave all the same, with a
+    // report and without the work directory (its disk image).
+    setTimeout(() => {
+      if (!existsSync(join(opts.outDir, 'report.json'))) {
+        const report = bareReport({
+          system: opts.system,
+          startedAt,
+          ...(opts.runner !== undefined ? { runner: opts.runner } : {}),
+          failure: {
+            stage: 'boot',
+            kind: 'cancelled',
+            message: `stopped by ${sig} twice (forced): the teardown did not finish within ${FORCE_GRACE_MS / 1000} s`,
+            excerpt: ''
+          }
+        })
+        mkdirSync(opts.outDir, { recursive: true })
+        writeFileSync(join(opts.outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n')
+      }
+      if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true })
+      process.exit(130)
+    }, FORCE_GRACE_MS).unref()
   }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
-  // Count from the process start, so the report includes Node start-up, the build and the KVM probe.
-  const startedAt = Math.round(performance.timeOrigin)
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal)
   let built: CliBuild | undefined
   try {
     if (flake !== undefined) {
@@ -199,6 +234,7 @@ export async function main(
       logger,
       signal: controller.signal,
       startedAt,
+      onStarted: (info) => (workDir = info.workDir),
       ...(built !== undefined
         ? { buildMs: built.buildMs, configuration: flake?.configuration }
         : {})
@@ -219,7 +255,6 @@ export async function main(
     return EXIT_FAILED
   } finally {
     await built?.cleanup()
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
+    for (const sig of STOP_SIGNALS) process.off(sig, onSignal)
   }
 }

@@ -8,13 +8,23 @@ const ANSI =
   // eslint-disable-next-line no-control-regex
   /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]|\x1b[=>78cDEHM]/g
 
-// Every character either replacement removes is one of these (ESC is 0x1b).
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/
+/** Every character either replacement below removes is one of these (ESC is 0x1b). */
+const CONTROL_CHARS = [
+  ...Array.from({ length: 32 }, (_, c) => String.fromCharCode(c)).filter(
+    (c) => c !== '\t' && c !== '\n' && c !== '\r'
+  ),
+  '\x7f'
+]
+
+/** Whether `text` holds a control character (one indexOf per character: ~5x a character class). */
+function hasControl(text: string): boolean {
+  for (const c of CONTROL_CHARS) if (text.includes(c)) return true
+  return false
+}
 
 export function stripAnsi(text: string): string {
-  // Most console lines have no escape at all: one scan, no copies (a flood's cost per line).
-  if (!CONTROL.test(text)) return text
+  // Most console lines have no escape at all: no copies (a flood's cost per line).
+  if (!hasControl(text)) return text
   // eslint-disable-next-line no-control-regex
   return text.replace(ANSI, '').replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g, '')
 }
@@ -102,13 +112,13 @@ export class ConsoleMonitor {
     // Looked at once per chunk, not per line: lines of a chunk without escapes need no stripping,
     // and lines of a chunk without any event word need no classifying (the end of the previous
     // chunk is included, so a word split between two chunks is still seen).
-    const control = CONTROL.test(text)
+    const control = hasControl(text)
     const words = mayBeEvent(this.lastText + text.slice(0, 16)) || mayBeEvent(text)
     this.lastText = text.slice(-16)
-    // The first line ending in this chunk continues the open line of earlier chunks.
-    let carried = true
-    const flags = (): [boolean, boolean] =>
-      carried ? [control || this.openControl, words || this.openWords] : [control, words]
+    // The first line ending here continues the open line of earlier chunks: its text may hold
+    // what those chunks held.
+    let lineControl = control || this.openControl
+    let lineWords = words || this.openWords
     let at = 0
     let cr = text.indexOf('\r')
     let lf = text.indexOf('\n')
@@ -124,22 +134,26 @@ export class ConsoleMonitor {
         if (this.partial.length > MAX_LINE) {
           this.addLine(
             this.partial.slice(0, MAX_LINE),
-            ...flags(),
+            lineControl,
+            lineWords,
             ` … [line cut at ${MAX_LINE} characters]`
           )
-          carried = false
+          lineControl = control
+          lineWords = words
           this.partial = ''
           this.skipping = true
         }
       }
       if (next === -1) break
       if (this.skipping) this.skipping = false
-      else this.addLine(this.partial, ...flags())
-      carried = false
+      else this.addLine(this.partial, lineControl, lineWords)
+      lineControl = control
+      lineWords = words
       this.partial = ''
       at = next + (text[next] === '\r' && text[next + 1] === '\n' ? 2 : 1)
     }
-    ;[this.openControl, this.openWords] = this.partial === '' ? [false, false] : flags()
+    this.openControl = this.partial !== '' && lineControl
+    this.openWords = this.partial !== '' && lineWords
     // A getty prompt ("nixos-vm login: ") has no newline after it: look at the open line too.
     if (!this.skipping && this.partial !== '') {
       const open = stripAnsi(this.partial.slice(-256))
