@@ -217,6 +217,19 @@ class Reader {
     return s
   }
 
+  /** A regular expression (matched multi-line against a command's output). */
+  regex(node: Node | null, path: string): string | undefined {
+    const re = this.str(node, path, undefined, 'a regular expression')
+    if (re === undefined) return undefined
+    try {
+      new RegExp(re, 'm')
+      return re
+    } catch (err) {
+      this.error(node, path, `not a valid regular expression: ${errorMessage(err)}`)
+      return undefined
+    }
+  }
+
   strList(
     node: Node | null,
     path: string,
@@ -483,21 +496,7 @@ export function parseChecks(text: string, o: ParseOptions): ChecksConfig {
               timeoutMs: timeoutOf(m, path, DEFAULT_TIMEOUTS.command)
             }
             const expect = m.get('expect')
-            if (expect !== undefined) {
-              const re = r.str(expect.value, `${path}.expect`, undefined, 'a regular expression')
-              if (re !== undefined) {
-                try {
-                  new RegExp(re, 'm')
-                  spec.expect = re
-                } catch (err) {
-                  r.error(
-                    expect.value,
-                    `${path}.expect`,
-                    `not a valid regular expression: ${errorMessage(err)}`
-                  )
-                }
-              }
-            }
+            if (expect !== undefined) spec.expect = r.regex(expect.value, `${path}.expect`)
             if (m.has('user'))
               spec.user = r.str(
                 m.get('user')?.value ?? null,
@@ -575,21 +574,7 @@ export function parseChecks(text: string, o: ParseOptions): ChecksConfig {
               "a file of the package and its arguments (bin/hello --version), relative, without '..'"
             )
           const expect = e.get('expect')
-          if (expect !== undefined) {
-            const re = r.str(expect.value, `${path}.expect`, undefined, 'a regular expression')
-            if (re !== undefined) {
-              try {
-                new RegExp(re, 'm')
-                spec.expect = re
-              } catch (err) {
-                r.error(
-                  expect.value,
-                  `${path}.expect`,
-                  `not a valid regular expression: ${errorMessage(err)}`
-                )
-              }
-            }
-          }
+          if (expect !== undefined) spec.expect = r.regex(expect.value, `${path}.expect`)
           if (spec.package !== undefined || spec.path !== undefined) substitute.push(spec)
         })
         config.network = {

@@ -104,22 +104,19 @@ export function nixBuildArgv(i: BuildArgvInput): string[] {
     ...options.flatMap(([k, v]) => ['--option', k, v]),
     '--expr',
     BUILD_EXPRESSION,
-    '--argstr',
-    'flakeRef',
-    i.target.flakeRef,
-    '--argstr',
-    'configuration',
-    i.target.configuration,
-    '--argstr',
-    'sshUser',
-    i.sshUser,
-    '--argstr',
-    'sshPublicKey',
-    i.sshPublicKey,
-    '--argstr',
-    'hostSystem',
-    i.hostSystem
+    ...argstrs({
+      flakeRef: i.target.flakeRef,
+      configuration: i.target.configuration,
+      sshUser: i.sshUser,
+      sshPublicKey: i.sshPublicKey,
+      hostSystem: i.hostSystem
+    })
   ]
+}
+
+/** `--argstr NAME VALUE` for each input of an expression (never spliced into its text). */
+function argstrs(values: Record<string, string>): string[] {
+  return Object.entries(values).flatMap(([k, v]) => ['--argstr', k, v])
 }
 
 /**
@@ -165,14 +162,10 @@ export function packagePathArgv(i: {
     ...(i.options ?? []).flatMap(([k, v]) => ['--option', k, v]),
     '--expr',
     PACKAGE_PATH_EXPRESSION,
-    '--argstr',
-    'flakeRef',
-    i.target.flakeRef,
-    '--argstr',
-    'configuration',
-    i.target.configuration,
-    '--argstr',
-    'attribute',
-    i.attribute
+    ...argstrs({
+      flakeRef: i.target.flakeRef,
+      configuration: i.target.configuration,
+      attribute: i.attribute
+    })
   ]
 }
