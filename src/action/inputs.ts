@@ -22,6 +22,7 @@ import {
 } from '../vm/system.js'
 import { FORBIDDEN_ARTIFACT_NAME_CHARS } from '../github/artifact.js'
 import { parseFlakeTarget } from '../nix/flakeref.js'
+import { parseBootRetries } from '../pipeline/options.js'
 
 /** Every input of action.yml, in its order (a unit test keeps the two in step). */
 export const INPUT_NAMES = [
@@ -34,6 +35,7 @@ export const INPUT_NAMES = [
   'stages',
   'checks',
   'boot-timeout',
+  'boot-retries',
   'timeout',
   'accel',
   'artifact-name',
@@ -95,6 +97,8 @@ export interface ActionInputs {
   /** Absolute path of the checks file. */
   checksFile?: string
   bootTimeoutMs: number
+  /** Restarts of a boot silent before userspace; undefined: 1 under TCG, 0 with KVM. */
+  bootRetries?: number
   timeoutMs: number
   accel: AccelChoice
   /** Explicit artifact name; the default is derived per leg and attempt (see runIdentity). */
@@ -278,6 +282,7 @@ function collectInputs(
   }
   const checks = optional('checks')
   const token = optional('github-token')
+  const retriesText = optional('boot-retries')
 
   return {
     flake,
@@ -298,6 +303,10 @@ function collectInputs(
     checksFile: checks !== undefined ? abs(checks) : undefined,
     bootTimeoutMs:
       check('boot-timeout', () => parseDuration(raw('boot-timeout'), 'input "boot-timeout"')) ?? 0,
+    bootRetries:
+      retriesText !== undefined
+        ? check('boot-retries', () => parseBootRetries(retriesText, 'input "boot-retries"'))
+        : undefined,
     timeoutMs:
       check('timeout', () => parseDuration(raw('timeout'), 'input "timeout"', 'none')) ?? 0,
     accel: check('accel', () => parseAccel(raw('accel'), 'input "accel"')) ?? 'auto',

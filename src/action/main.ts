@@ -280,6 +280,7 @@ async function runValidation(
       stageTimeoutMs: STAGE_TIMEOUT_MS,
       timeoutMs: inputs.timeoutMs,
       accel: inputs.accel,
+      bootRetries: inputs.bootRetries,
       checksFile: inputs.checksFile,
       configuration: inputs.configuration,
       ...(built !== undefined ? { packagePath: built.packagePath } : {}),

@@ -188,6 +188,7 @@ export async function planDryRun(
     system: inputs.system,
     stages: inputs.stages,
     accel: inputs.accel,
+    ...(inputs.bootRetries !== undefined ? { bootRetries: inputs.bootRetries } : {}),
     checksFile: inputs.checksFile,
     outDir,
     kvm,

@@ -4,6 +4,7 @@ import { InputErrorCollector } from '../util/input-errors.js'
 import { parseDuration } from '../util/duration.js'
 import { STAGES, type StageName } from '../report/model.js'
 import { parseAccel, parseSystem, type AccelChoice, type GuestSystem } from '../vm/system.js'
+import { parseBootRetries } from '../pipeline/options.js'
 
 export const USAGE = `usage: vm-automation validate (--runner PATH | --flake REF) --system aarch64-linux|x86_64-linux [options]
 
@@ -22,6 +23,8 @@ Boots a NixOS VM runner (result/bin/run-<host>-vm) with QEMU and validates it.
   --out DIR              artifacts and report.json, default ./vm-validation
   --boot-timeout D       login prompt deadline, default 10m
   --silence-timeout D    fail when the console is silent this long, default 2m
+  --boot-retries N       restarts (0-3) of a boot that went silent before userspace, on a
+                         fresh disk; default 1 under TCG, 0 with KVM (the run is marked flaky)
   --ssh-timeout D        SSH deadline after the login prompt, default 3m
   --stage-timeout D      budget of one check stage, default 10m
   --timeout D            whole run, default none
@@ -49,6 +52,8 @@ export interface CliOptions {
   stageTimeoutMs: number
   timeoutMs: number
   accel: AccelChoice
+  /** --boot-retries; undefined: the default of the accelerator used (1 under TCG, 0 with KVM). */
+  bootRetries?: number
   cpu?: string
   dryRun: boolean
   verbose: boolean
@@ -66,6 +71,7 @@ const VALUE_FLAGS = [
   'out',
   'boot-timeout',
   'silence-timeout',
+  'boot-retries',
   'ssh-timeout',
   'stage-timeout',
   'timeout',
@@ -193,6 +199,7 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
   const stagesText = values.get('stages')
   const portText = values.get('ssh-port-guest')
   const accelText = values.get('accel')
+  const retriesText = values.get('boot-retries')
   const options: CliOptions = {
     command: 'validate',
     runner: runner !== undefined ? abs(runner) : undefined,
@@ -221,6 +228,10 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
     accel:
       (accelText !== undefined ? errors.check('accel', () => parseAccel(accelText)) : undefined) ??
       'auto',
+    bootRetries:
+      retriesText !== undefined
+        ? errors.check('boot-retries', () => parseBootRetries(retriesText))
+        : undefined,
     // A QEMU -cpu value goes through QEMU_OPTS, which the runner word-splits.
     cpu: word(
       'cpu',

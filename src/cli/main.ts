@@ -228,6 +228,7 @@ export async function main(
       stageTimeoutMs: opts.stageTimeoutMs,
       timeoutMs: opts.timeoutMs,
       accel: opts.accel,
+      bootRetries: opts.bootRetries,
       cpu: opts.cpu,
       checksFile: opts.checksFile,
       ...(built !== undefined ? { packagePath: built.packagePath } : {}),

@@ -67,7 +67,7 @@ export interface CliBuild {
  * own (validate() clears the same names, except build.log, when it starts).
  */
 const STALE =
-  /^(report\.json|console\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|build\.log)$/
+  /^(report\.json|console\.log|console-attempt-\d+\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|build\.log)$/
 
 async function clearStaleArtifacts(outDir: string): Promise<void> {
   await mkdir(outDir, { recursive: true })

@@ -1,6 +1,7 @@
 import type { Logger } from '../util/log.js'
+import { InputError } from '../util/errors.js'
 import type { StageName } from '../report/model.js'
-import type { AccelChoice, GuestSystem } from '../vm/system.js'
+import type { AccelChoice, Accelerator, GuestSystem } from '../vm/system.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 
 /** Everything one validation run needs, parsed and checked (CLI flags or action inputs). */
@@ -21,6 +22,11 @@ export interface ValidateOptions {
   /** Whole run (0: none). */
   timeoutMs: number
   accel: AccelChoice
+  /**
+   * Restarts of a boot that went silent before userspace (see bootRetriesFor); undefined: the
+   * default of the accelerator the VM actually runs under (DEFAULT_BOOT_RETRIES).
+   */
+  bootRetries?: number
   cpu?: string
   checksFile?: string
   configuration?: string
@@ -39,4 +45,28 @@ export interface ValidateOptions {
   packagePath?: PackagePathResolver
   /** Called once the runner is started (the action saves the pid for its post step). */
   onStarted?: (info: { pid: number; workDir: string }) => void
+}
+
+/** The values `--boot-retries` / the `boot-retries` input accept. */
+export const BOOT_RETRIES = [0, 1, 2, 3] as const
+
+/**
+ * Restarts per accelerator when none is given: under TCG a transient emulator hang early in the
+ * boot is a known flake worth one fresh boot; under KVM a silent boot is a real fault.
+ */
+export const DEFAULT_BOOT_RETRIES: Record<Accelerator, number> = { tcg: 1, kvm: 0 }
+
+/** How many restarts a run allows: the given value, else the default of the accelerator used. */
+export function bootRetriesFor(given: number | undefined, accelerator: Accelerator): number {
+  return given ?? DEFAULT_BOOT_RETRIES[accelerator]
+}
+
+/** Parses `--boot-retries` / the `boot-retries` input: a whole number from 0 to 3. */
+export function parseBootRetries(text: string, what = '--boot-retries'): number {
+  const n = Number(text)
+  if (!/^\d+$/.test(text) || !(BOOT_RETRIES as readonly number[]).includes(n))
+    throw new InputError(
+      `${what}: "${text}" is not allowed; allowed values: ${BOOT_RETRIES.join(', ')} (unset: 1 under TCG, 0 with KVM)`
+    )
+  return n
 }

@@ -1,6 +1,7 @@
 import { accessSync, constants } from 'node:fs'
 import { hostSystem, type Accelerator, type GuestSystem } from '../vm/system.js'
 import { buildQemuOpts, tcgCpuOverride } from '../vm/qemu-opts.js'
+import { DEFAULT_BOOT_RETRIES } from './options.js'
 import type { StageName } from '../report/model.js'
 
 export interface PlanInput {
@@ -9,6 +10,8 @@ export interface PlanInput {
   system: GuestSystem
   stages: StageName[]
   accel: string
+  /** --boot-retries / the boot-retries input; undefined: the accelerator's default. */
+  bootRetries?: number
   cpu?: string
   checksFile?: string
   outDir: string
@@ -47,6 +50,21 @@ export function plannedAccelerator(
   const host = 'host' in o ? o.host : hostSystem()
   if (host !== system) return 'tcg'
   return (o.kvm ?? kvmUsable()) ? 'kvm' : 'tcg'
+}
+
+/** The retry policy of the boot stage, as the plan states it. */
+export function bootRetryPolicy(
+  given: number | undefined,
+  accel: Accelerator,
+  mayFallBack = false
+): string {
+  const what =
+    'a boot-timeout by silence before userspace started (no init/systemd line on the console) stops the VM and boots a fresh one on a fresh disk; the deadline, a panic, emergency mode and a silence after userspace started are not retried; a retried run that passes is reported as flaky'
+  if (given !== undefined) return `${given}${given === 0 ? ' (never retried)' : ''} — ${what}`
+  const n = DEFAULT_BOOT_RETRIES[accel]
+  const fallback =
+    accel === 'kvm' && mayFallBack ? `, ${DEFAULT_BOOT_RETRIES.tcg} if it falls back to TCG` : ''
+  return `${n} (default under ${accel === 'kvm' ? 'KVM' : 'TCG'}${fallback}) — ${what}`
 }
 
 /** What a run would do, step by step; printed by --dry-run and the action's dry-run input. */
@@ -95,6 +113,7 @@ export function renderPlan(p: PlanInput): string {
   )
   lines.push('  - QEMU_NET_OPTS: hostfwd=tcp:127.0.0.1:<free port>-:22 (loopback only)')
   lines.push('  - NIX_DISK_IMAGE, TMPDIR: fresh per run (USE_TMPDIR=1)')
+  lines.push(`  - boot retries: ${bootRetryPolicy(p.bootRetries, accel, p.accel === 'auto')}`)
   lines.push('', 'Stages:', ...p.stages.map((s) => `  - ${s}`))
   if (p.checksFile !== undefined) lines.push(`  (checks from ${p.checksFile})`)
   lines.push(

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ValidationFailure, toFailure } from '../util/errors.js'
@@ -7,6 +7,8 @@ import { Deadline } from '../util/time.js'
 import {
   STAGES,
   newReport,
+  type BootAttempt,
+  type BootAttemptFailure,
   type CheckResult,
   type Failure,
   type Report,
@@ -17,7 +19,7 @@ import { renderJunit, renderSummary } from '../report/render.js'
 import { SshSession, shellQuote, waitForSsh, type ExecResult } from '../ssh/client.js'
 import { decideAccelerator, qemuBinaryFromRunner, type AccelDecision } from '../vm/accel.js'
 import { KvmStallError, Machine } from '../vm/machine.js'
-import type { ValidateOptions } from './options.js'
+import { bootRetriesFor, type ValidateOptions } from './options.js'
 import {
   AFTER_BOOT_END,
   CHECK_STAGES,
@@ -32,7 +34,7 @@ import { loadChecks } from '../checks/config.js'
 
 /** Files a run writes into --out; stale ones from an earlier run are removed first. */
 const ARTIFACT_PATTERN =
-  /^(report\.json|console\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|e2e-.*\.log)$/
+  /^(report\.json|console\.log|console-attempt-\d+\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|e2e-.*\.log)$/
 
 const KVM_WATCHDOG_MS = 20_000
 
@@ -152,33 +154,95 @@ export async function validate(o: ValidateOptions): Promise<Report> {
       )
       return p
     }
+    // Every start of the VM once the boot was retried (report.bootAttempts); empty until then.
+    const attempts: BootAttempt[] = []
+    let bootAccel = accel
     try {
-      machine = await startMachine(o, workDir, accel, report, log)
-      if (requested.has('ssh')) sshWait = startSshWait(machine)
-      try {
-        await machine.waitForBoot({
-          deadline: new Deadline(o.bootTimeoutMs),
-          silenceMs: o.silenceTimeoutMs,
-          signal,
-          alsoReady: sshWait,
-          kvmWatchdogMs: o.accel === 'auto' ? KVM_WATCHDOG_MS : undefined
-        })
-      } catch (err) {
-        if (!(err instanceof KvmStallError)) throw err
-        // KVM passed the probe but this guest makes no progress under it: start over under TCG.
-        log.warning(`${err.message}; restarting the guest under TCG`)
-        sshAbort.abort()
-        await machine.stop(0)
-        sshAbort = new AbortController()
-        report.acceleratorReason = `KVM probe passed but the guest printed nothing within ${formatDuration(KVM_WATCHDOG_MS)} under KVM; fell back to TCG`
-        machine = await startMachine(o, workDir, { ...accel, accelerator: 'tcg' }, report, log)
-        if (requested.has('ssh')) sshWait = startSshWait(machine)
-        await machine.waitForBoot({
-          deadline: new Deadline(o.bootTimeoutMs),
-          silenceMs: o.silenceTimeoutMs,
-          signal,
-          alsoReady: sshWait
-        })
+      for (let attempt = 1; ; attempt++) {
+        try {
+          machine = await startMachine(o, workDir, bootAccel, report, log)
+          if (requested.has('ssh')) sshWait = startSshWait(machine)
+          try {
+            await machine.waitForBoot({
+              deadline: new Deadline(o.bootTimeoutMs),
+              silenceMs: o.silenceTimeoutMs,
+              signal,
+              alsoReady: sshWait,
+              kvmWatchdogMs: o.accel === 'auto' ? KVM_WATCHDOG_MS : undefined
+            })
+          } catch (err) {
+            if (!(err instanceof KvmStallError)) throw err
+            // KVM passed the probe but this guest makes no progress under it: start over under TCG.
+            log.warning(`${err.message}; restarting the guest under TCG`)
+            sshAbort.abort()
+            await machine.stop(0)
+            sshAbort = new AbortController()
+            report.acceleratorReason = `KVM probe passed but the guest printed nothing within ${formatDuration(KVM_WATCHDOG_MS)} under KVM; fell back to TCG`
+            bootAccel = { ...accel, accelerator: 'tcg' }
+            machine = await startMachine(o, workDir, bootAccel, report, log)
+            if (requested.has('ssh')) sshWait = startSshWait(machine)
+            await machine.waitForBoot({
+              deadline: new Deadline(o.bootTimeoutMs),
+              silenceMs: o.silenceTimeoutMs,
+              signal,
+              alsoReady: sshWait
+            })
+          }
+          if (attempts.length > 0)
+            attempts.push(bootAttempt(attempt, machine, t0, null, 'console.log'))
+          break
+        } catch (err) {
+          const m = machine
+          const retries = bootRetriesFor(o.bootRetries, m?.accelerator ?? bootAccel.accelerator)
+          if (
+            m === undefined ||
+            !shouldRetryBoot({
+              failure: err,
+              userspaceSeen: m.console.userspaceAt !== undefined,
+              retriesDone: attempt - 1,
+              retries,
+              cancelled: signal.aborted
+            })
+          ) {
+            if (attempts.length > 0 && m !== undefined)
+              attempts.push(
+                bootAttempt(
+                  attempt,
+                  m,
+                  t0,
+                  attemptFailure(err, m, o.silenceTimeoutMs),
+                  'console.log'
+                )
+              )
+            throw err
+          }
+          // A silence before userspace (a transient emulator hang): this VM is stopped, its
+          // console kept as its own artifact, and a fresh one boots on a fresh disk overlay.
+          const consoleLog = `console-attempt-${attempt}.log`
+          const record = bootAttempt(
+            attempt,
+            m,
+            t0,
+            attemptFailure(err, m, o.silenceTimeoutMs),
+            consoleLog
+          )
+          log.warning(
+            `boot attempt ${attempt} went silent before userspace (${(err as Error).message.split(';')[0]}); ` +
+              `restarting the guest on a fresh disk (retry ${attempt} of ${retries}, --boot-retries)`
+          )
+          await m.screenshot(join(o.outDir, `screenshot-attempt-${attempt}.png`))
+          sshAbort.abort()
+          await m.stop(0)
+          sshAbort = new AbortController()
+          await rename(join(o.outDir, 'console.log'), join(o.outDir, consoleLog)).catch(
+            (e: unknown) => log.warning(`could not keep ${consoleLog}: ${String(e)}`)
+          )
+          attempts.push(record)
+          report.bootAttempts = attempts
+          sshDeadline.reset(o.bootTimeoutMs + o.sshTimeoutMs)
+          sshWait = undefined
+          machine = undefined
+        }
       }
       // Booted when the console showed the login prompt, or SSH answered, whichever came first.
       const readyAt = Math.min(machine.readyAt ?? Infinity, sshReadyAt ?? Infinity, Date.now())
@@ -330,6 +394,8 @@ export async function validate(o: ValidateOptions): Promise<Report> {
     await rm(workDir, { recursive: true, force: true }).catch(() => undefined)
     addSkippedStages(report, o.stages)
     report.conclusion = report.failure === null ? 'success' : 'failure'
+    // A retried boot never passes silently: the report says the leg was flaky.
+    if (report.bootAttempts !== undefined) report.flaky = report.conclusion === 'success'
     report.timings.totalMs = Date.now() - t0
     await writeArtifacts(o.outDir, report)
   }
@@ -362,6 +428,69 @@ async function startMachine(
     `started ${o.runner} (pid ${machine.pid ?? '?'}, ${machine.accelerator}, ssh forward 127.0.0.1:${machine.sshPort})`
   )
   return machine
+}
+
+/**
+ * Whether a failed boot attempt is the transient hang that boot-retries restarts: a boot-timeout
+ * for silence (the console stopped for the silence limit; not the boot deadline) while the console
+ * had not yet shown userspace starting (ConsoleMonitor.userspaceAt: init, NixOS stage 1/2, systemd).
+ * A panic, emergency mode, QEMU exiting, the deadline and a silence after userspace started are
+ * real faults of the guest and never retried.
+ */
+export function isRetryableBootFailure(failure: unknown, userspaceSeen: boolean): boolean {
+  return (
+    failure instanceof ValidationFailure &&
+    failure.kind === 'boot-timeout' &&
+    (failure.details as { reason?: unknown }).reason === 'silence' &&
+    !userspaceSeen
+  )
+}
+
+/** The retry decision of the boot stage: a retryable failure, retries left, and not cancelled. */
+export function shouldRetryBoot(o: {
+  failure: unknown
+  userspaceSeen: boolean
+  /** Restarts already made. */
+  retriesDone: number
+  /** Restarts allowed (bootRetriesFor). */
+  retries: number
+  cancelled: boolean
+}): boolean {
+  return (
+    !o.cancelled && o.retriesDone < o.retries && isRetryableBootFailure(o.failure, o.userspaceSeen)
+  )
+}
+
+function bootAttempt(
+  attempt: number,
+  m: Machine,
+  t0: number,
+  failure: BootAttemptFailure | null,
+  consoleLog: string
+): BootAttempt {
+  return {
+    attempt,
+    startedAtMs: m.startedAt - t0,
+    durationMs: Date.now() - m.startedAt,
+    accelerator: m.accelerator,
+    userspaceSeen: m.console.userspaceAt !== undefined,
+    failure,
+    consoleLog
+  }
+}
+
+function attemptFailure(err: unknown, m: Machine, silenceMs: number): BootAttemptFailure {
+  const f = toFailure(err)
+  const reason = (f.details as { reason?: unknown }).reason
+  const out: BootAttemptFailure = { kind: f.kind, message: f.message, excerpt: f.excerpt }
+  if (typeof reason === 'string') out.reason = reason
+  if (reason === 'silence') {
+    out.silenceMs = silenceMs
+    out.lastOutputAtMs = (m.console.lastOutputAt ?? m.startedAt) - m.startedAt
+    const last = m.console.tail(1)[0]
+    if (last !== undefined) out.lastLine = last
+  }
+  return out
 }
 
 function stageOrder(name: string): number {

@@ -49,6 +49,37 @@ export interface BootAnalysis {
   memoryUsedMiB?: number
 }
 
+/** Why one boot attempt failed (the failure it would have been reported as). */
+export interface BootAttemptFailure {
+  kind: FailureKind
+  message: string
+  excerpt: string
+  /** For a boot-timeout: `silence` (the console stopped) or `deadline` (no login prompt in time). */
+  reason?: string
+  /** The silence limit that ran out. */
+  silenceMs?: number
+  /** When the console last printed, in milliseconds from this attempt's runner start. */
+  lastOutputAtMs?: number
+  /** The last console line before the silence. */
+  lastLine?: string
+}
+
+/** One start of the VM during the boot stage (report.json lists them when the boot was retried). */
+export interface BootAttempt {
+  /** 1 for the first start. */
+  attempt: number
+  /** Milliseconds from the start of the run to this attempt's runner start. */
+  startedAtMs: number
+  durationMs: number
+  accelerator: Accelerator
+  /** Whether the console showed userspace (init) starting: see ConsoleMonitor.userspaceAt. */
+  userspaceSeen: boolean
+  /** Why the attempt failed; null for the attempt that booted. */
+  failure: BootAttemptFailure | null
+  /** Its serial console, an artifact of the run (`console-attempt-<n>.log`, the last `console.log`). */
+  consoleLog: string
+}
+
 /** report.json (docs/plans/2025-10-26-nixos-vm-validation-design.md: add fields, never rename). */
 export interface Report {
   schemaVersion: 1
@@ -75,6 +106,13 @@ export interface Report {
     buildMs?: number
   }
   boot?: BootAnalysis
+  /**
+   * Every start of the VM, present only when the boot was retried (boot-retries): a silence before
+   * userspace stopped a VM and a fresh one was started.
+   */
+  bootAttempts?: BootAttempt[]
+  /** Present when the boot was retried: true when the run then passed (a flaky leg), else false. */
+  flaky?: boolean
   stages: StageResult[]
   artifacts: string[]
   startedAt: string

@@ -22,6 +22,25 @@ export function clip(text: string, max: number): string {
 }
 
 /**
+ * What a retried boot says in one phrase ('' when the boot was not retried): e.g. "flaky: boot
+ * retried after 2m 0s of silence at 3.1s, before userspace".
+ */
+export function bootRetryPhrase(r: Report, markdown = false): string {
+  // Every attempt but the last was stopped and retried.
+  const failed = (r.bootAttempts ?? []).slice(0, -1)
+  if (failed.length === 0) return ''
+  const silences = failed.map((a) =>
+    a.failure?.silenceMs !== undefined
+      ? `${formatDuration(a.failure.silenceMs)} of silence at ${formatDuration(a.failure.lastOutputAtMs ?? 0)}`
+      : (a.failure?.kind ?? 'a failure')
+  )
+  const times = failed.length === 1 ? '' : ` ${failed.length} times`
+  const what = `boot retried${times} after ${silences.join('; ')}, before userspace`
+  const flaky = r.flaky === true ? (markdown ? '**flaky**: ' : 'flaky: ') : ''
+  return `${flaky}${what}`
+}
+
+/**
  * The run's outcome in one line, with `**` for bold: plain text for logs (strip the `**`), or
  * Markdown with the user and guest parts (configuration, check, message) escaped.
  */
@@ -32,14 +51,16 @@ export function conclusionLine(r: Report, markdown = false): string {
   if (r.conclusion === 'success') {
     const boot =
       r.timings.bootMs !== undefined ? `, booted in ${formatDuration(r.timings.bootMs)}` : ''
-    return `✅ **VM validation passed** for ${where}${boot} — ${accel}`
+    const retried = bootRetryPhrase(r, markdown)
+    return `✅ **VM validation passed** for ${where}${boot} — ${accel}${retried !== '' ? ` — ⚠️ ${retried}` : ''}`
   }
   const f = r.failure
   const what =
     f !== null
       ? `${f.stage}: **${f.kind}**${f.check !== undefined ? ` (${text(f.check)})` : ''} — ${text(f.message)}`
       : 'failed'
-  return `❌ **VM validation failed** for ${where} — ${what} — ${accel}`
+  const retried = bootRetryPhrase(r, markdown)
+  return `❌ **VM validation failed** for ${where} — ${what} — ${accel}${retried !== '' ? ` — ${retried}` : ''}`
 }
 
 /** A Mermaid gantt of the boot (kernel / initrd / userspace) and the stages; GitHub renders it. */
@@ -135,6 +156,8 @@ export interface SummaryOptions {
 export function renderSummary(r: Report, o: SummaryOptions = {}): string {
   const maxBytes = o.maxBytes ?? 256 * 1024
   const parts: string[] = [`## ${conclusionLine(r, true)}`, '']
+  const retry = bootRetryNote(r)
+  if (retry !== '') parts.push(retry, '')
   parts.push(
     `Accelerator: **${r.accelerator}**${r.acceleratorReason !== undefined ? ` — ${escapeMarkdown(r.acceleratorReason)}` : ''}` +
       `${r.emulated ? ' · guest architecture emulated on this host' : ''} · host ${r.hostSystem}`
@@ -201,6 +224,30 @@ export function renderSummary(r: Report, o: SummaryOptions = {}): string {
     maxBytes,
     '\n\n… (summary cut to stay within the size limit)\n'
   )
+}
+
+/**
+ * The summary's note on a retried boot, right under the outcome: which attempt went silent, after
+ * which console line, and where its console is. '' when the boot was not retried.
+ */
+function bootRetryNote(r: Report): string {
+  const attempts = r.bootAttempts ?? []
+  if (attempts.length < 2) return ''
+  const lines = attempts.map((a) => {
+    const f = a.failure
+    const log = `console: \`${a.consoleLog}\``
+    if (f === null) return `- attempt ${a.attempt} (${a.accelerator}): booted — ${log}`
+    const silence =
+      f.silenceMs !== undefined
+        ? `no console output for ${formatDuration(f.silenceMs)} from ${formatDuration(f.lastOutputAtMs ?? 0)} after its start${f.lastLine !== undefined ? `, after “${escapeMarkdown(clip(f.lastLine, 200))}”` : ''}, before userspace`
+        : escapeMarkdown(clip(f.message, 300))
+    return `- attempt ${a.attempt} (${a.accelerator}): ${f.kind} — ${silence} — ${log}`
+  })
+  const head =
+    r.flaky === true
+      ? `> ⚠️ **Flaky leg**: the boot was retried and then passed — a transient hang, not a clean pass (\`boot-retries\`).`
+      : `> ⚠️ The boot was retried (\`boot-retries\`).`
+  return [head, '', ...lines].join('\n')
 }
 
 /** junit.xml: one testsuite per stage, one testcase per check (a stage without checks is one case). */

@@ -66,6 +66,28 @@ export function classifyLine(line: string): ConsoleEventKind | undefined {
   return undefined
 }
 
+/**
+ * Lines that show the kernel has handed over to userspace (init is running): the kernel's own
+ * `Run /init as init process` (shown at loglevel 7 and up), NixOS's stage 1 and stage 2 banners,
+ * systemd's `Welcome to …!` banner, its `systemd[1]:` log lines and its `[  OK  ]`-style status
+ * lines. A console that showed none of them is "before userspace" (the boot-retries policy).
+ */
+const USERSPACE = [
+  /\bRun \S+ as init process/,
+  /<<< NixOS Stage [12] >>>/,
+  /\bWelcome to \S.*!/,
+  /\bsystemd\[1\]: /,
+  /^\[ *(OK|FAILED|DEPEND|TIME) *\] /
+]
+/** Text every USERSPACE pattern contains (a plain search rules out the ordinary kernel line). */
+const USERSPACE_WORDS = ['init process', 'NixOS Stage', 'Welcome to', 'systemd[1]', '] ']
+
+/** Whether one ANSI-stripped console line shows that userspace (init) has started. */
+export function isUserspaceLine(line: string): boolean {
+  if (!USERSPACE_WORDS.some((w) => line.includes(w))) return false
+  return USERSPACE.some((re) => re.test(line))
+}
+
 /** Lines that explain an emergency-mode boot (why systemd gave up). */
 const EMERGENCY_CAUSES =
   /Timed out waiting for device|Dependency failed|Failed to (start|mount)|\bFAILED\b|Failed to (find|mount)|not found|can't find|mounting .* failed/i
@@ -89,6 +111,8 @@ export class ConsoleMonitor {
   private readonly seen = new Set<ConsoleEventKind>()
   bytes = 0
   lastOutputAt: number | undefined
+  /** When the first line showing userspace (init) arrived (isUserspaceLine); undefined before. */
+  userspaceAt: number | undefined
 
   constructor(
     private readonly onEvent: (event: ConsoleEvent) => void,
@@ -171,6 +195,8 @@ export class ConsoleMonitor {
   private addLine(raw: string, control: boolean, words: boolean, suffix = ''): void {
     const line = (control ? stripAnsi(raw) : raw) + suffix
     this.lines.push(line)
+    // Looked for only until found: once init runs, a line costs nothing more.
+    if (this.userspaceAt === undefined && isUserspaceLine(line)) this.userspaceAt = this.now()
     const kind = words ? classifyLine(line) : undefined
     if (kind !== undefined) this.emit(kind, this.lineCount - 1, line)
     // Trimmed in batches: one splice per maxLines/2 lines keeps the cost per line constant.
