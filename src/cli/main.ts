@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { InputError, ValidationFailure, errorMessage } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
-import { validate } from '../pipeline/validate.js'
+import { validate, writeArtifacts } from '../pipeline/validate.js'
 import { renderPlan } from '../pipeline/plan.js'
 import { conclusionLine } from '../report/render.js'
 import { killAllGroupsSync } from '../vm/process.js'
@@ -169,7 +169,7 @@ export async function main(
     killAllGroupsSync()
     // With QEMU gone the teardown ends at once; should it hang, leave all the same, with a
     // report and without the work directory (its disk image).
-    setTimeout(() => {
+    setTimeout(async () => {
       if (!existsSync(join(opts.outDir, 'report.json'))) {
         const report = bareReport({
           system: opts.system,
@@ -182,8 +182,8 @@ export async function main(
             excerpt: ''
           }
         })
-        mkdirSync(opts.outDir, { recursive: true })
-        writeFileSync(join(opts.outDir, 'report.json'), JSON.stringify(report, null, 2) + '\n')
+        // The run's own writer: report.json with the artifact list, junit.xml and summary.md.
+        await writeArtifacts(opts.outDir, report).catch(() => undefined)
       }
       if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true })
       process.exit(130)

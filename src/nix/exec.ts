@@ -124,6 +124,25 @@ export function sudoInstallArgv(temp: string, w: FileWrite['write']): string[] {
   return ['sudo', '-n', 'install', '-D', '-m', w.mode, temp, w.path]
 }
 
+/**
+ * Replaces the file at `path` with `content`: written under a temporary name beside it (removed
+ * first, then created exclusively, so a link planted under that name is never followed), given
+ * `mode` (the umask narrows writeFile's), then renamed over the entry itself — never a link's
+ * target. A reader never sees half a file; on failure the temporary file goes.
+ */
+export async function replaceFile(path: string, content: string, mode: number): Promise<void> {
+  const temp = `${path}.nixos-vm-validate-${process.pid}`
+  try {
+    await rm(temp, { force: true })
+    await writeFile(temp, content, { mode, flag: 'wx' })
+    await chmod(temp, mode)
+    await rename(temp, path)
+  } catch (err) {
+    await rm(temp, { force: true }).catch(() => undefined)
+    throw err
+  }
+}
+
 async function symlinkTarget(path: string): Promise<string | undefined> {
   const st = await lstat(path).catch(() => undefined)
   if (st === undefined || !st.isSymbolicLink()) return undefined
@@ -150,14 +169,10 @@ export async function runFileWrite(
   }
   const mode = parseInt(w.mode, 8)
   if (!w.privileged || w.uid === 0) {
-    const temp = `${w.path}.nixos-vm-validate-${process.pid}`
     try {
       await mkdir(dirname(w.path), { recursive: true })
-      await writeFile(temp, w.content, { mode })
-      await chmod(temp, mode) // the umask narrowed writeFile's mode
-      await rename(temp, w.path)
+      await replaceFile(w.path, w.content, mode)
     } catch (err) {
-      await rm(temp, { force: true }).catch(() => undefined)
       throw new ValidationFailure(
         'tool-error',
         `${step.why} failed: cannot write ${w.path}: ${(err as Error).message}`

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs'
-import { chmod, lstat, open, rename, rm, writeFile } from 'node:fs/promises'
+import { lstat, open, rm } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import { InputError, ValidationFailure } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
@@ -17,6 +17,7 @@ import {
 import {
   asRoot,
   lastLines,
+  replaceFile,
   runCommands,
   writeFileStep,
   type Command,
@@ -420,16 +421,6 @@ export async function removeGithubToken(t: TokenFile): Promise<string> {
   }
   const cleaned = withoutAccessTokens(text)
   if (cleaned === text) return `no GitHub token in ${t.path}`
-  // Beside it, then renamed over it: rename replaces the entry itself, never a link's target.
-  const temp = `${t.path}.nixos-vm-validate-${process.pid}`
-  try {
-    await rm(temp, { force: true }) // a leftover of a killed post; 'wx' then never follows a link
-    await writeFile(temp, cleaned, { mode, flag: 'wx' })
-    await chmod(temp, mode)
-    await rename(temp, t.path)
-  } catch (err) {
-    await rm(temp, { force: true }).catch(() => undefined)
-    throw err
-  }
+  await replaceFile(t.path, cleaned, mode)
   return `removed the GitHub token from ${t.path}`
 }
