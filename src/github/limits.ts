@@ -1,7 +1,7 @@
 import { cutBytes, cutMarkdown } from '../util/markdown.js'
 
 /**
- * GitHub's size limits for what the action posts (field-notes.md, "Reporting"). GitHub counts
+ * GitHub's size limits for what the action posts (docs/faults.md lists them). GitHub counts
  * them in UTF-8 bytes and answers HTTP 422 past them, so every field is measured and cut in bytes
  * (a byte count is never below the character count, whichever way characters are counted).
  */
