@@ -11,7 +11,7 @@ import {
   bootRetriesFor,
   parseBootRetries
 } from '../../src/pipeline/options.js'
-import { isRetryableBootFailure, shouldRetryBoot } from '../../src/pipeline/validate.js'
+import { isRetryableBootFailure, shouldRetryBoot } from '../../src/pipeline/boot.js'
 import { bootRetryPolicy, renderPlan } from '../../src/pipeline/plan.js'
 import { ConsoleMonitor, isUserspaceLine } from '../../src/vm/console.js'
 import { newReport, type Report } from '../../src/report/model.js'

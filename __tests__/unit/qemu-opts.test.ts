@@ -1,11 +1,16 @@
 import { describe, expect, it } from '@jest/globals'
 import { buildQemuOpts, buildRunnerEnv, tcgCpuOverride } from '../../src/vm/qemu-opts.js'
+import { aarch64ProbeImage, probeArgs, x86ProbeImage } from '../../src/vm/accel.js'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import {
-  aarch64ProbeImage,
-  probeArgs,
+  acceleratorFromCmdline,
+  findRunner,
+  isOurRunner,
   qemuBinaryFromRunner,
-  x86ProbeImage
-} from '../../src/vm/accel.js'
+  runnerHostName
+} from '../../src/vm/runner.js'
 
 describe('buildQemuOpts', () => {
   const base = { qmpSocket: '/run/x/qmp.sock' }
@@ -112,5 +117,39 @@ describe('KVM probe', () => {
       '/nix/store/abc-qemu-8.2/bin/qemu-system-aarch64'
     )
     expect(qemuBinaryFromRunner('#!/bin/sh\nexec foo', 'x86_64-linux')).toBe('qemu-system-x86_64')
+  })
+})
+
+describe('the runner contract (vm/runner)', () => {
+  it('names the host from run-<hostname>-vm', () => {
+    expect(runnerHostName('/x/result/bin/run-nixos-vm-vm')).toBe('nixos-vm')
+    expect(runnerHostName('/x/start.sh')).toBe('start.sh')
+  })
+
+  it('finds bin/run-*-vm in a store path, the first by name', async () => {
+    const store = await mkdtemp(join(tmpdir(), 'nvv-runner-'))
+    try {
+      expect(await findRunner(store)).toBeUndefined()
+      await mkdir(join(store, 'bin'))
+      await writeFile(join(store, 'bin', 'run-b-vm'), '')
+      await writeFile(join(store, 'bin', 'run-a-vm'), '')
+      await writeFile(join(store, 'bin', 'other'), '')
+      expect(await findRunner(store)).toBe(join(store, 'bin', 'run-a-vm'))
+    } finally {
+      await rm(store, { recursive: true, force: true })
+    }
+  })
+
+  it('reads the accelerator back from a QEMU command line: the last accel= wins', () => {
+    expect(acceleratorFromCmdline('qemu-system-x86_64 -machine accel=kvm:tcg')).toBe('kvm')
+    expect(acceleratorFromCmdline('qemu -machine accel=kvm -machine accel=tcg')).toBe('tcg')
+    expect(acceleratorFromCmdline('qemu -m 1024')).toBeUndefined()
+  })
+
+  it('recognises our runner or QEMU, and nothing else', () => {
+    expect(isOurRunner('/nix/store/q/bin/qemu-system-aarch64 -m 1', undefined)).toBe(true)
+    expect(isOurRunner('/bin/sh /nix/store/v/bin/run-host-vm', undefined)).toBe(true)
+    expect(isOurRunner('/bin/sh /tmp/start.sh', '/tmp/start.sh')).toBe(true)
+    expect(isOurRunner('/usr/bin/python3 server.py', '/tmp/start.sh')).toBe(false)
   })
 })

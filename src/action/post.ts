@@ -1,15 +1,14 @@
-import { readFileSync } from 'node:fs'
-import { readFile, rm } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import * as core from '@actions/core'
 import { removeGithubToken } from '../nix/install.js'
-import { writeArtifacts } from '../pipeline/validate.js'
 import { readRunContext } from '../github/context.js'
 import { errorMessage } from '../util/errors.js'
 import { sleep } from '../util/time.js'
-import { isAlive } from '../vm/process.js'
+import { writeArtifacts } from '../report/artifacts.js'
+import { acceleratorFromCmdline, cmdlineOf, isOurRunner, processRunning } from '../vm/runner.js'
 import { readGithubToken } from './inputs.js'
 import { githubClientFor, publish } from './publish.js'
-import { acceleratorFromCmdline, bareReport, consoleTail, readReport } from './report.js'
+import { bareReport, consoleTail, readReport } from './report.js'
 import { loadState, saveState, type RunPlan, type StateReader } from './state.js'
 import { plainConclusion } from './summary.js'
 
@@ -97,37 +96,6 @@ async function finish(read?: StateReader): Promise<void> {
   core.info(plainConclusion(report))
 }
 
-/** True while the process runs (a zombie waiting for its reaper counts as gone). */
-function running(pid: number): boolean {
-  if (!isAlive(pid)) return false
-  try {
-    // /proc/<pid>/stat: "pid (comm) S …"; comm may hold spaces and parentheses.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
-    return state !== 'Z' && state !== 'X'
-  } catch {
-    return isAlive(pid)
-  }
-}
-
-/** QEMU's command line while the process lives (readable before the kill, gone after). */
-async function cmdlineOf(pid: number): Promise<string | undefined> {
-  try {
-    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ')
-  } catch {
-    return undefined
-  }
-}
-
-/** Only a process that is still our runner/QEMU gets the signal: a recycled pid is left alone. */
-function isOurRunner(cmdline: string, plan: RunPlan): boolean {
-  return (
-    /qemu-system-/.test(cmdline) ||
-    (plan.runner !== undefined && cmdline.includes(plan.runner)) ||
-    /run-.+-vm/.test(cmdline)
-  )
-}
-
 /**
  * SIGKILL to the runner's process group (runner script and QEMU), then wait until it is gone.
  * Returns the command line it had, when it was still running.
@@ -137,12 +105,12 @@ export async function stopRunner(
   plan: RunPlan,
   timeoutMs = 10_000
 ): Promise<string | undefined> {
-  if (!running(pid)) {
+  if (!processRunning(pid)) {
     core.info(`post: QEMU (pid ${pid}) is already gone`)
     return undefined
   }
   const cmdline = await cmdlineOf(pid)
-  if (cmdline === undefined || !isOurRunner(cmdline, plan)) {
+  if (cmdline === undefined || !isOurRunner(cmdline, plan.runner)) {
     core.warning(`post: pid ${pid} is no longer the VM runner (recycled pid?); not killing it`)
     return undefined
   }
@@ -157,8 +125,8 @@ export async function stopRunner(
     }
   }
   const until = Date.now() + timeoutMs
-  while (running(pid) && Date.now() < until) await sleep(100)
-  if (running(pid))
+  while (processRunning(pid) && Date.now() < until) await sleep(100)
+  if (processRunning(pid))
     core.warning(`post: QEMU (pid ${pid}) still runs ${timeoutMs / 1000}s after SIGKILL`)
   else core.info(`post: stopped QEMU (process group ${pid})`)
   return cmdline

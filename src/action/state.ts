@@ -10,6 +10,7 @@ import type { GuestSystem } from '../vm/system.js'
 export const STATE_KEYS = {
   /** RunPlan (JSON): saved once, before anything starts. */
   plan: 'plan',
+  /** The runner's pid, which names the process group of the runner script and QEMU (vm/runner.ts). */
   qemuPid: 'qemu-pid',
   workDir: 'work-dir',
   checkRunId: 'check-run-id',

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { writeArtifacts } from '../pipeline/validate.js'
+import { failureOf, writeArtifacts } from '../report/artifacts.js'
 import { newReport, type Report } from '../report/model.js'
 import type { ValidationFailure } from '../util/errors.js'
 import type { GuestSystem } from '../vm/system.js'
@@ -19,17 +19,9 @@ export async function writeBuildFailureReport(o: {
   buildMs: number
   startedAt: number
 }): Promise<Report> {
-  const d = o.failure.details as { file?: string; line?: number }
   const report: Report = {
     ...newReport({ system: o.system, startedAt: o.startedAt, configuration: o.configuration }),
-    failure: {
-      stage: 'build',
-      kind: o.failure.kind,
-      message: o.failure.message,
-      excerpt: o.failure.excerpt,
-      ...(d.file !== undefined ? { file: d.file } : {}),
-      ...(d.line !== undefined ? { line: d.line } : {})
-    },
+    failure: failureOf('build', o.failure),
     timings: { totalMs: Date.now() - o.startedAt, buildMs: o.buildMs },
     stages: [
       {

@@ -44,13 +44,6 @@ export function aarch64ProbeImage(): Buffer {
   return Buffer.concat([header, code])
 }
 
-/** The QEMU the runner script execs (NixOS: a store path), else the one on PATH. */
-export function qemuBinaryFromRunner(script: string, system: GuestSystem): string {
-  const m = /(\S*qemu-system-(?:x86_64|aarch64|i386|arm))\b/.exec(script)
-  if (m !== null) return m[1].replace(/^["']/, '')
-  return system === 'aarch64-linux' ? 'qemu-system-aarch64' : 'qemu-system-x86_64'
-}
-
 export function probeArgs(system: GuestSystem, image: string, cpu: string): string[] {
   const machine =
     system === 'aarch64-linux'

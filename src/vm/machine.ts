@@ -292,7 +292,7 @@ export class Machine {
       tail === '' ? '(the serial console stayed empty: the guest printed nothing)' : tail
     const tcg =
       this.accelerator === 'tcg'
-        ? ' The guest runs under TCG (software emulation), which is several times slower than KVM; raise --boot-timeout if it was still making progress.'
+        ? ' The guest runs under TCG (software emulation), which is several times slower than KVM; raise the boot timeout (boot-timeout) if it was still making progress.'
         : ''
     if (why === 'silence') {
       return new ValidationFailure(
