@@ -1,43 +1,34 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as core from '@actions/core'
+import { actionsCacheClient } from '../nix/actions-cache.js'
+import { ensureEmulation } from '../nix/binfmt.js'
+import { buildRunner, packagePathResolver } from '../nix/build.js'
 import {
-  actionsCacheClient,
-  buildRunner,
-  packagePathResolver,
-  createEphemeralKey,
-  emulationFor,
-  ensureEmulation,
-  ensureKvmAccess,
   flakeCacheIdentity,
-  gatherHostFacts,
-  listBuildLog,
   localSubstituter,
-  nixPlanSections,
-  nixRunOptions,
-  nixWorkDir,
-  parseFlakeTarget,
-  planNixSetup,
-  publicKeyOf,
-  pushToCachix,
-  resolveCachix,
   restoreStoreCache,
-  runCommands,
   saveStoreCache,
-  setupNix,
-  spawnExecutor,
   storeCacheDir,
   storeCacheKeys,
-  writeBuildFailureReport,
-  type Executor,
-  type FlakeTarget,
-  type HostFacts,
+  type StoreCacheResult
+} from '../nix/cache.js'
+import { pushToCachix, resolveCachix } from '../nix/cachix.js'
+import { runCommands, spawnExecutor, type Executor } from '../nix/exec.js'
+import { gatherHostFacts, nixRunOptions, type HostFacts } from '../nix/facts.js'
+import { parseFlakeTarget, type FlakeTarget } from '../nix/flakeref.js'
+import {
+  nixWorkDir,
+  planNixSetup,
+  setupNix,
   type NixSetupInput,
   type NixSetupPlan,
-  type NixSetupResult,
-  type PlanSection,
-  type StoreCacheResult
-} from '../nix/index.js'
+  type NixSetupResult
+} from '../nix/install.js'
+import { ensureKvmAccess } from '../nix/kvm.js'
+import { emulationFor, nixPlanSections, type PlanSection } from '../nix/plan.js'
+import { listBuildLog, writeBuildFailureReport } from '../nix/report.js'
+import { createEphemeralKey, publicKeyOf } from '../nix/sshkey.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 import type { Report } from '../report/model.js'
 import { ValidationFailure } from '../util/errors.js'
