@@ -2,8 +2,8 @@ import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as core from '@actions/core'
 import { actionsCacheClient } from '../nix/actions-cache.js'
-import { ensureEmulation } from '../nix/binfmt.js'
-import { buildRunner, packagePathResolver } from '../nix/build.js'
+import { ensureEmulation, type EmulationPlan } from '../nix/binfmt.js'
+import { buildRunner, packagePathResolver, type BuildRunnerResult } from '../nix/build.js'
 import {
   flakeCacheIdentity,
   localSubstituter,
@@ -11,6 +11,7 @@ import {
   saveStoreCache,
   storeCacheDir,
   storeCacheKeys,
+  type CacheClient,
   type StoreCacheResult
 } from '../nix/cache.js'
 import { pushToCachix, resolveCachix } from '../nix/cachix.js'
@@ -110,11 +111,20 @@ export async function setupNixForRun(
   return setupNix(plan, deps)
 }
 
-/** Builds the configuration's VM runner. A failed build throws (ValidationFailure `build-failed`). */
-export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Promise<RunnerBuild> {
+/** The host as the build needs it, and what the later steps take from it. */
+interface PreparedHost {
+  exec: Executor
+  facts: HostFacts
+  emulation: EmulationPlan
+  workDir: string
+  /** This run's extra Nix options (see nixRunOptions). */
+  options: [string, string][]
+}
+
+/** KVM access, emulation, the scratch directory, Cachix, Nix installed and configured. */
+async function prepareHost(inputs: ActionInputs, ctx: BuildContext): Promise<PreparedHost> {
   const { logger: log, signal } = ctx
   const exec = spawnExecutor()
-  const target = flakeTarget(inputs, ctx.workspace)
   const facts = await gatherHostFacts(exec)
   await ensureKvmAccess(facts, { exec, log })
   const emulation = await ensureEmulation(emulationFor(inputs.system, facts), { exec, log })
@@ -153,55 +163,71 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     log.info(
       `Nix runs as root without a daemon and the group "${facts.buildUsers?.group ?? ''}" does not exist: this run's builds pass --option build-users-group ''`
     )
+  return { exec, facts, emulation, workDir, options }
+}
 
-  let restored: StoreCacheResult | undefined
-  const cacheClient = actionsCacheClient()
-  if (n.cache) {
-    const keys = storeCacheKeys({
-      guest: inputs.system,
-      host: facts.hostSystem,
-      configuration: target.configuration,
-      ...(await flakeCacheIdentity(target, { exec, log, options }))
-    })
-    log.info(`store cache key ${keys.key} (inputs from ${keys.inputsFrom})`)
-    restored = await restoreStoreCache({
-      keys,
-      dir: storeCacheDir(facts.home),
-      client: cacheClient,
-      log
-    })
-  }
+/** The store cache restored (cache input true), else undefined. */
+async function restoreCache(
+  inputs: ActionInputs,
+  target: FlakeTarget,
+  host: PreparedHost,
+  client: CacheClient,
+  log: Logger
+): Promise<StoreCacheResult | undefined> {
+  if (!inputs.nix.cache) return undefined
+  const { exec, facts, options } = host
+  const keys = storeCacheKeys({
+    guest: inputs.system,
+    host: facts.hostSystem,
+    configuration: target.configuration,
+    ...(await flakeCacheIdentity(target, { exec, log, options }))
+  })
+  log.info(`store cache key ${keys.key} (inputs from ${keys.inputsFrom})`)
+  return restoreStoreCache({ keys, dir: storeCacheDir(facts.home), client, log })
+}
 
-  let sshKey: string
-  let publicKey: string
-  if (ctx.sshKeyPath !== undefined) {
-    sshKey = ctx.sshKeyPath
-    publicKey = publicKeyOf(await readFile(ctx.sshKeyPath), 'input "ssh-key"')
-  } else {
-    const key = await createEphemeralKey(workDir)
-    sshKey = key.privateKeyPath
-    publicKey = key.publicKey
-  }
+/** The key the VM authorizes: the input's, else an ephemeral one in `workDir`. */
+async function runKey(
+  ctx: BuildContext,
+  workDir: string
+): Promise<{ sshKey: string; publicKey: string }> {
+  if (ctx.sshKeyPath !== undefined)
+    return {
+      sshKey: ctx.sshKeyPath,
+      publicKey: publicKeyOf(await readFile(ctx.sshKeyPath), 'input "ssh-key"')
+    }
+  const key = await createEphemeralKey(workDir)
+  return { sshKey: key.privateKeyPath, publicKey: key.publicKey }
+}
 
+/** buildRunner; a build-failed failure also writes its report (so build.log is listed). */
+async function buildOrReport(
+  inputs: ActionInputs,
+  ctx: BuildContext,
+  target: FlakeTarget,
+  host: PreparedHost,
+  restored: StoreCacheResult | undefined,
+  publicKey: string
+): Promise<BuildRunnerResult> {
+  const { options } = host
   const startedAt = Date.now()
-  let built
   try {
-    built = await buildRunner({
+    return await buildRunner({
       target,
       system: inputs.system,
       sshUser: inputs.sshUser,
       sshPublicKey: publicKey,
-      workDir,
+      workDir: host.workDir,
       outDir: ctx.outDir,
-      hostSystem: facts.hostSystem,
-      emulation: emulation.settings,
+      hostSystem: host.facts.hostSystem,
+      emulation: host.emulation.settings,
       extraSubstituters:
         restored !== undefined && (restored.hit === 'exact' || restored.hit === 'partial')
           ? [localSubstituter(restored.dir)]
           : [],
       ...(options.length > 0 ? { options } : {}),
       onLine: (l) => core.info(l),
-      signal,
+      signal: ctx.signal,
       timeoutMs: inputs.timeoutMs > 0 ? inputs.timeoutMs : undefined
     })
   } catch (err) {
@@ -218,7 +244,52 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     }
     throw err
   }
-  const storePath = built.storePath
+}
+
+/** RunnerBuild.finish: list build.log, save the store cache, push to Cachix on success. */
+function finisher(
+  inputs: ActionInputs,
+  ctx: BuildContext,
+  host: PreparedHost,
+  restored: StoreCacheResult | undefined,
+  client: CacheClient,
+  storePath: string
+): (report: Report) => Promise<Report> {
+  const { exec, options, workDir } = host
+  const log = ctx.logger
+  const n = inputs.nix
+  return async (report) => {
+    const listed = await listBuildLog(ctx.outDir, report).catch(() => report)
+    if (restored !== undefined)
+      await saveStoreCache({ restored, storePath, client, exec, log, options })
+    if (
+      report.conclusion === 'success' &&
+      n.cachixCache !== undefined &&
+      n.cachixAuthToken !== undefined
+    ) {
+      await pushToCachix({
+        name: n.cachixCache,
+        authToken: n.cachixAuthToken,
+        storePath,
+        workDir,
+        exec,
+        log,
+        options
+      })
+    }
+    return listed
+  }
+}
+
+/** Builds the configuration's VM runner. A failed build throws (ValidationFailure `build-failed`). */
+export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Promise<RunnerBuild> {
+  const target = flakeTarget(inputs, ctx.workspace)
+  const host = await prepareHost(inputs, ctx)
+  const cacheClient = actionsCacheClient()
+  const restored = await restoreCache(inputs, target, host, cacheClient, ctx.logger)
+  const { sshKey, publicKey } = await runKey(ctx, host.workDir)
+  const built = await buildOrReport(inputs, ctx, target, host, restored, publicKey)
+  const options = host.options
   return {
     runner: built.runner,
     sshKey,
@@ -226,29 +297,9 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     packagePath: packagePathResolver({
       target,
       ...(options.length > 0 ? { options } : {}),
-      signal
+      signal: ctx.signal
     }),
-    finish: async (report) => {
-      const listed = await listBuildLog(ctx.outDir, report).catch(() => report)
-      if (restored !== undefined)
-        await saveStoreCache({ restored, storePath, client: cacheClient, exec, log, options })
-      if (
-        report.conclusion === 'success' &&
-        n.cachixCache !== undefined &&
-        n.cachixAuthToken !== undefined
-      ) {
-        await pushToCachix({
-          name: n.cachixCache,
-          authToken: n.cachixAuthToken,
-          storePath,
-          workDir,
-          exec,
-          log,
-          options
-        })
-      }
-      return listed
-    }
+    finish: finisher(inputs, ctx, host, restored, cacheClient, built.storePath)
   }
 }
 
