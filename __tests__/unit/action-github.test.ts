@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/glob
 import nock from 'nock'
 import { buildAnnotations, batches, repoPath } from '../../src/github/annotations.js'
 import {
+  checkRunReporter,
   completeCheckRun,
   completionBodies,
   createCheckRunBody,
@@ -12,6 +13,8 @@ import {
 import { createGitHubClient, GitHubApiError } from '../../src/github/client.js'
 import { commentBody, commentMarker, findMarked, upsertComment } from '../../src/github/comment.js'
 import { checkRunOutput, commentMarkdown } from '../../src/action/summary.js'
+import { FAILURE_TABLE, failureKind, failureOf } from '../../src/report/failure.js'
+import { FAILURE_KINDS, ValidationFailure } from '../../src/util/errors.js'
 import type { Report } from '../../src/report/model.js'
 import { openFence } from '../../src/util/markdown.js'
 import { OpenApiValidator } from '../support/openapi.js'
@@ -571,6 +574,112 @@ describe('check run API calls (nock, no network)', () => {
     expect((err as Error).message).toMatch(
       /creating the check run failed \(HTTP 403\).*read-only.*checks: write/
     )
+  })
+})
+
+describe('the check-run reporter (start, then complete from the report)', () => {
+  const logged = (): {
+    lines: string[]
+    log: { info(m: string): void; warning(m: string): void }
+  } => {
+    const lines: string[] = []
+    return {
+      lines,
+      log: { info: (m) => lines.push(`info: ${m}`), warning: (m) => lines.push(`warning: ${m}`) }
+    }
+  }
+  const spec = { headSha: target.headSha, name: target.name, externalId: target.externalId }
+
+  it('creates the run, then completes it with the conclusion and annotations of the report', async () => {
+    const seen: UpdateCheckRunBody[] = []
+    const scope = nock(API)
+      .post('/repos/o/r/check-runs', openapi('POST', '/repos/o/r/check-runs'))
+      .reply(201, { id: 42 })
+      .patch('/repos/o/r/check-runs/42', (b: UpdateCheckRunBody) => (seen.push(b), true))
+      .times(3)
+      .reply(200, { id: 42 })
+    const { lines, log } = logged()
+    const reporter = checkRunReporter({ client: await client(), repo: target, log })
+    expect(reporter.id).toBeUndefined()
+    expect(await reporter.start(spec)).toBe(42)
+    const r = failingChecks(101)
+    expect(await reporter.complete(r, { title: 't', summary: 's' }, { workspace: '/ws' })).toBe(
+      true
+    )
+    expect(scope.isDone()).toBe(true)
+    expect(seen[0]).toMatchObject({ status: 'completed', conclusion: 'failure' })
+    expect(lines).toEqual([
+      `info: check run 42 "${target.name}" in progress on ${target.headSha}`,
+      'info: check run 42 completed: failure (101 annotations)'
+    ])
+  })
+
+  it('never throws: a refused start or completion is a warning', async () => {
+    nock(API).post('/repos/o/r/check-runs').reply(403, { message: 'Resource not accessible' })
+    nock(API).patch('/repos/o/r/check-runs/7').reply(500, { message: 'Server Error' })
+    const { lines, log } = logged()
+    const c = await client()
+    const refused = checkRunReporter({ client: c, repo: target, log })
+    expect(await refused.start(spec)).toBeUndefined()
+    expect(
+      await refused.complete(failingChecks(1), { title: 't', summary: 's' }, { workspace: '/ws' })
+    ).toBe(false)
+    const post = checkRunReporter({ client: c, repo: target, log, id: 7 })
+    expect(
+      await post.complete(failingChecks(1), { title: 't', summary: 's' }, { workspace: '/ws' })
+    ).toBe(false)
+    expect(lines).toHaveLength(2)
+    expect(lines[0]).toMatch(/^warning: creating the check run failed \(HTTP 403\)/)
+    expect(lines[1]).toMatch(/^warning: completing the check run failed \(HTTP 500\)/)
+  })
+})
+
+describe('the failure-kind table', () => {
+  it('has a row for every failure kind; only a cancelled run is neither a failure nor annotated', () => {
+    expect(Object.keys(FAILURE_TABLE).sort()).toEqual([...FAILURE_KINDS].sort())
+    for (const kind of FAILURE_KINDS) {
+      const row = failureKind(kind)
+      expect(row.conclusion).toBe(kind === 'cancelled' ? 'cancelled' : 'failure')
+      expect(row.annotation).toBe(
+        kind === 'cancelled' ? null : kind === 'check-failed' ? 'checks-file' : 'workflow'
+      )
+    }
+    const f = {
+      stage: 'services',
+      kind: 'check-failed' as const,
+      message: '',
+      excerpt: '',
+      check: 'x'
+    }
+    expect(failureKind('check-failed').title(f, 'vm (x86_64-linux)')).toBe(
+      'Failed: check-failed in services (x)'
+    )
+    expect(failureKind('cancelled').title({ ...f, kind: 'cancelled' }, 'vm (x86_64-linux)')).toBe(
+      'Cancelled: vm (x86_64-linux)'
+    )
+  })
+
+  it('failureOf: a classified failure as the report records it, with its check and position', () => {
+    const f = new ValidationFailure('check-failed', 'boom', 'ev', {
+      check: 'c',
+      file: 'f.yml',
+      line: 3
+    })
+    expect(failureOf('users', f)).toEqual({
+      stage: 'users',
+      kind: 'check-failed',
+      message: 'boom',
+      excerpt: 'ev',
+      check: 'c',
+      file: 'f.yml',
+      line: 3
+    })
+    expect(failureOf('boot', new ValidationFailure('kernel-panic', 'p'))).toEqual({
+      stage: 'boot',
+      kind: 'kernel-panic',
+      message: 'p',
+      excerpt: ''
+    })
   })
 })
 

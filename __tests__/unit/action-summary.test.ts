@@ -11,7 +11,7 @@ import {
   plainConclusion,
   readTail
 } from '../../src/action/summary.js'
-import { bareReport } from '../../src/action/report.js'
+import { bareReport } from '../../src/report/model.js'
 import {
   defaultArtifactName,
   sanitizeArtifactName,

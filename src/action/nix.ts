@@ -1,43 +1,35 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as core from '@actions/core'
+import { actionsCacheClient } from '../nix/actions-cache.js'
+import { ensureEmulation, type EmulationPlan } from '../nix/binfmt.js'
+import { buildRunner, packagePathResolver, type BuildRunnerResult } from '../nix/build.js'
 import {
-  actionsCacheClient,
-  buildRunner,
-  packagePathResolver,
-  createEphemeralKey,
-  emulationFor,
-  ensureEmulation,
-  ensureKvmAccess,
   flakeCacheIdentity,
-  gatherHostFacts,
-  listBuildLog,
   localSubstituter,
-  nixPlanSections,
-  nixRunOptions,
-  nixWorkDir,
-  parseFlakeTarget,
-  planNixSetup,
-  publicKeyOf,
-  pushToCachix,
-  resolveCachix,
   restoreStoreCache,
-  runCommands,
   saveStoreCache,
-  setupNix,
-  spawnExecutor,
   storeCacheDir,
   storeCacheKeys,
-  writeBuildFailureReport,
-  type Executor,
-  type FlakeTarget,
-  type HostFacts,
+  type CacheClient,
+  type StoreCacheResult
+} from '../nix/cache.js'
+import { pushToCachix, resolveCachix } from '../nix/cachix.js'
+import { runCommands, spawnExecutor, type Executor } from '../nix/exec.js'
+import { gatherHostFacts, nixRunOptions, type HostFacts } from '../nix/facts.js'
+import { parseFlakeTarget, type FlakeTarget } from '../nix/flakeref.js'
+import {
+  nixWorkDir,
+  planNixSetup,
+  setupNix,
   type NixSetupInput,
   type NixSetupPlan,
-  type NixSetupResult,
-  type PlanSection,
-  type StoreCacheResult
-} from '../nix/index.js'
+  type NixSetupResult
+} from '../nix/install.js'
+import { ensureKvmAccess } from '../nix/kvm.js'
+import { emulationFor, nixPlanSections, type PlanSection } from '../nix/plan.js'
+import { listBuildLog, writeBuildFailureReport } from '../nix/report.js'
+import { createEphemeralKey, publicKeyOf } from '../nix/sshkey.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 import type { Report } from '../report/model.js'
 import { ValidationFailure } from '../util/errors.js'
@@ -119,11 +111,20 @@ export async function setupNixForRun(
   return setupNix(plan, deps)
 }
 
-/** Builds the configuration's VM runner. A failed build throws (ValidationFailure `build-failed`). */
-export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Promise<RunnerBuild> {
+/** The host as the build needs it, and what the later steps take from it. */
+interface PreparedHost {
+  exec: Executor
+  facts: HostFacts
+  emulation: EmulationPlan
+  workDir: string
+  /** This run's extra Nix options (see nixRunOptions). */
+  options: [string, string][]
+}
+
+/** KVM access, emulation, the scratch directory, Cachix, Nix installed and configured. */
+async function prepareHost(inputs: ActionInputs, ctx: BuildContext): Promise<PreparedHost> {
   const { logger: log, signal } = ctx
   const exec = spawnExecutor()
-  const target = flakeTarget(inputs, ctx.workspace)
   const facts = await gatherHostFacts(exec)
   await ensureKvmAccess(facts, { exec, log })
   const emulation = await ensureEmulation(emulationFor(inputs.system, facts), { exec, log })
@@ -162,55 +163,71 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     log.info(
       `Nix runs as root without a daemon and the group "${facts.buildUsers?.group ?? ''}" does not exist: this run's builds pass --option build-users-group ''`
     )
+  return { exec, facts, emulation, workDir, options }
+}
 
-  let restored: StoreCacheResult | undefined
-  const cacheClient = actionsCacheClient()
-  if (n.cache) {
-    const keys = storeCacheKeys({
-      guest: inputs.system,
-      host: facts.hostSystem,
-      configuration: target.configuration,
-      ...(await flakeCacheIdentity(target, { exec, log, options }))
-    })
-    log.info(`store cache key ${keys.key} (inputs from ${keys.inputsFrom})`)
-    restored = await restoreStoreCache({
-      keys,
-      dir: storeCacheDir(facts.home),
-      client: cacheClient,
-      log
-    })
-  }
+/** The store cache restored (cache input true), else undefined. */
+async function restoreCache(
+  inputs: ActionInputs,
+  target: FlakeTarget,
+  host: PreparedHost,
+  client: CacheClient,
+  log: Logger
+): Promise<StoreCacheResult | undefined> {
+  if (!inputs.nix.cache) return undefined
+  const { exec, facts, options } = host
+  const keys = storeCacheKeys({
+    guest: inputs.system,
+    host: facts.hostSystem,
+    configuration: target.configuration,
+    ...(await flakeCacheIdentity(target, { exec, log, options }))
+  })
+  log.info(`store cache key ${keys.key} (inputs from ${keys.inputsFrom})`)
+  return restoreStoreCache({ keys, dir: storeCacheDir(facts.home), client, log })
+}
 
-  let sshKey: string
-  let publicKey: string
-  if (ctx.sshKeyPath !== undefined) {
-    sshKey = ctx.sshKeyPath
-    publicKey = publicKeyOf(await readFile(ctx.sshKeyPath), 'input "ssh-key"')
-  } else {
-    const key = await createEphemeralKey(workDir)
-    sshKey = key.privateKeyPath
-    publicKey = key.publicKey
-  }
+/** The key the VM authorizes: the input's, else an ephemeral one in `workDir`. */
+async function runKey(
+  ctx: BuildContext,
+  workDir: string
+): Promise<{ sshKey: string; publicKey: string }> {
+  if (ctx.sshKeyPath !== undefined)
+    return {
+      sshKey: ctx.sshKeyPath,
+      publicKey: publicKeyOf(await readFile(ctx.sshKeyPath), 'input "ssh-key"')
+    }
+  const key = await createEphemeralKey(workDir)
+  return { sshKey: key.privateKeyPath, publicKey: key.publicKey }
+}
 
+/** buildRunner; a build-failed failure also writes its report (so build.log is listed). */
+async function buildOrReport(
+  inputs: ActionInputs,
+  ctx: BuildContext,
+  target: FlakeTarget,
+  host: PreparedHost,
+  restored: StoreCacheResult | undefined,
+  publicKey: string
+): Promise<BuildRunnerResult> {
+  const { options } = host
   const startedAt = Date.now()
-  let built
   try {
-    built = await buildRunner({
+    return await buildRunner({
       target,
       system: inputs.system,
       sshUser: inputs.sshUser,
       sshPublicKey: publicKey,
-      workDir,
+      workDir: host.workDir,
       outDir: ctx.outDir,
-      hostSystem: facts.hostSystem,
-      emulation: emulation.settings,
+      hostSystem: host.facts.hostSystem,
+      emulation: host.emulation.settings,
       extraSubstituters:
         restored !== undefined && (restored.hit === 'exact' || restored.hit === 'partial')
           ? [localSubstituter(restored.dir)]
           : [],
       ...(options.length > 0 ? { options } : {}),
       onLine: (l) => core.info(l),
-      signal,
+      signal: ctx.signal,
       timeoutMs: inputs.timeoutMs > 0 ? inputs.timeoutMs : undefined
     })
   } catch (err) {
@@ -227,7 +244,52 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     }
     throw err
   }
-  const storePath = built.storePath
+}
+
+/** RunnerBuild.finish: list build.log, save the store cache, push to Cachix on success. */
+function finisher(
+  inputs: ActionInputs,
+  ctx: BuildContext,
+  host: PreparedHost,
+  restored: StoreCacheResult | undefined,
+  client: CacheClient,
+  storePath: string
+): (report: Report) => Promise<Report> {
+  const { exec, options, workDir } = host
+  const log = ctx.logger
+  const n = inputs.nix
+  return async (report) => {
+    const listed = await listBuildLog(ctx.outDir, report).catch(() => report)
+    if (restored !== undefined)
+      await saveStoreCache({ restored, storePath, client, exec, log, options })
+    if (
+      report.conclusion === 'success' &&
+      n.cachixCache !== undefined &&
+      n.cachixAuthToken !== undefined
+    ) {
+      await pushToCachix({
+        name: n.cachixCache,
+        authToken: n.cachixAuthToken,
+        storePath,
+        workDir,
+        exec,
+        log,
+        options
+      })
+    }
+    return listed
+  }
+}
+
+/** Builds the configuration's VM runner. A failed build throws (ValidationFailure `build-failed`). */
+export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Promise<RunnerBuild> {
+  const target = flakeTarget(inputs, ctx.workspace)
+  const host = await prepareHost(inputs, ctx)
+  const cacheClient = actionsCacheClient()
+  const restored = await restoreCache(inputs, target, host, cacheClient, ctx.logger)
+  const { sshKey, publicKey } = await runKey(ctx, host.workDir)
+  const built = await buildOrReport(inputs, ctx, target, host, restored, publicKey)
+  const options = host.options
   return {
     runner: built.runner,
     sshKey,
@@ -235,29 +297,9 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     packagePath: packagePathResolver({
       target,
       ...(options.length > 0 ? { options } : {}),
-      signal
+      signal: ctx.signal
     }),
-    finish: async (report) => {
-      const listed = await listBuildLog(ctx.outDir, report).catch(() => report)
-      if (restored !== undefined)
-        await saveStoreCache({ restored, storePath, client: cacheClient, exec, log, options })
-      if (
-        report.conclusion === 'success' &&
-        n.cachixCache !== undefined &&
-        n.cachixAuthToken !== undefined
-      ) {
-        await pushToCachix({
-          name: n.cachixCache,
-          authToken: n.cachixAuthToken,
-          storePath,
-          workDir,
-          exec,
-          log,
-          options
-        })
-      }
-      return listed
-    }
+    finish: finisher(inputs, ctx, host, restored, cacheClient, built.storePath)
   }
 }
 

@@ -1,13 +1,8 @@
 import { existsSync } from 'node:fs'
 import { delimiter, join } from 'node:path'
-import {
-  gatherHostFacts,
-  nixRunOptions,
-  planKvmAccess,
-  spawnExecutor,
-  type Executor,
-  type HostFacts
-} from '../nix/index.js'
+import { spawnExecutor, type Executor } from '../nix/exec.js'
+import { gatherHostFacts, nixRunOptions, type HostFacts } from '../nix/facts.js'
+import { planKvmAccess } from '../nix/kvm.js'
 import { checkConfigurationExists, type ConfigurationCheck } from '../pipeline/configurations.js'
 import { kvmUsable, plannedAccelerator, renderPlan } from '../pipeline/plan.js'
 import { errorMessage } from '../util/errors.js'

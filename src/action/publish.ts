@@ -1,12 +1,19 @@
 import { join } from 'node:path'
 import * as core from '@actions/core'
 import type { Report } from '../report/model.js'
-import { buildAnnotations } from '../github/annotations.js'
+import { buildAnnotations, type AnnotationContext } from '../github/annotations.js'
 import { uploadEvidence, type ArtifactUploader } from '../github/artifact.js'
-import { checkConclusion, completeCheckRun } from '../github/check-run.js'
-import { createGitHubClient, GitHubApiError, type GitHubClient } from '../github/client.js'
+import {
+  checkRunReporter,
+  reportingWarning,
+  type CheckRunLog,
+  type CheckRunReporter,
+  type CheckRunSpec
+} from '../github/check-run.js'
+import { createGitHubClient, type GitHubClient } from '../github/client.js'
 import { upsertComment } from '../github/comment.js'
 import { runUrl, type RunContext } from '../github/context.js'
+import { failureKind } from '../report/failure.js'
 import { errorMessage } from '../util/errors.js'
 import {
   STATE_KEYS,
@@ -47,6 +54,39 @@ export async function githubClientFor(
   return createGitHubClient(token, ctx.apiUrl)
 }
 
+const CORE_LOG: CheckRunLog = {
+  info: (m) => core.info(m),
+  warning: (m) => core.warning(m)
+}
+
+/**
+ * This job's check run, logged with core; undefined without a client or a repository. `id`: the
+ * run main created (post completes it).
+ */
+export function actionCheckRun(
+  client: GitHubClient | undefined,
+  ctx: RunContext,
+  id?: number
+): CheckRunReporter | undefined {
+  if (client === undefined || ctx.owner === undefined || ctx.repo === undefined) return undefined
+  return checkRunReporter({ client, repo: { owner: ctx.owner, repo: ctx.repo }, log: CORE_LOG, id })
+}
+
+/**
+ * main's start of the reporting: the check run created in progress on the head commit (see
+ * checkRunReporter; its id is undefined when GitHub refused). Undefined without a client.
+ */
+export async function startActionCheckRun(
+  client: GitHubClient | undefined,
+  ctx: RunContext,
+  run: Pick<CheckRunSpec, 'name' | 'externalId'>
+): Promise<CheckRunReporter | undefined> {
+  const reporter = actionCheckRun(client, ctx)
+  if (reporter === undefined || ctx.headSha === undefined) return undefined
+  await reporter.start({ ...run, headSha: ctx.headSha, detailsUrl: runUrl(ctx) })
+  return reporter
+}
+
 /** Workflow-command annotations GitHub shows per step (more are dropped). */
 const WORKFLOW_ANNOTATIONS = 10
 
@@ -56,6 +96,8 @@ export interface PublishInput {
   context: RunContext
   /** Absent: no token, or act (no check run, no comment). */
   client?: GitHubClient
+  /** The check run to complete; without it, one is made of `client` and `checkRunId`. */
+  checkRun?: CheckRunReporter
   checkRunId?: number
   /** What an earlier step (main, for post) already did. */
   done: Pick<SavedState, 'artifact' | 'summaryWritten' | 'checkRunCompleted' | 'commentWritten'>
@@ -68,9 +110,15 @@ export interface PublishInput {
 
 /** A GitHub-side failure: always a warning, never the job's failure reason. */
 function warn(err: unknown): void {
-  core.warning(
-    err instanceof GitHubApiError ? err.message : `GitHub reporting failed: ${errorMessage(err)}`
-  )
+  core.warning(reportingWarning(err, 'GitHub reporting'))
+}
+
+function annotationContext(p: PublishInput): AnnotationContext {
+  return {
+    workspace: p.plan.workspace,
+    checksFile: p.plan.checksFile,
+    workflowFile: p.context.workflowFile
+  }
 }
 
 /**
@@ -98,49 +146,21 @@ export async function publish(p: PublishInput): Promise<SavedArtifact> {
     }
   }
 
-  if (
-    p.client !== undefined &&
-    p.checkRunId !== undefined &&
-    !p.done.checkRunCompleted &&
-    context.owner !== undefined &&
-    context.repo !== undefined
-  ) {
-    const annotations = buildAnnotations(report, {
-      workspace: plan.workspace,
-      checksFile: plan.checksFile,
-      workflowFile: context.workflowFile
-    })
-    try {
-      const done = await completeCheckRun(
-        p.client,
-        { owner: context.owner, repo: context.repo },
-        p.checkRunId,
-        checkConclusion(report),
-        checkRunOutput(report, summaryCtx),
-        annotations
-      )
+  const checkRun = p.checkRun ?? actionCheckRun(p.client, context, p.checkRunId)
+  if (checkRun !== undefined && !p.done.checkRunCompleted) {
+    const output = checkRunOutput(report, summaryCtx)
+    if (await checkRun.complete(report, output, annotationContext(p)))
       p.save(STATE_KEYS.checkRunCompleted, 'true')
-      if (done.refused !== undefined)
-        core.warning(
-          `check run ${p.checkRunId} completed (${checkConclusion(report)}) with a one-line output and no annotations: ${done.refused}; the job summary and the artifact hold the full report`
-        )
-      else
-        core.info(
-          `check run ${p.checkRunId} completed: ${checkConclusion(report)} (${annotations.length} annotation${annotations.length === 1 ? '' : 's'})`
-        )
-    } catch (err) {
-      warn(err)
-    }
   }
 
   if (plan.prComment && !p.done.commentWritten) await commentStep(p, summaryCtx)
 
-  if (p.annotate && report.failure !== null && report.failure.kind !== 'cancelled') {
-    const annotations = buildAnnotations(report, {
-      workspace: plan.workspace,
-      checksFile: plan.checksFile,
-      workflowFile: context.workflowFile
-    })
+  if (
+    p.annotate &&
+    report.failure !== null &&
+    failureKind(report.failure.kind).annotation !== null
+  ) {
+    const annotations = buildAnnotations(report, annotationContext(p))
     for (const a of annotations.slice(0, WORKFLOW_ANNOTATIONS)) {
       core.error(a.message.split('\n').slice(0, 5).join('\n'), {
         title: a.title,

@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises'
+import { failureKind } from '../report/failure.js'
 import type { Failure, Report } from '../report/model.js'
 import { clip, conclusionLine, renderSummary } from '../report/render.js'
 import { formatDuration } from '../util/duration.js'
@@ -163,9 +164,9 @@ export function checkRunOutput(r: Report, c: SummaryContext): CheckRunOutput {
   const title =
     r.conclusion === 'success'
       ? `Passed: ${where}${r.timings.bootMs !== undefined ? `, booted in ${formatDuration(r.timings.bootMs)}` : ''} (${r.accelerator})`
-      : f?.kind === 'cancelled'
-        ? `Cancelled: ${where}`
-        : `Failed: ${f !== null ? `${f.kind} in ${f.stage}${f.check !== undefined ? ` (${f.check})` : ''}` : where}`
+      : f !== null
+        ? failureKind(f.kind).title(f, where)
+        : `Failed: ${where}`
   const summary = renderSummary(r, {
     artifactUrl: c.artifactUrl,
     maxBytes: LIMITS.checkRunTextBytes

@@ -1,4 +1,5 @@
 import { isAbsolute, relative, sep } from 'node:path'
+import { failureKind, type AnnotationPlace } from '../report/failure.js'
 import type { Report } from '../report/model.js'
 import { LIMITS, truncateBytes, truncateTitle } from './limits.js'
 
@@ -37,8 +38,8 @@ export function repoPath(path: string, workspace: string): string {
  * Where an annotation without its own position goes: a failed check on the checks file that
  * declared it; anything else (the setup, the build, the boot) on the workflow that ran the step.
  */
-function fallbackPath(c: AnnotationContext, of: 'check' | 'run'): string {
-  if (of === 'check' && c.checksFile !== undefined) return repoPath(c.checksFile, c.workspace)
+function fallbackPath(c: AnnotationContext, of: NonNullable<AnnotationPlace>): string {
+  if (of === 'checks-file' && c.checksFile !== undefined) return repoPath(c.checksFile, c.workspace)
   return c.workflowFile ?? 'action.yml'
 }
 
@@ -53,7 +54,7 @@ function position(
   file: string | undefined,
   line: number | undefined,
   c: AnnotationContext,
-  of: 'check' | 'run'
+  of: NonNullable<AnnotationPlace>
 ): { path: string; line: number } {
   if (file !== undefined && file !== '') {
     return {
@@ -77,7 +78,7 @@ export function buildAnnotations(r: Report, c: AnnotationContext): Annotation[] 
       if (check.status !== 'failed') continue
       if (r.failure !== null && r.failure.stage === stage.name && r.failure.check === check.name)
         failureCovered = true
-      const at = position(check.file, check.line, c, 'check')
+      const at = position(check.file, check.line, c, 'checks-file')
       const output = check.output.trim()
       out.push({
         path: at.path,
@@ -94,8 +95,9 @@ export function buildAnnotations(r: Report, c: AnnotationContext): Annotation[] 
     }
   }
   const f = r.failure
-  if (f !== null && !failureCovered && f.kind !== 'cancelled') {
-    const at = position(f.file, f.line, c, f.kind === 'check-failed' ? 'check' : 'run')
+  const place = f !== null ? failureKind(f.kind).annotation : null
+  if (f !== null && !failureCovered && place !== null) {
+    const at = position(f.file, f.line, c, place)
     out.unshift({
       path: at.path,
       start_line: at.line,

@@ -1,12 +1,19 @@
 import type { RestEndpointMethodTypes } from '@octokit/rest'
+import { checkConclusion, type CheckConclusion } from '../report/failure.js'
 import type { Report } from '../report/model.js'
-import { batches, type Annotation } from './annotations.js'
+import { errorMessage } from '../util/errors.js'
+import {
+  batches,
+  buildAnnotations,
+  type Annotation,
+  type AnnotationContext
+} from './annotations.js'
 import { apiCall, GitHubApiError, type GitHubClient } from './client.js'
 import { LIMITS, truncateMarkdown, truncateTitle } from './limits.js'
 
 export type CreateCheckRunBody = RestEndpointMethodTypes['checks']['create']['parameters']
 export type UpdateCheckRunBody = RestEndpointMethodTypes['checks']['update']['parameters']
-export type CheckConclusion = 'success' | 'failure' | 'cancelled'
+export { checkConclusion, type CheckConclusion }
 
 /** Which check run, on which commit. */
 export interface CheckRunTarget {
@@ -27,11 +34,6 @@ export interface CheckRunOutput {
 }
 
 const PERMISSION = 'checks: write'
-
-export function checkConclusion(r: Report): CheckConclusion {
-  if (r.conclusion === 'success') return 'success'
-  return r.failure?.kind === 'cancelled' ? 'cancelled' : 'failure'
-}
 
 export function createCheckRunBody(t: CheckRunTarget, startedAt: Date): CreateCheckRunBody {
   return {
@@ -161,4 +163,98 @@ export async function completeCheckRun(
     await update(`adding annotations (batch ${i + 2} of ${bodies.length})`, body)
   }
   return {}
+}
+
+/** Where the reporter says what it did (core.info / core.warning in the action). */
+export interface CheckRunLog {
+  info(message: string): void
+  warning(message: string): void
+}
+
+/** The run a reporter creates: the target without the repository it was made for. */
+export type CheckRunSpec = Omit<CheckRunTarget, 'owner' | 'repo'>
+
+/**
+ * One check run from start to end: main creates it in progress, and main (or post, after a
+ * killed main, with the id main saved) completes it from the report. Neither method throws: a
+ * GitHub failure is a warning, never the job's failure reason.
+ */
+export interface CheckRunReporter {
+  /** The run's id once created (or given); undefined before, or when GitHub refused it. */
+  readonly id: number | undefined
+  /** Creates the run `in_progress`; its id, or undefined (warned) when that failed. */
+  start(run: CheckRunSpec, startedAt?: Date): Promise<number | undefined>
+  /**
+   * Completes it with the report's conclusion, `output` and the report's annotations; true when
+   * GitHub took it (with the full or the short output), false (warned) otherwise.
+   */
+  complete(
+    report: Report,
+    output: CheckRunOutput,
+    where: AnnotationContext,
+    completedAt?: Date
+  ): Promise<boolean>
+}
+
+export interface CheckRunReporterOptions {
+  client: GitHubClient
+  repo: Pick<CheckRunTarget, 'owner' | 'repo'>
+  log: CheckRunLog
+  /** A run an earlier step created. */
+  id?: number
+}
+
+/** A GitHub-side failure, as the reporting warns of it. */
+export function reportingWarning(err: unknown, doing: string): string {
+  return err instanceof GitHubApiError ? err.message : `${doing} failed: ${errorMessage(err)}`
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
+}
+
+export function checkRunReporter(o: CheckRunReporterOptions): CheckRunReporter {
+  let id = o.id
+  return {
+    get id() {
+      return id
+    },
+    async start(run, startedAt = new Date()) {
+      try {
+        id = await startCheckRun(o.client, { ...o.repo, ...run }, startedAt)
+        o.log.info(`check run ${id} "${run.name}" in progress on ${run.headSha}`)
+      } catch (err) {
+        o.log.warning(reportingWarning(err, 'creating the check run'))
+      }
+      return id
+    },
+    async complete(report, output, where, completedAt = new Date()) {
+      if (id === undefined) return false
+      const conclusion = checkConclusion(report)
+      const annotations = buildAnnotations(report, where)
+      try {
+        const done = await completeCheckRun(
+          o.client,
+          o.repo,
+          id,
+          conclusion,
+          output,
+          annotations,
+          completedAt
+        )
+        if (done.refused !== undefined)
+          o.log.warning(
+            `check run ${id} completed (${conclusion}) with a one-line output and no annotations: ${done.refused}; the job summary and the artifact hold the full report`
+          )
+        else
+          o.log.info(
+            `check run ${id} completed: ${conclusion} (${plural(annotations.length, 'annotation')})`
+          )
+        return true
+      } catch (err) {
+        o.log.warning(reportingWarning(err, 'GitHub reporting'))
+        return false
+      }
+    }
+  }
 }

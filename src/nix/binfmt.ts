@@ -110,6 +110,55 @@ export interface EmulationPlan {
 }
 
 /**
+ * The commands that register our own entry: mount binfmt_misc, install qemu-user-static, remove
+ * an earlier entry of our name, register with flag F (in that order).
+ */
+function registrationCommands(
+  guest: GuestSystem,
+  interpreter: string,
+  facts: BinfmtFacts,
+  uid: number
+): Command[] {
+  const commands: Command[] = []
+  if (!facts.mounted) {
+    commands.push({
+      argv: asRoot(['mount', '-t', 'binfmt_misc', 'binfmt_misc', BINFMT_DIR], uid),
+      why: 'mount binfmt_misc'
+    })
+  }
+  if (!facts.interpreters.includes(interpreter)) {
+    commands.push(
+      {
+        argv: asRoot(['apt-get', 'update', '-q'], uid),
+        why: 'refresh the package lists for qemu-user-static'
+      },
+      {
+        argv: asRoot(
+          ['apt-get', 'install', '-y', '-q', '--no-install-recommends', 'qemu-user-static'],
+          uid
+        ),
+        env: { DEBIAN_FRONTEND: 'noninteractive' },
+        why: `install a statically linked ${interpreter}`
+      }
+    )
+  }
+  const stale = facts.entries.find((e) => e.name === binfmtEntryName(guest))
+  if (stale !== undefined) {
+    commands.push({
+      argv: asRoot(['tee', `${BINFMT_DIR}/${stale.name}`], uid),
+      input: '-1',
+      why: `remove the earlier ${stale.name} entry (flags ${stale.flags || 'none'})`
+    })
+  }
+  commands.push({
+    argv: asRoot(['tee', `${BINFMT_DIR}/register`], uid),
+    input: binfmtRegistration(guest, interpreter),
+    why: `register ${interpreter} for ${guest} binaries with flag F`
+  })
+  return commands
+}
+
+/**
  * What building a `guest` system on a `host` needs: nothing when they match (native ARM runners
  * build natively); otherwise a binfmt_misc entry with flag F plus extra-platforms and
  * extra-sandbox-paths. An enabled entry with F is reused; anything else registers our own.
@@ -149,42 +198,7 @@ export function planEmulation(
     }
   }
   const interpreter = staticInterpreter(guest)
-  const commands: Command[] = []
-  if (!facts.mounted) {
-    commands.push({
-      argv: asRoot(['mount', '-t', 'binfmt_misc', 'binfmt_misc', BINFMT_DIR], uid),
-      why: 'mount binfmt_misc'
-    })
-  }
-  if (!facts.interpreters.includes(interpreter)) {
-    commands.push(
-      {
-        argv: asRoot(['apt-get', 'update', '-q'], uid),
-        why: 'refresh the package lists for qemu-user-static'
-      },
-      {
-        argv: asRoot(
-          ['apt-get', 'install', '-y', '-q', '--no-install-recommends', 'qemu-user-static'],
-          uid
-        ),
-        env: { DEBIAN_FRONTEND: 'noninteractive' },
-        why: `install a statically linked ${interpreter}`
-      }
-    )
-  }
-  const stale = facts.entries.find((e) => e.name === binfmtEntryName(guest))
-  if (stale !== undefined) {
-    commands.push({
-      argv: asRoot(['tee', `${BINFMT_DIR}/${stale.name}`], uid),
-      input: '-1',
-      why: `remove the earlier ${stale.name} entry (flags ${stale.flags || 'none'})`
-    })
-  }
-  commands.push({
-    argv: asRoot(['tee', `${BINFMT_DIR}/register`], uid),
-    input: binfmtRegistration(guest, interpreter),
-    why: `register ${interpreter} for ${guest} binaries with flag F`
-  })
+  const commands = registrationCommands(guest, interpreter, facts, uid)
   const existing = facts.entries.filter((e) => entryMatches(e, guest))
   const why =
     existing.length > 0

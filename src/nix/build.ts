@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { ValidationFailure } from '../util/errors.js'
 import type { GuestSystem } from '../vm/system.js'
 import { hostSystem as currentHostSystem } from '../vm/system.js'
-import { spawnExecutor, type Executor } from './exec.js'
+import { spawnExecutor, type ExecResult, type Executor } from './exec.js'
 import { nixBuildArgv, packagePathArgv } from './expr.js'
 import { STORE_PATH, memoResolver, type PackagePathResolver } from '../checks/substitute.js'
 import type { FlakeTarget } from './flakeref.js'
@@ -65,6 +65,99 @@ export function parseBuildJson(stdout: string): { storePath?: string; drvPath?: 
   }
 }
 
+/** The build's stderr, streamed to build.log and `onLine`; what it printed, its lines, its time. */
+async function runLogged(
+  i: BuildRunnerInput,
+  argv: string[],
+  logFile: string
+): Promise<{ result: ExecResult; logged: string[]; buildMs: number }> {
+  const log = createWriteStream(logFile, { flags: 'w' })
+  const logged: string[] = []
+  const started = Date.now()
+  const exec = i.exec ?? spawnExecutor()
+  let result
+  try {
+    result = await exec.run(
+      { argv, why: `build ${i.target.display}` },
+      {
+        signal: i.signal,
+        timeoutMs: i.timeoutMs,
+        onLine: (line, stream) => {
+          if (stream !== 'stderr') return
+          log.write(line + '\n')
+          logged.push(line)
+          i.onLine?.(line)
+        }
+      }
+    )
+  } catch (err) {
+    throw new ValidationFailure('tool-error', `cannot run nix: ${(err as Error).message}`)
+  } finally {
+    await new Promise<void>((resolve) => log.end(resolve))
+  }
+  return { result, logged, buildMs: Date.now() - started }
+}
+
+/** A failed `nix build`: stopped (a timeout), or Nix's error with its position in the repository. */
+function buildFailure(
+  i: BuildRunnerInput,
+  result: ExecResult,
+  logged: string[],
+  buildMs: number,
+  logFile: string
+): ValidationFailure {
+  if (result.signal !== null) {
+    return new ValidationFailure(
+      'stage-timeout',
+      `nix build was stopped (${result.signal}) after ${Math.round(buildMs / 1000)} s`,
+      lastLog(logged)
+    )
+  }
+  const roots = [i.target.localDir, i.target.repoRoot].filter((r): r is string => r !== undefined)
+  const s = summarizeNixError(logged.join('\n'), {
+    roots,
+    repoRoot: i.target.repoRoot ?? i.target.localDir ?? process.cwd()
+  })
+  const where =
+    s.where === 'repo' && s.file !== undefined
+      ? ` (${s.file}${s.line !== undefined ? `:${s.line}` : ''})`
+      : ''
+  return new ValidationFailure(
+    'build-failed',
+    `nix build of ${i.target.display} failed${where}: ${s.message}`,
+    s.excerpt,
+    {
+      ...(s.where === 'repo' ? { file: s.file, line: s.line, column: s.column } : {}),
+      logFile
+    }
+  )
+}
+
+/** The built store path (from --json, else the out-link) and its runner. */
+async function builtRunner(
+  i: BuildRunnerInput,
+  stdout: string,
+  outLink: string
+): Promise<{ runner: string; storePath: string; drvPath?: string }> {
+  const parsed = parseBuildJson(stdout)
+  const storePath = parsed.storePath ?? (await readlink(outLink).catch(() => undefined))
+  if (storePath === undefined) {
+    throw new ValidationFailure(
+      'tool-error',
+      'nix build succeeded but printed no output path and left no result link',
+      stdout
+    )
+  }
+  const runner = await findRunner(storePath)
+  if (runner === undefined) {
+    throw new ValidationFailure(
+      'build-failed',
+      `${storePath} has no bin/run-*-vm: is nixosConfigurations.${i.target.configuration}.config.system.build.vm a NixOS VM?`
+    )
+  }
+  return { runner, storePath, ...(parsed.drvPath !== undefined ? { drvPath: parsed.drvPath } : {}) }
+}
+
 /**
  * Builds the user's configuration's `system.build.vm`, extended with our module (SSH with the
  * run's key, no graphics, the host's QEMU when emulated), and finds its runner. The log streams
@@ -92,86 +185,12 @@ export async function buildRunner(i: BuildRunnerInput): Promise<BuildRunnerResul
     ...(i.showTrace !== undefined ? { showTrace: i.showTrace } : {}),
     ...(i.nix !== undefined ? { nix: i.nix } : {})
   })
-  const log = createWriteStream(logFile, { flags: 'w' })
-  const logged: string[] = []
-  const started = Date.now()
-  const exec = i.exec ?? spawnExecutor()
-  let result
-  try {
-    result = await exec.run(
-      { argv, why: `build ${i.target.display}` },
-      {
-        signal: i.signal,
-        timeoutMs: i.timeoutMs,
-        onLine: (line, stream) => {
-          if (stream !== 'stderr') return
-          log.write(line + '\n')
-          logged.push(line)
-          i.onLine?.(line)
-        }
-      }
-    )
-  } catch (err) {
-    throw new ValidationFailure('tool-error', `cannot run nix: ${(err as Error).message}`)
-  } finally {
-    await new Promise<void>((resolve) => log.end(resolve))
-  }
-  const buildMs = Date.now() - started
+  const { result, logged, buildMs } = await runLogged(i, argv, logFile)
   if (i.signal?.aborted === true)
     throw new ValidationFailure('cancelled', 'the build was cancelled')
-  if (result.code !== 0) {
-    const text = logged.join('\n')
-    if (result.signal !== null) {
-      throw new ValidationFailure(
-        'stage-timeout',
-        `nix build was stopped (${result.signal}) after ${Math.round(buildMs / 1000)} s`,
-        lastLog(logged)
-      )
-    }
-    const roots = [i.target.localDir, i.target.repoRoot].filter((r): r is string => r !== undefined)
-    const s = summarizeNixError(text, {
-      roots,
-      repoRoot: i.target.repoRoot ?? i.target.localDir ?? process.cwd()
-    })
-    const where =
-      s.where === 'repo' && s.file !== undefined
-        ? ` (${s.file}${s.line !== undefined ? `:${s.line}` : ''})`
-        : ''
-    throw new ValidationFailure(
-      'build-failed',
-      `nix build of ${i.target.display} failed${where}: ${s.message}`,
-      s.excerpt,
-      {
-        ...(s.where === 'repo' ? { file: s.file, line: s.line, column: s.column } : {}),
-        logFile
-      }
-    )
-  }
-  const parsed = parseBuildJson(result.stdout)
-  const storePath = parsed.storePath ?? (await readlink(outLink).catch(() => undefined))
-  if (storePath === undefined) {
-    throw new ValidationFailure(
-      'tool-error',
-      'nix build succeeded but printed no output path and left no result link',
-      result.stdout
-    )
-  }
-  const runner = await findRunner(storePath)
-  if (runner === undefined) {
-    throw new ValidationFailure(
-      'build-failed',
-      `${storePath} has no bin/run-*-vm: is nixosConfigurations.${i.target.configuration}.config.system.build.vm a NixOS VM?`
-    )
-  }
-  return {
-    runner,
-    storePath,
-    ...(parsed.drvPath !== undefined ? { drvPath: parsed.drvPath } : {}),
-    outLink,
-    logFile,
-    buildMs,
-    argv
-  }
+  if (result.code !== 0) throw buildFailure(i, result, logged, buildMs, logFile)
+  const built = await builtRunner(i, result.stdout, outLink)
+  return { ...built, outLink, logFile, buildMs, argv }
 }
 
 /**

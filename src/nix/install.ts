@@ -114,25 +114,28 @@ export function installerUrl(version: string, override?: string): string {
   return `https://releases.nixos.org/nix/nix-${version}/install`
 }
 
-/**
- * Pure: what installing and configuring Nix takes on this machine.
- * - nix on PATH: nothing is installed; our settings go to the user's nix.conf as extra-* values
- *   (plus, with a daemon and an emulated build, extra-platforms in /etc/nix/nix.conf).
- * - systemd running and not under act: the official installer with --daemon (multi-user),
- *   settings in /etc/nix/nix.conf through --nix-extra-conf-file.
- * - act or no systemd: --no-daemon (single-user), settings in the user's nix.conf, /nix created
- *   first (act's containers run as root without sudo, and the installer would call sudo).
- * The GitHub token only ever goes to the user's nix.conf, mode 0600.
- */
-export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPlan {
+/** What every way of setting Nix up shares: where, which settings, where the token goes. */
+interface SetupBase {
+  mode: ConfMode
+  workDir: string
+  buildDir: string
+  withBuildDir: boolean
+  conf: NixConf
+  env: Record<string, string>
+  tokenFile?: TokenFile
+  /** Writes the user's settings (to the run's own file when the user's is a symlink). */
+  userConf: () => Step
+}
+
+function setupMode(facts: HostFacts): ConfMode {
+  if (facts.nix !== undefined) return 'existing'
+  return facts.systemd && !facts.act ? 'fresh-daemon' : 'fresh-single'
+}
+
+function setupBase(input: NixSetupInput, facts: HostFacts): SetupBase {
   const workDir = nixWorkDir(facts.runnerTemp)
   const buildDir = join(workDir, 'nix-build')
-  const mode: ConfMode =
-    facts.nix !== undefined
-      ? 'existing'
-      : facts.systemd && !facts.act
-        ? 'fresh-daemon'
-        : 'fresh-single'
+  const mode = setupMode(facts)
   const withBuildDir = supportsBuildDir(
     mode === 'existing' ? facts.nix?.version : (input.installerVersion ?? DEFAULT_NIX_VERSION)
   )
@@ -151,8 +154,6 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
     },
     mode
   )
-  const uid = facts.uid
-  const secrets = input.githubToken !== undefined ? [input.githubToken] : []
   // A user nix.conf that is a symlink belongs to whatever made it (Home Manager): ours goes into
   // the run's own file, read before the user's through NIX_USER_CONF_FILES.
   const runConf = join(workDir, 'nix.conf')
@@ -165,67 +166,89 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
       ? { path: runConf, kind: 'file' }
       : { path: facts.userConfPath, kind: 'block' }
     : undefined
-  const withToken = tokenFile !== undefined ? { tokenFile } : {}
   const userConf = (): Step =>
-    facts.userConfSymlink !== undefined
-      ? writeFileStep(runConf, renderConf(conf.user), {
-          mode: '0600',
-          uid,
-          privileged: false,
-          why: `${facts.userConfPath} is a symlink (to ${facts.userConfSymlink}): this run's settings go to ${runConf} (${conf.user.map(([k]) => k).join(', ')}), first in NIX_USER_CONF_FILES`,
-          secrets
-        })
-      : writeFileStep(facts.userConfPath, withManagedBlock(facts.userConfText, conf.user), {
-          mode: '0600',
-          uid,
-          privileged: false,
-          why: `write the user's nix.conf (${conf.user.map(([k]) => k).join(', ')})`,
-          secrets
-        })
-  const commands: Step[] = [
-    { argv: ['mkdir', '-p', workDir], why: 'scratch directory under RUNNER_TEMP' }
-  ]
+    userConfStep(conf, facts, runConf, input.githubToken !== undefined ? [input.githubToken] : [])
+  return { mode, workDir, buildDir, withBuildDir, conf, env, tokenFile, userConf }
+}
 
-  if (mode === 'existing') {
-    const nix = facts.nix as { path: string; version?: string }
-    if (!facts.daemon && withBuildDir)
-      commands.push({
-        argv: ['install', '-d', '-m', '0700', buildDir],
-        why: 'build directory (build-dir)'
+function userConfStep(conf: NixConf, facts: HostFacts, runConf: string, secrets: string[]): Step {
+  const keys = conf.user.map(([k]) => k).join(', ')
+  const file = { mode: '0600', uid: facts.uid, privileged: false, secrets }
+  return facts.userConfSymlink !== undefined
+    ? writeFileStep(runConf, renderConf(conf.user), {
+        ...file,
+        why: `${facts.userConfPath} is a symlink (to ${facts.userConfSymlink}): this run's settings go to ${runConf} (${keys}), first in NIX_USER_CONF_FILES`
       })
-    commands.push(userConf())
-    if (conf.system.length > 0) {
-      commands.push(
-        writeFileStep(SYSTEM_CONF, withManagedBlock(facts.systemConfText, conf.system), {
-          mode: '0644',
-          uid,
-          privileged: true,
-          why: `let the nix-daemon build for ${conf.system.map(([k, v]) => `${k} = ${v}`).join(', ')}`,
-          ifSymlink: `This host's Nix is configured by its own system configuration (a NixOS host): set boot.binfmt.emulatedSystems = [ "${input.emulation?.guest ?? 'aarch64-linux'}" ] there (it registers the emulator and adds extra-platforms), or run this leg on a runner of the guest's architecture.`
-        }),
-        {
-          argv: asRoot(['systemctl', 'restart', 'nix-daemon.service'], uid),
-          why: 'the daemon reads nix.conf at start',
-          optional: true
-        }
-      )
-    }
-    return {
-      mode,
-      summary: `Nix is already installed (${nix.path}${nix.version !== undefined ? `, ${nix.version}` : ''}): not installing; our settings go to ${facts.userConfPath}`,
-      commands,
-      conf,
-      env,
-      path: [],
-      workDir,
-      buildDir,
-      ...withToken
-    }
-  }
+    : writeFileStep(facts.userConfPath, withManagedBlock(facts.userConfText, conf.user), {
+        ...file,
+        why: `write the user's nix.conf (${keys})`
+      })
+}
 
+/** The plan of one mode: its summary, commands (after the scratch directory) and PATH. */
+function setupPlan(
+  b: SetupBase,
+  p: { summary: string; installerUrl?: string; commands: Step[]; path: string[] }
+): NixSetupPlan {
+  return {
+    mode: b.mode,
+    summary: p.summary,
+    ...(p.installerUrl !== undefined ? { installerUrl: p.installerUrl } : {}),
+    commands: [
+      { argv: ['mkdir', '-p', b.workDir], why: 'scratch directory under RUNNER_TEMP' },
+      ...p.commands
+    ],
+    conf: b.conf,
+    env: b.env,
+    path: p.path,
+    workDir: b.workDir,
+    buildDir: b.buildDir,
+    ...(b.tokenFile !== undefined ? { tokenFile: b.tokenFile } : {})
+  }
+}
+
+/** Nix on PATH: nothing installed; our settings as extra-* values (and the daemon's platforms). */
+function existingNixPlan(b: SetupBase, input: NixSetupInput, facts: HostFacts): NixSetupPlan {
+  const nix = facts.nix as { path: string; version?: string }
+  const uid = facts.uid
+  const commands: Step[] = []
+  if (!facts.daemon && b.withBuildDir)
+    commands.push({
+      argv: ['install', '-d', '-m', '0700', b.buildDir],
+      why: 'build directory (build-dir)'
+    })
+  commands.push(b.userConf())
+  if (b.conf.system.length > 0) {
+    commands.push(
+      writeFileStep(SYSTEM_CONF, withManagedBlock(facts.systemConfText, b.conf.system), {
+        mode: '0644',
+        uid,
+        privileged: true,
+        why: `let the nix-daemon build for ${b.conf.system.map(([k, v]) => `${k} = ${v}`).join(', ')}`,
+        ifSymlink: `This host's Nix is configured by its own system configuration (a NixOS host): set boot.binfmt.emulatedSystems = [ "${input.emulation?.guest ?? 'aarch64-linux'}" ] there (it registers the emulator and adds extra-platforms), or run this leg on a runner of the guest's architecture.`
+      }),
+      {
+        argv: asRoot(['systemctl', 'restart', 'nix-daemon.service'], uid),
+        why: 'the daemon reads nix.conf at start',
+        optional: true
+      }
+    )
+  }
+  return setupPlan(b, {
+    summary: `Nix is already installed (${nix.path}${nix.version !== undefined ? `, ${nix.version}` : ''}): not installing; our settings go to ${facts.userConfPath}`,
+    commands,
+    path: []
+  })
+}
+
+/** The installer: its version, URL and script path, and the steps that download and check it. */
+function installerSteps(
+  b: SetupBase,
+  input: NixSetupInput
+): { version: string; url: string; script: string; fetch: Command[] } {
   const version = input.installerVersion ?? DEFAULT_NIX_VERSION
   const url = installerUrl(version, input.installerUrl)
-  const script = join(workDir, `install-nix-${version}`)
+  const script = join(b.workDir, `install-nix-${version}`)
   const download: Command = {
     argv: [
       'curl',
@@ -244,82 +267,95 @@ export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPl
   }
   const known = input.installerUrl === undefined ? INSTALLER_SHA256[version] : undefined
   const verify: Command[] = known !== undefined ? [installerCheckCommand(script, known)] : []
-  if (mode === 'fresh-daemon') {
-    const extraConf = join(workDir, 'nix-extra.conf')
-    if (withBuildDir) {
-      commands.push({
-        argv: asRoot(['install', '-d', '-m', '0700', buildDir], uid),
-        why: 'build directory of the daemon (build-dir)'
-      })
-    }
-    commands.push(
-      writeFileStep(extraConf, renderConf(conf.system), {
-        mode: '0644',
-        uid,
-        privileged: false,
-        why: 'settings for /etc/nix/nix.conf'
-      }),
-      download,
-      ...verify,
-      {
-        argv: [
-          'sh',
-          script,
-          '--daemon',
-          '--no-channel-add',
-          '--daemon-user-count',
-          String(Math.max(4, facts.cpus * 2)),
-          '--nix-extra-conf-file',
-          extraConf
-        ],
-        why: `install Nix ${version} (multi-user: systemd runs here)`
-      }
-    )
-    if (conf.user.length > 0) commands.push(userConf())
-    return {
-      mode,
-      summary: `installing Nix ${version} multi-user (--daemon: systemd is running)`,
-      installerUrl: url,
-      commands,
-      conf,
-      env,
-      path: ['/nix/var/nix/profiles/default/bin', join(facts.home, '.nix-profile', 'bin')],
-      workDir,
-      buildDir,
-      ...withToken
-    }
-  }
-  if (withBuildDir) {
+  return { version, url, script, fetch: [download, ...verify] }
+}
+
+/** systemd runs (not act): the installer with --daemon, settings in /etc/nix/nix.conf. */
+function daemonPlan(b: SetupBase, input: NixSetupInput, facts: HostFacts): NixSetupPlan {
+  const { version, url, script, fetch } = installerSteps(b, input)
+  const extraConf = join(b.workDir, 'nix-extra.conf')
+  const commands: Step[] = []
+  if (b.withBuildDir) {
     commands.push({
-      argv: ['install', '-d', '-m', '0700', buildDir],
+      argv: asRoot(['install', '-d', '-m', '0700', b.buildDir], facts.uid),
+      why: 'build directory of the daemon (build-dir)'
+    })
+  }
+  commands.push(
+    writeFileStep(extraConf, renderConf(b.conf.system), {
+      mode: '0644',
+      uid: facts.uid,
+      privileged: false,
+      why: 'settings for /etc/nix/nix.conf'
+    }),
+    ...fetch,
+    {
+      argv: [
+        'sh',
+        script,
+        '--daemon',
+        '--no-channel-add',
+        '--daemon-user-count',
+        String(Math.max(4, facts.cpus * 2)),
+        '--nix-extra-conf-file',
+        extraConf
+      ],
+      why: `install Nix ${version} (multi-user: systemd runs here)`
+    }
+  )
+  if (b.conf.user.length > 0) commands.push(b.userConf())
+  return setupPlan(b, {
+    summary: `installing Nix ${version} multi-user (--daemon: systemd is running)`,
+    installerUrl: url,
+    commands,
+    path: ['/nix/var/nix/profiles/default/bin', join(facts.home, '.nix-profile', 'bin')]
+  })
+}
+
+/** act or no systemd: --no-daemon, /nix created first (act runs as root without sudo). */
+function singleUserPlan(b: SetupBase, input: NixSetupInput, facts: HostFacts): NixSetupPlan {
+  const { version, url, script, fetch } = installerSteps(b, input)
+  const commands: Step[] = []
+  if (b.withBuildDir) {
+    commands.push({
+      argv: ['install', '-d', '-m', '0700', b.buildDir],
       why: 'build directory (build-dir)'
     })
   }
   commands.push(
     {
-      argv: asRoot(['install', '-d', '-m', '0755', '-o', facts.user, '/nix'], uid),
+      argv: asRoot(['install', '-d', '-m', '0755', '-o', facts.user, '/nix'], facts.uid),
       why: 'the store directory, owned by the single user'
     },
-    userConf(),
-    download,
-    ...verify,
+    b.userConf(),
+    ...fetch,
     {
       argv: ['sh', script, '--no-daemon', '--no-channel-add'],
       why: `install Nix ${version} (single-user)`
     }
   )
-  return {
-    mode,
+  return setupPlan(b, {
     summary: `installing Nix ${version} single-user (--no-daemon: ${facts.act ? 'running under act' : 'no systemd in this container'})`,
     installerUrl: url,
     commands,
-    conf,
-    env,
-    path: [join(facts.home, '.nix-profile', 'bin')],
-    workDir,
-    buildDir,
-    ...withToken
-  }
+    path: [join(facts.home, '.nix-profile', 'bin')]
+  })
+}
+
+/**
+ * Pure: what installing and configuring Nix takes on this machine.
+ * - nix on PATH: nothing is installed; our settings go to the user's nix.conf as extra-* values
+ *   (plus, with a daemon and an emulated build, extra-platforms in /etc/nix/nix.conf).
+ * - systemd running and not under act: the official installer with --daemon (multi-user),
+ *   settings in /etc/nix/nix.conf through --nix-extra-conf-file.
+ * - act or no systemd: --no-daemon (single-user), settings in the user's nix.conf, /nix created
+ *   first (act's containers run as root without sudo, and the installer would call sudo).
+ * The GitHub token only ever goes to the user's nix.conf, mode 0600.
+ */
+export function planNixSetup(input: NixSetupInput, facts: HostFacts): NixSetupPlan {
+  const b = setupBase(input, facts)
+  if (b.mode === 'existing') return existingNixPlan(b, input, facts)
+  return b.mode === 'fresh-daemon' ? daemonPlan(b, input, facts) : singleUserPlan(b, input, facts)
 }
 
 export interface NixSetupResult {

@@ -49,15 +49,17 @@ export function emulationFor(system: GuestSystem, facts: HostFacts): EmulationPl
   return planEmulation(system, facts.hostSystem, facts.binfmt, facts.uid)
 }
 
-/** Sections for renderPlan(): Nix, KVM, emulation, build, caches — nothing is run. */
-export function nixPlanSections(p: NixPlanInput): PlanSection[] {
+/** The action's Nix install and settings, and its KVM access. */
+function actionSetupSections(
+  p: NixPlanInput,
+  setupInput: NixSetupInput,
+  emulation: EmulationPlan
+): PlanSection[] {
   const f = p.facts
-  const sections: PlanSection[] = []
-  const emulation = emulationFor(p.system, f)
-
-  if (p.frontEnd === 'action' && p.setup !== undefined) {
-    const setup = planNixSetup({ ...p.setup, emulation }, f)
-    sections.push({
+  const setup = planNixSetup({ ...setupInput, emulation }, f)
+  const kvm = planKvmAccess(f)
+  return [
+    {
       title: 'Nix',
       lines: [
         setup.summary,
@@ -71,48 +73,52 @@ export function nixPlanSections(p: NixPlanInput): PlanSection[] {
           : []),
         ...(setup.path.length > 0 ? [`PATH += ${setup.path.join(':')}`] : [])
       ]
-    })
-    const kvm = planKvmAccess(f)
-    sections.push({
+    },
+    {
       title: 'KVM',
       lines: [
         kvm.reason,
         ...kvm.commands.map(command),
         'the engine still proves KVM with a probe guest before using it'
       ]
-    })
-  } else {
-    sections.push({
-      title: 'Nix',
-      lines:
-        f.nix !== undefined
-          ? [
-              `uses ${f.nix.path}${f.nix.version !== undefined ? ` (Nix ${f.nix.version})` : ''} as it is: the CLI installs and configures nothing`,
-              "every nix command gets --extra-experimental-features 'nix-command flakes'"
-            ]
-          : ['nix is not on PATH: the build cannot run (install Nix, or pass --runner)']
-    })
-  }
+    }
+  ]
+}
 
-  const emuLines: string[] = [emulation.reason]
+/** The CLI's Nix: used as found. */
+function cliNixSection(f: HostFacts): PlanSection {
+  return {
+    title: 'Nix',
+    lines:
+      f.nix !== undefined
+        ? [
+            `uses ${f.nix.path}${f.nix.version !== undefined ? ` (Nix ${f.nix.version})` : ''} as it is: the CLI installs and configures nothing`,
+            "every nix command gets --extra-experimental-features 'nix-command flakes'"
+          ]
+        : ['nix is not on PATH: the build cannot run (install Nix, or pass --runner)']
+  }
+}
+
+function architectureSection(p: NixPlanInput, emulation: EmulationPlan): PlanSection {
+  const lines: string[] = [emulation.reason]
   if (emulation.state !== 'native') {
-    emuLines.push(
+    lines.push(
       `binfmt: ${emulation.state === 'ready' ? 'ready' : 'to register'}, interpreter ${emulation.interpreter ?? '?'}`
     )
-    if (p.frontEnd === 'action') emuLines.push(...emulation.commands.map(command))
+    if (p.frontEnd === 'action') lines.push(...emulation.commands.map(command))
     else if (emulation.state === 'register') {
-      emuLines.push(
+      lines.push(
         `the CLI registers nothing: ${p.system} derivations that are not substituted cannot be built until this is done:`,
         ...emulation.commands.map(command)
       )
     }
-    emuLines.push(...emulation.settings.map(([k, v]) => `nix setting: ${k} = ${v}`))
+    lines.push(...emulation.settings.map(([k, v]) => `nix setting: ${k} = ${v}`))
   }
-  sections.push({
-    title: `Architecture (guest ${p.system}, host ${f.hostSystem})`,
-    lines: emuLines
-  })
+  return { title: `Architecture (guest ${p.system}, host ${p.facts.hostSystem})`, lines }
+}
 
+function buildSection(p: NixPlanInput, emulation: EmulationPlan): PlanSection {
+  const f = p.facts
   const outLink = join(p.workDir, 'result')
   const argv = nixBuildArgv({
     target: p.target,
@@ -125,7 +131,7 @@ export function nixPlanSections(p: NixPlanInput): PlanSection[] {
     ...(p.cache !== undefined ? { extraSubstituters: [localSubstituter(p.cache.dir)] } : {})
   })
   const shown = argv.map((a) => (a === BUILD_EXPRESSION ? '<expression>' : a))
-  sections.push({
+  return {
     title: 'Build',
     lines: [
       `flake ${p.target.flakeRef}, nixosConfigurations.${p.target.configuration}, extended through extendModules (the flake needs no change) with:`,
@@ -141,8 +147,12 @@ export function nixPlanSections(p: NixPlanInput): PlanSection[] {
       `<expression>: let cfg = (builtins.getFlake flakeRef).nixosConfigurations.\${configuration}.extendModules { modules = [ <module above> ]; }; in cfg.config.system.build.vm`,
       `runner: ${outLink}/bin/run-*-vm; log: ${join(p.outDir, 'build.log')}; a failure is build-failed with the file and line Nix names`
     ]
-  })
+  }
+}
 
+/** The store cache and Cachix sections, for those enabled. */
+function cacheSections(p: NixPlanInput): PlanSection[] {
+  const sections: PlanSection[] = []
   if (p.cache !== undefined) {
     sections.push({
       title: 'Store cache',
@@ -165,4 +175,19 @@ export function nixPlanSections(p: NixPlanInput): PlanSection[] {
     })
   }
   return sections
+}
+
+/** Sections for renderPlan(): Nix, KVM, emulation, build, caches — nothing is run. */
+export function nixPlanSections(p: NixPlanInput): PlanSection[] {
+  const emulation = emulationFor(p.system, p.facts)
+  const setup =
+    p.frontEnd === 'action' && p.setup !== undefined
+      ? actionSetupSections(p, p.setup, emulation)
+      : [cliNixSection(p.facts)]
+  return [
+    ...setup,
+    architectureSection(p, emulation),
+    buildSection(p, emulation),
+    ...cacheSections(p)
+  ]
 }

@@ -162,3 +162,49 @@ export function newReport(o: {
     startedAt: new Date(o.startedAt).toISOString()
   }
 }
+
+export interface BareReportInput {
+  system: GuestSystem
+  configuration?: string
+  runner?: string
+  startedAt: number
+  failure: Failure
+  /** The stage that was running (its duration runs to now). */
+  stage?: { name: string; startMs: number }
+  /** What QEMU ran with, when known (post reads it from QEMU's command line). */
+  accelerator?: Accelerator
+}
+
+/**
+ * A report for a run that never reached validate()'s own report (a Nix build that failed, a main
+ * step killed before it wrote one): same model, so the summary, check run and artifacts treat it
+ * like any other.
+ */
+export function bareReport(i: BareReportInput): Report {
+  const now = Date.now()
+  const stages: StageResult[] =
+    i.stage !== undefined
+      ? [
+          {
+            name: i.stage.name,
+            status: 'failed',
+            startMs: i.stage.startMs,
+            durationMs: Math.max(0, now - i.startedAt - i.stage.startMs),
+            checks: [],
+            message: i.failure.message
+          }
+        ]
+      : []
+  return {
+    ...newReport({
+      system: i.system,
+      startedAt: i.startedAt,
+      runner: i.runner,
+      configuration: i.configuration,
+      accelerator: i.accelerator
+    }),
+    failure: i.failure,
+    timings: { totalMs: now - i.startedAt },
+    stages
+  }
+}
