@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Report } from '../report/model.js'
-import type { Accelerator } from '../vm/system.js'
 import { stripAnsi } from '../vm/console.js'
 import { readTail } from './summary.js'
 
@@ -27,10 +26,4 @@ export async function readReport(outDir: string): Promise<Report | undefined> {
   } catch {
     return undefined
   }
-}
-
-/** The accelerator a QEMU command line asks for: the last `accel=` wins, as in QEMU. */
-export function acceleratorFromCmdline(cmdline: string): Accelerator | undefined {
-  const all = [...cmdline.matchAll(/accel=(kvm|tcg)\b/g)]
-  return all.at(-1)?.[1] as Accelerator | undefined
 }

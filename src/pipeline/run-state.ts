@@ -4,9 +4,9 @@ import { join } from 'node:path'
 import { ValidationFailure, toFailure } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
 import { newReport, type CheckResult, type Report, type StageResult } from '../report/model.js'
+import { failureOf } from '../report/failure.js'
 import {
   addSkippedStages,
-  failureOf,
   prepareOutDir,
   stageOrder,
   writeArtifacts

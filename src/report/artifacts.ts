@@ -1,7 +1,6 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ValidationFailure } from '../util/errors.js'
-import { STAGES, type Failure, type Report, type StageName } from './model.js'
+import { STAGES, type Report, type StageName } from './model.js'
 import { renderJunit, renderSummary } from './render.js'
 
 /** Files a run writes into its output directory; stale ones from an earlier run are removed first. */
@@ -41,18 +40,4 @@ export function addSkippedStages(report: Report, requested: readonly StageName[]
     report.stages.push({ name, status: 'skipped', durationMs: 0, checks: [], message: why })
   }
   report.stages.sort((a, b) => stageOrder(a.name) - stageOrder(b.name))
-}
-
-/** The report's failure for a classified failure of `stage` (check, file and line when known). */
-export function failureOf(stage: string, f: ValidationFailure): Failure {
-  const d = f.details as { check?: string; file?: string; line?: number }
-  return {
-    stage,
-    kind: f.kind,
-    message: f.message,
-    excerpt: f.excerpt,
-    ...(d.check !== undefined ? { check: d.check } : {}),
-    ...(d.file !== undefined ? { file: d.file } : {}),
-    ...(d.line !== undefined ? { line: d.line } : {})
-  }
 }
