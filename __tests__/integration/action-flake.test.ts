@@ -27,14 +27,13 @@ import {
   MAIN,
   ROOT,
   actionEnv,
-  buildTestGuest,
   killStarted,
   readCommandFile,
   runBundle,
   workflowCommands,
-  type BundleRun,
-  type TestGuest
+  type BundleRun
 } from '../support/action-runner.js'
+import { buildGuest, type Guest } from '../support/guests.js'
 import { FakeGitHubApi } from '../support/github-api.js'
 import { OpenApiValidator } from '../support/openapi.js'
 import { FakeResultsService } from '../support/results-service.js'
@@ -43,7 +42,7 @@ const NIX = ['nix', '--extra-experimental-features', 'nix-command flakes']
 /** Single-user root Nix without the nixbld group (Debian's nix-bin on a fresh machine). */
 const noNixbld = spawnSync('getent', ['group', 'nixbld']).status !== 0
 
-let guest: TestGuest
+let guest: Guest
 let validator: OpenApiValidator
 const startedPids: number[] = []
 const servers: { stop(): Promise<void> }[] = []
@@ -55,7 +54,7 @@ beforeAll(() => {
     if (spawnSync('sh', ['-c', 'command -v "$1"', 'sh', tool]).status !== 0)
       throw new Error(`${tool} is not on PATH (bash scripts/setup.sh installs it)`)
   }
-  guest = buildTestGuest('ok')
+  guest = buildGuest('x86_64', 'ok')
   validator = new OpenApiValidator()
 })
 

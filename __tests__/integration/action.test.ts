@@ -16,16 +16,15 @@ import {
   REPO,
   RUN_ID,
   actionEnv,
-  buildTestGuest,
   killStarted,
   postEnv,
   processRunning,
   readCommandFile,
   runBundle,
   waitFor,
-  workflowCommands,
-  type TestGuest
+  workflowCommands
 } from '../support/action-runner.js'
+import { buildGuest, type Guest } from '../support/guests.js'
 import { FakeArtifactService, runtimeToken } from '../support/artifact-service.js'
 import { FakeGitHubApi } from '../support/github-api.js'
 import { OpenApiValidator } from '../support/openapi.js'
@@ -33,7 +32,7 @@ import { OpenApiValidator } from '../support/openapi.js'
 /** Output of the guest itself: SeaBIOS, kernel printk timestamps, systemd. */
 const GUEST_BOOTING = /Booting from ROM|SeaBIOS|Linux version|\[\s*\d+\.\d+\]|Welcome to/
 
-let guest: TestGuest
+let guest: Guest
 let validator: OpenApiValidator
 const startedPids: number[] = []
 const servers: { stop(): Promise<void> }[] = []
@@ -41,7 +40,7 @@ const servers: { stop(): Promise<void> }[] = []
 beforeAll(() => {
   if (!existsSync(MAIN) || !existsSync(POST))
     throw new Error('dist/ is missing: run "npm run package" first')
-  guest = buildTestGuest('ok')
+  guest = buildGuest('x86_64', 'ok')
   validator = new OpenApiValidator()
 })
 
@@ -183,7 +182,7 @@ describe('action: success path', () => {
 
 describe('action: a failing guest', () => {
   it('kernel panic: job fails with annotations, check run failure at the workflow file, summary with the evidence', async () => {
-    const panic = buildTestGuest('panic')
+    const panic = buildGuest('x86_64', 'panic')
     const { api, artifacts } = await services()
     const { env, files } = actionEnv({
       apiUrl: api.url,

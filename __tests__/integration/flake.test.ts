@@ -3,11 +3,11 @@
 // extendModules expression, its runner boots the project's Debian test guest, and the CLI
 // validates it with the SSH key it generated and injected. Run after `npm run package`.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { basename, dirname, join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { BUILD_EXPRESSION } from '../../src/nix/expr.js'
 import { packagePathResolver } from '../../src/nix/build.js'
 import { parseFlakeTarget } from '../../src/nix/flakeref.js'
@@ -19,6 +19,7 @@ import {
   signingKey,
   type ServedCache
 } from '../support/binary-cache.js'
+import { buildGuest, holdGuest } from '../support/guests.js'
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '../..')
 const cli = process.env.NVV_CLI ?? join(root, 'dist/cli/index.js')
@@ -51,28 +52,6 @@ function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
 }
 
 /**
- * Builds (or reuses) a fixture guest and holds a shared lock on its build key until released:
- * build.sh prunes a stale guest only when it can take that lock exclusively, so another run
- * rebuilding guests cannot delete this one under us. The lock is held by `flock … cat`, which
- * ends when its stdin closes — on release, or when this process dies.
- */
-function fixtureGuest(arch: 'x86_64' | 'aarch64'): { dir: string; release: () => void } {
-  const built = spawnSync(
-    'bash',
-    [join(root, 'tests/fixtures/guest/build.sh'), '--arch', arch, '--variant', 'ok'],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }
-  )
-  if (built.status !== 0)
-    throw new Error(`tests/fixtures/guest/build.sh --arch ${arch} --variant ok failed`)
-  const dir = built.stdout.trim().split('\n').at(-1) as string
-  const lockFile = join(dirname(dir), '.locks', `${basename(dir).replace(/.*-/, '')}.lock`)
-  const holder: ChildProcess = spawn('flock', ['-s', lockFile, 'cat'], {
-    stdio: ['pipe', 'ignore', 'ignore']
-  })
-  return { dir, release: () => holder.stdin?.end() }
-}
-
-/**
  * The environment of the builds: the guest for the fixture, no binary cache (no network), and no
  * build sandbox: the fixture (no nixpkgs here) builds with the host's /bin/sh and tools, which a
  * sandbox hides (Debian's nix-bin sandboxes by default and has no sandbox shell). Nothing else of
@@ -91,9 +70,9 @@ beforeAll(async () => {
       throw new Error(`${tool} is not on PATH`)
   }
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run package first`)
-  const g = fixtureGuest('x86_64')
+  const g = buildGuest('x86_64')
   guest = g.dir
-  releaseGuest = g.release
+  releaseGuest = holdGuest(g)
   tmp = await mkdtemp(join(tmpdir(), 'nvv-flake-it-'))
   // Outside any git work tree, so Nix copies the directory as it is (untracked files included).
   await cp(fixture, join(tmp, 'flake'), { recursive: true })
@@ -275,7 +254,8 @@ describe('vm-automation validate --flake (real nix build, real boot)', () => {
   })
 
   it('the emulated leg end to end: aarch64 guest, runner built for the x86_64 host, TCG', async () => {
-    const arm = fixtureGuest('aarch64')
+    const armBuilt = buildGuest('aarch64')
+    const arm = { dir: armBuilt.dir, release: holdGuest(armBuilt) }
     const armGuest = arm.dir
     try {
       const out = join(tmp, 'out-arm')

@@ -13,46 +13,7 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 /** The bundled CLI; NVV_CLI points the tests at a bundle built elsewhere. */
 export const CLI = process.env.NVV_CLI ?? join(ROOT, 'dist', 'cli', 'index.js')
 
-export type Arch = 'x86_64' | 'aarch64'
-export type Variant = 'ok' | 'panic' | 'hang' | 'emergency' | 'no-sshd' | 'failed-unit'
-
-export interface Guest {
-  dir: string
-  runner: string
-  sshKey: string
-  system: 'x86_64-linux' | 'aarch64-linux'
-}
-
-const guests = new Map<string, Guest>()
-
-/** Builds (or takes from the cache outside the repo) a test guest; the builder prints its dir last. */
-export function buildGuest(arch: Arch, variant: Variant): Guest {
-  const key = `${arch}-${variant}`
-  const known = guests.get(key)
-  if (known !== undefined) return known
-  const out = execFileSync(
-    'bash',
-    [join(ROOT, 'tests/fixtures/guest/build.sh'), '--arch', arch, '--variant', variant],
-    {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-      timeout: 40 * 60_000
-    }
-  )
-  const dir = out.trim().split('\n').at(-1) ?? ''
-  const meta = JSON.parse(readFileSync(join(dir, 'guest.json'), 'utf8')) as {
-    runner: string
-    sshKey: string
-  }
-  const guest: Guest = {
-    dir,
-    runner: join(dir, meta.runner),
-    sshKey: join(dir, meta.sshKey),
-    system: arch === 'x86_64' ? 'x86_64-linux' : 'aarch64-linux'
-  }
-  guests.set(key, guest)
-  return guest
-}
+export { buildGuest, type Arch, type Guest, type Variant } from '../support/guests.js'
 
 export interface CliRun {
   code: number | null

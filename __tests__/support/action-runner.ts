@@ -3,7 +3,7 @@
  * inputs as INPUT_<NAME> (hyphens kept, upper case), GITHUB_* variables and file commands
  * (GITHUB_OUTPUT, GITHUB_STATE, GITHUB_STEP_SUMMARY), saved state handed to post as STATE_<name>.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -21,31 +21,6 @@ export const HEAD_SHA = 'a'.repeat(40)
 export const MERGE_SHA = 'b'.repeat(40)
 export const PR_NUMBER = 17
 export const RUN_ID = '1234567'
-
-export interface TestGuest {
-  dir: string
-  runner: string
-  sshKey: string
-}
-
-/** The project's x86_64 test guest (built once, cached outside the repo by the builder). */
-export function buildTestGuest(variant = 'ok'): TestGuest {
-  const out = execFileSync(
-    'bash',
-    [join(ROOT, 'tests/fixtures/guest/build.sh'), '--arch', 'x86_64', '--variant', variant],
-    {
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'inherit'],
-      timeout: 40 * 60_000
-    }
-  )
-  const dir = out.trim().split('\n').at(-1) ?? ''
-  const meta = JSON.parse(readFileSync(join(dir, 'guest.json'), 'utf8')) as {
-    runner: string
-    sshKey: string
-  }
-  return { dir, runner: join(dir, meta.runner), sshKey: join(dir, meta.sshKey) }
-}
 
 export interface ActionFiles {
   dir: string
