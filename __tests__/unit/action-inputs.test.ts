@@ -11,8 +11,8 @@ import {
   runnerName,
   type InputName
 } from '../../src/action/inputs.js'
-import { inputFailure, OUTPUT_NAMES, outDirFor } from '../../src/action/main.js'
-import { runIdentity } from '../../src/action/identity.js'
+import { inputFailure, OUTPUT_NAMES } from '../../src/action/main.js'
+import { outDirFor, runIdentity } from '../../src/action/identity.js'
 import { assertCanBuild } from '../../src/action/nix.js'
 import { readRunContext } from '../../src/github/context.js'
 import { InputError } from '../../src/util/errors.js'

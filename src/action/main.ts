@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import * as core from '@actions/core'
 import { validate, writeArtifacts } from '../pipeline/validate.js'
 import type { Report } from '../report/model.js'
@@ -10,7 +10,7 @@ import { readRunContext, runUrl, type RunContext } from '../github/context.js'
 import { errorMessage, InputError, toFailure, ValidationFailure } from '../util/errors.js'
 import { InputErrors } from '../util/input-errors.js'
 import { killAllGroupsSync } from '../vm/process.js'
-import { runIdentity, type RunIdentity } from './identity.js'
+import { outDirFor, runIdentity, type RunIdentity } from './identity.js'
 import { readInputs, type CheckedInputs } from './inputs.js'
 import { actionLogger, type ActionLogger } from './logger.js'
 import { engineOptions } from '../pipeline/request.js'
@@ -52,20 +52,6 @@ export function inputFailure(err: unknown): string {
   if (err instanceof InputErrors && err.messages.length > 1)
     return `${err.message}\nNothing was started: fix the inputs above and run again.`
   return err instanceof InputError ? `Input error: ${err.message}` : errorMessage(err)
-}
-
-/**
- * Where a leg's files go: one directory under RUNNER_TEMP/nixos-vm-validate/out, named after its
- * artifact through a form no input can move elsewhere — anything but letters, digits, `.`, `_`
- * and `-` becomes `_`, and so does a leading dot (`..` would make it the work directory, whose
- * key and netrc the upload would then take).
- */
-export function outDirFor(id: RunIdentity, tempRoot: string): string {
-  const base = join(tempRoot, 'nixos-vm-validate', 'out')
-  const name = id.artifactName.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_') || '_'
-  const dir = join(base, name)
-  if (dirname(dir) !== base) throw new Error(`output directory ${dir} is not inside ${base}`)
-  return dir
 }
 
 async function runMain(): Promise<void> {
