@@ -92,9 +92,6 @@ function inputName(setting: SettingName): string {
   return setting === 'runner' ? 'vm-runner' : setting
 }
 
-/** The private key for the guest: a file, or key text given in the input (masked, then written to a 0600 file). */
-export type SshKeyInput = SshKeySource
-
 /** Consumed by the Nix layer (src/nix): parsed and checked here, passed on as they are. */
 export interface NixInputs {
   installerVersion: string
@@ -112,7 +109,8 @@ export interface ActionInputs extends RunSettings {
   system: GuestSystem
   /** Absolute path of a prebuilt runner script; when set, Nix is skipped. */
   vmRunner?: string
-  sshKey?: SshKeyInput
+  /** The private key: a file, or key text given in the input (masked, then written to a 0600 file). */
+  sshKey?: SshKeySource
   /** Absolute path of the checks file. */
   checksFile?: string
   /** Explicit artifact name; the default is derived per leg and attempt (see runIdentity). */
@@ -208,7 +206,7 @@ function collectInputs(
   for (const name of RUN_INPUTS) runSettings[name] = raw.optional(name)
   const settings = parseRunSettings(runSettings, ACTION_SPELLING, errors)
   const sshText = raw.optional('ssh-key')
-  let sshKey: SshKeyInput | undefined
+  let sshKey: SshKeySource | undefined
   if (sshText !== undefined) {
     const text = read('ssh-key')
     sshKey = /-----BEGIN |\n/.test(text)

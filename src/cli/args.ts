@@ -4,6 +4,7 @@ import { InputErrorCollector } from '../util/input-errors.js'
 import { STAGES } from '../report/model.js'
 import { parseSystem, type GuestSystem } from '../vm/system.js'
 import type { SshKeyWording } from '../nix/sshkey.js'
+import { DEFAULT_CHECKS_FILE } from '../pipeline/preflight.js'
 import {
   parseRunSettings,
   RUN_DEFAULTS,
@@ -11,6 +12,8 @@ import {
   type RunSettings,
   type Spelling
 } from '../pipeline/request.js'
+
+const D = RUN_DEFAULTS
 
 export const USAGE = `usage: vm-automation validate (--runner PATH | --flake REF) --system aarch64-linux|x86_64-linux [options]
 
@@ -22,19 +25,19 @@ Boots a NixOS VM runner (result/bin/run-<host>-vm) with QEMU and validates it.
   --system SYSTEM        guest system: aarch64-linux, x86_64-linux
   --ssh-key PATH         private key that logs into the guest (needed with --runner; with
                          --flake its public half is authorized instead of a fresh key)
-  --ssh-user USER        default root
-  --ssh-port-guest N     guest SSH port, default 22
+  --ssh-user USER        default ${D['ssh-user']}
+  --ssh-port-guest N     guest SSH port, default ${D['ssh-port-guest']}
   --stages LIST          comma-separated, default all: ${STAGES.join(',')}
-  --checks FILE          checks file (default tests/vm/checks.yml when present)
-  --out DIR              artifacts and report.json, default ./vm-validation
-  --boot-timeout D       login prompt deadline, default 10m
-  --silence-timeout D    fail when the console is silent this long, default 2m
+  --checks FILE          checks file (default ${DEFAULT_CHECKS_FILE} when present)
+  --out DIR              artifacts and report.json, default ./${D.out}
+  --boot-timeout D       login prompt deadline, default ${D['boot-timeout']}
+  --silence-timeout D    fail when the console is silent this long, default ${D['silence-timeout']}
   --boot-retries N       restarts (0-3) of a boot that went silent before userspace, on a
                          fresh disk; default 1 under TCG, 0 with KVM (the run is marked flaky)
-  --ssh-timeout D        SSH deadline after the login prompt, default 3m
-  --stage-timeout D      budget of one check stage, default 10m
+  --ssh-timeout D        SSH deadline after the login prompt, default ${D['ssh-timeout']}
+  --stage-timeout D      budget of one check stage, default ${D['stage-timeout']}
   --timeout D            whole run, default none
-  --accel MODE           auto (prove KVM, else TCG), kvm, tcg; default auto
+  --accel MODE           auto (prove KVM, else TCG), kvm, tcg; default ${D.accel}
   --cpu MODEL            QEMU -cpu override (default: max,pauth=off for aarch64 under TCG)
   --dry-run              print the plan, boot nothing
   --verbose              debug lines
