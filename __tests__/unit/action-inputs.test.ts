@@ -1,24 +1,25 @@
 import { describe, expect, it } from '@jest/globals'
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parse } from 'yaml'
 import {
   INPUT_DEFAULTS,
   INPUT_NAMES,
-  materializeSshKey,
   parseInputs,
   readInputs,
   runnerName,
   type InputName
 } from '../../src/action/inputs.js'
-import { inputFailure, OUTPUT_NAMES, outDirFor } from '../../src/action/main.js'
-import { runIdentity } from '../../src/action/identity.js'
+import { inputFailure, OUTPUT_NAMES } from '../../src/action/main.js'
+import { outDirFor, runIdentity } from '../../src/action/identity.js'
 import { assertCanBuild } from '../../src/action/nix.js'
 import { readRunContext } from '../../src/github/context.js'
 import { InputError } from '../../src/util/errors.js'
 import { InputErrors } from '../../src/util/input-errors.js'
 import { ROOT } from '../support/action-runner.js'
+import { checkSshKey, ed25519Pair, openSshKey } from '../../src/nix/sshkey.js'
+import { RUN_DEFAULTS } from '../../src/pipeline/request.js'
 
 const action = parse(readFileSync(join(ROOT, 'action.yml'), 'utf8')) as {
   inputs: Record<string, { default?: string }>
@@ -46,6 +47,11 @@ describe('input and output names', () => {
   it('the one const list matches action.yml, in order', () => {
     expect([...INPUT_NAMES]).toEqual(Object.keys(action.inputs))
     expect([...OUTPUT_NAMES]).toEqual(Object.keys(action.outputs))
+  })
+
+  it('action.yml’s defaults of the run settings are the one table’s', () => {
+    for (const name of ['ssh-user', 'stages', 'boot-timeout', 'timeout', 'accel'] as const)
+      expect([name, String(action.inputs[name].default)]).toEqual([name, RUN_DEFAULTS[name]])
   })
 
   it('the defaults applied in code are action.yml’s', () => {
@@ -209,12 +215,12 @@ describe('every input error at once', () => {
       '7 input errors:',
       expect.stringMatching(/^ {2}- input "configuration" is required unless "vm-runner"/),
       expect.stringMatching(/^ {2}- input "stages": unknown stage "smoke"; allowed values: boot,/),
+      expect.stringMatching(/^ {2}- input "boot-timeout": "soon" is not a duration; use /),
       expect.stringMatching(/^ {2}- input "retention-days": "91" is not allowed; allowed values:/),
       expect.stringMatching(
         /^ {2}- input "extra-substituters": "nope" is not a URL; allowed values:/
       ),
       expect.stringMatching(/^ {2}- input "extra-substituters": "also-bad" is not a URL/),
-      expect.stringMatching(/^ {2}- input "boot-timeout": "soon" is not a duration; use /),
       '  - input "cache": "on" is not a boolean; allowed values: true, false'
     ])
   })
@@ -274,18 +280,34 @@ describe('every input error at once', () => {
   })
 })
 
-describe('materializeSshKey', () => {
+describe('openSshKey', () => {
   it('writes key text to a 0600 file under the temp root, and leaves a path alone', async () => {
     const root = mkdtempSync(join(tmpdir(), 'nvv-key-test-'))
-    const { path, dir } = await materializeSshKey({ kind: 'text', text: 'KEY\r\nBODY' }, root)
-    expect(path?.startsWith(root)).toBe(true)
-    expect(dir).toBeDefined()
-    expect(statSync(path as string).mode & 0o777).toBe(0o600)
-    expect(readFileSync(path as string, 'utf8')).toBe('KEY\nBODY\n')
-    expect(await materializeSshKey({ kind: 'file', path: '/k' }, root)).toEqual({
-      path: '/k',
-      dir: undefined
-    })
+    const key = await openSshKey(
+      { source: { kind: 'text', text: 'KEY\r\nBODY' }, publicLine: 'ssh-ed25519 AAAA' },
+      root
+    )
+    expect(key.path.startsWith(root)).toBe(true)
+    expect(key.publicLine).toBe('ssh-ed25519 AAAA')
+    expect(statSync(key.path).mode & 0o777).toBe(0o600)
+    expect(readFileSync(key.path, 'utf8')).toBe('KEY\nBODY\n')
+    await key.dispose()
+    expect(existsSync(key.path)).toBe(false)
+    const file = await openSshKey({ source: { kind: 'file', path: '/k' }, publicLine: 'p' }, root)
+    expect(file.path).toBe('/k')
+    await file.dispose()
+  })
+
+  it('reads and parses a key once, the public line included', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nvv-key-test-'))
+    const pair = ed25519Pair('t')
+    writeFileSync(join(dir, 'id'), pair.private)
+    const wording = { unreadable: (p: string) => `unreadable ${p}`, what: () => 'the key' }
+    const checked = await checkSshKey({ kind: 'file', path: join(dir, 'id') }, wording)
+    expect(checked.publicLine).toBe(pair.public)
+    await expect(checkSshKey({ kind: 'file', path: join(dir, 'nope') }, wording)).rejects.toThrow(
+      `unreadable ${join(dir, 'nope')}`
+    )
   })
 })
 

@@ -1,5 +1,6 @@
 import { describe, expect, it, jest } from '@jest/globals'
-import { parseArgs, parseStages } from '../../src/cli/args.js'
+import { parseArgs } from '../../src/cli/args.js'
+import { parseStages } from '../../src/pipeline/request.js'
 import { main } from '../../src/cli/main.js'
 import { parseDuration, formatDuration } from '../../src/util/duration.js'
 import { InputErrors } from '../../src/util/input-errors.js'

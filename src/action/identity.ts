@@ -1,3 +1,4 @@
+import { dirname, join } from 'node:path'
 import { defaultArtifactName } from '../github/artifact.js'
 import { commentMarker } from '../github/comment.js'
 import type { RunContext } from '../github/context.js'
@@ -36,4 +37,18 @@ export function runIdentity(
     externalId: `${subject}/${inputs.system}${emulated ? '/emulated' : ''}`,
     marker: commentMarker(subject, inputs.system, emulated)
   }
+}
+
+/**
+ * Where a leg's files go: one directory under RUNNER_TEMP/nixos-vm-validate/out, named after its
+ * artifact through a form no input can move elsewhere — anything but letters, digits, `.`, `_`
+ * and `-` becomes `_`, and so does a leading dot (`..` would make it the work directory, whose
+ * key and netrc the upload would then take).
+ */
+export function outDirFor(id: RunIdentity, tempRoot: string): string {
+  const base = join(tempRoot, 'nixos-vm-validate', 'out')
+  const name = id.artifactName.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_') || '_'
+  const dir = join(base, name)
+  if (dirname(dir) !== base) throw new Error(`output directory ${dir} is not inside ${base}`)
+  return dir
 }

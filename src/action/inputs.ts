@@ -1,28 +1,22 @@
-import { existsSync } from 'node:fs'
-import { chmod, mkdtemp, readFile, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { basename, isAbsolute, join, resolve } from 'node:path'
+import { basename, isAbsolute, resolve } from 'node:path'
 import * as core from '@actions/core'
-import { parseStages } from '../cli/args.js'
-import type { StageName } from '../report/model.js'
-import { parseDuration } from '../util/duration.js'
 import { InputError } from '../util/errors.js'
 import { InputErrorCollector } from '../util/input-errors.js'
-import { isExecutableFile } from '../util/fs.js'
-import { loadChecks } from '../checks/config.js'
-import { publicKeyOf } from '../nix/sshkey.js'
+import type { SshKeySource, SshKeyWording } from '../nix/sshkey.js'
 import { DEFAULT_NIX_VERSION } from '../nix/install.js'
-import {
-  hostSystem,
-  parseAccel,
-  parseSystem,
-  SYSTEMS,
-  type AccelChoice,
-  type GuestSystem
-} from '../vm/system.js'
+import { hostSystem, parseSystem, SYSTEMS, type GuestSystem } from '../vm/system.js'
 import { FORBIDDEN_ARTIFACT_NAME_CHARS } from '../github/artifact.js'
 import { parseFlakeTarget } from '../nix/flakeref.js'
-import { parseBootRetries } from '../pipeline/options.js'
+import { preflight } from '../pipeline/preflight.js'
+import {
+  parseRunSettings,
+  RUN_DEFAULTS,
+  type RawSettings,
+  type RunRequest,
+  type RunSettings,
+  type SettingName,
+  type Spelling
+} from '../pipeline/request.js'
 
 /** Every input of action.yml, in its order (a unit test keeps the two in step). */
 export const INPUT_NAMES = [
@@ -55,24 +49,48 @@ export type InputName = (typeof INPUT_NAMES)[number]
 
 /**
  * action.yml's defaults, applied again here: the runner fills them in, but a bundle started by
- * hand (tests, act with a partial `with:`) sees an empty string. `github-token` defaults to an
- * expression, so it has none here.
+ * hand (tests, act with a partial `with:`) sees an empty string. The run's settings take theirs
+ * from the one table (RUN_DEFAULTS); `github-token` defaults to an expression, so it has none here.
  */
 export const INPUT_DEFAULTS: Partial<Record<InputName, string>> = {
   flake: '.',
-  'ssh-user': 'root',
-  stages: 'boot,ssh,system,services,users,home-manager,packages,network,performance,e2e',
-  'boot-timeout': '10m',
-  timeout: '0',
-  accel: 'auto',
+  'ssh-user': RUN_DEFAULTS['ssh-user'],
+  stages: RUN_DEFAULTS.stages,
+  'boot-timeout': RUN_DEFAULTS['boot-timeout'],
+  timeout: RUN_DEFAULTS.timeout,
+  accel: RUN_DEFAULTS.accel,
   'pr-comment': 'false',
   'dry-run': 'false',
   'nix-installer-version': DEFAULT_NIX_VERSION,
   cache: 'true'
 }
 
-/** The private key for the guest: a file, or key text given in the input (masked, then written to a 0600 file). */
-export type SshKeyInput = { kind: 'file'; path: string } | { kind: 'text'; text: string }
+/** The action's inputs that are run settings, by the name the settings table gives them. */
+const RUN_INPUTS = [
+  'ssh-user',
+  'stages',
+  'boot-timeout',
+  'boot-retries',
+  'timeout',
+  'accel'
+] as const
+
+/** How the action names its inputs in messages. */
+export const ACTION_SPELLING: Spelling & SshKeyWording = {
+  name: (setting) => `input "${inputName(setting)}"`,
+  notAllowed: (setting, value, allowed) =>
+    `input "${inputName(setting)}": "${value}" is not allowed; allowed values: ${allowed}`,
+  missingFile: (setting, path) => `input "${inputName(setting)}": ${path}: no such file`,
+  notExecutable: (setting, path) =>
+    `input "${inputName(setting)}": ${path} is not an executable file (expected result/bin/run-<host>-vm)`,
+  unreadable: (path) =>
+    `input "ssh-key": cannot read ${path} (give a path to the private key, or the key text itself)`,
+  what: (key) => `input "ssh-key" (${key.kind === 'file' ? key.path : 'the key text'})`
+}
+
+function inputName(setting: SettingName): string {
+  return setting === 'runner' ? 'vm-runner' : setting
+}
 
 /** Consumed by the Nix layer (src/nix): parsed and checked here, passed on as they are. */
 export interface NixInputs {
@@ -85,22 +103,16 @@ export interface NixInputs {
 }
 
 /** All inputs, read once and checked: nothing else in the action calls core.getInput. */
-export interface ActionInputs {
+export interface ActionInputs extends RunSettings {
   flake: string
   configuration?: string
   system: GuestSystem
   /** Absolute path of a prebuilt runner script; when set, Nix is skipped. */
   vmRunner?: string
-  sshKey?: SshKeyInput
-  sshUser: string
-  stages: StageName[]
+  /** The private key: a file, or key text given in the input (masked, then written to a 0600 file). */
+  sshKey?: SshKeySource
   /** Absolute path of the checks file. */
   checksFile?: string
-  bootTimeoutMs: number
-  /** Restarts of a boot silent before userspace; undefined: 1 under TCG, 0 with KVM. */
-  bootRetries?: number
-  timeoutMs: number
-  accel: AccelChoice
   /** Explicit artifact name; the default is derived per leg and attempt (see runIdentity). */
   artifactName?: string
   retentionDays?: number
@@ -109,6 +121,11 @@ export interface ActionInputs {
   prComment: boolean
   dryRun: boolean
   nix: NixInputs
+}
+
+/** The inputs once their files are checked too (readInputs): with the run's request. */
+export interface CheckedInputs extends ActionInputs {
+  request: RunRequest
 }
 
 export type InputReader = (name: InputName) => string
@@ -157,6 +174,20 @@ export function parseInputs(read: InputReader, env: ParseEnv): ActionInputs {
   return inputs
 }
 
+/** One input as text: trimmed, action.yml's default when empty; `optional`: undefined when empty. */
+interface Raw {
+  (name: InputName): string
+  optional(name: InputName): string | undefined
+}
+
+function rawReader(read: InputReader): Raw {
+  const raw = (name: InputName): string => {
+    const v = read(name).trim()
+    return v !== '' ? v : (INPUT_DEFAULTS[name] ?? '')
+  }
+  return Object.assign(raw, { optional: (name: InputName) => raw(name) || undefined })
+}
+
 /**
  * Parses every input, recording each bad one in `errors` instead of stopping at the first. The
  * object it returns is only meaningful when nothing was recorded: a bad value is replaced by a
@@ -167,28 +198,70 @@ function collectInputs(
   env: ParseEnv,
   errors: InputErrorCollector
 ): ActionInputs {
-  const raw = (name: InputName): string => {
-    const v = read(name).trim()
-    return v !== '' ? v : (INPUT_DEFAULTS[name] ?? '')
-  }
-  const optional = (name: InputName): string | undefined => raw(name) || undefined
+  const raw = rawReader(read)
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(env.workspace, p))
-  const check = <T>(name: InputName, fn: () => T): T | undefined => errors.check(name, fn)
+  const system = systemInput(raw, env, errors)
+  const target = targetInputs(raw, errors)
+  const runSettings: RawSettings = {}
+  for (const name of RUN_INPUTS) runSettings[name] = raw.optional(name)
+  const settings = parseRunSettings(runSettings, ACTION_SPELLING, errors)
+  const sshText = raw.optional('ssh-key')
+  let sshKey: SshKeySource | undefined
+  if (sshText !== undefined) {
+    const text = read('ssh-key')
+    sshKey = /-----BEGIN |\n/.test(text)
+      ? { kind: 'text', text }
+      : { kind: 'file', path: abs(sshText) }
+  }
+  // Unknown stages say nothing about whether SSH is needed: no second error about the key then.
+  const needsSsh = !errors.failed('stages') && settings.stages.includes('ssh')
+  if (target.vmRunner !== undefined && sshKey === undefined && needsSsh) {
+    errors.add(
+      'ssh-key',
+      'input "ssh-key" is required with "vm-runner" (the private key, or a path to it, that logs into the guest), unless stages is just "boot"'
+    )
+  }
+  const checks = raw.optional('checks')
+  const token = raw.optional('github-token')
+  return {
+    ...target,
+    ...settings,
+    system,
+    vmRunner: target.vmRunner !== undefined ? abs(target.vmRunner) : undefined,
+    sshKey,
+    checksFile: checks !== undefined ? abs(checks) : undefined,
+    ...reportingInputs(raw, errors),
+    githubToken: token !== undefined && !UNEVALUATED_EXPRESSION.test(token) ? token : undefined,
+    checkName: raw.optional('check-name'),
+    prComment:
+      errors.check('pr-comment', () => parseBool('pr-comment', raw('pr-comment'))) ?? false,
+    dryRun: errors.check('dry-run', () => parseBool('dry-run', raw('dry-run'))) ?? false,
+    nix: nixInputs(raw, errors)
+  }
+}
 
-  const systemText = optional('system')
-  const system =
-    check('system', (): GuestSystem => {
+function systemInput(raw: Raw, env: ParseEnv, errors: InputErrorCollector): GuestSystem {
+  const systemText = raw.optional('system')
+  return (
+    errors.check('system', (): GuestSystem => {
       if (systemText !== undefined) return parseSystem(systemText, 'input "system"')
       if (env.host !== undefined) return env.host
       throw new InputError(
         `input "system": the runner's architecture (${process.arch}) is not one this action boots; set it to one of: ${SYSTEMS.join(', ')}`
       )
     }) ?? SYSTEMS[0]
+  )
+}
 
-  const vmRunner = optional('vm-runner')
-  const configuration = optional('configuration')
+/** What is validated: a configuration of a flake, or a prebuilt runner (as given). */
+function targetInputs(
+  raw: Raw,
+  errors: InputErrorCollector
+): Pick<ActionInputs, 'flake' | 'configuration' | 'vmRunner'> {
+  const vmRunner = raw.optional('vm-runner')
+  const configuration = raw.optional('configuration')
   if (configuration !== undefined) {
-    check('configuration', () =>
+    errors.check('configuration', () =>
       match(
         'configuration',
         configuration,
@@ -204,7 +277,7 @@ function collectInputs(
     )
   }
   const flake =
-    check('flake', () =>
+    errors.check('flake', () =>
       match(
         'flake',
         raw('flake'),
@@ -212,25 +285,15 @@ function collectInputs(
         'a flake reference without spaces, e.g. "." or "github:owner/repo"'
       )
     ) ?? '.'
+  return { flake, configuration, vmRunner }
+}
 
-  const stages = check('stages', () => parseStages(raw('stages'), 'input "stages"'))
-  const sshText = optional('ssh-key')
-  let sshKey: SshKeyInput | undefined
-  if (sshText !== undefined) {
-    const text = read('ssh-key')
-    sshKey = /-----BEGIN |\n/.test(text)
-      ? { kind: 'text', text }
-      : { kind: 'file', path: abs(sshText) }
-  }
-  // Unknown stages say nothing about whether SSH is needed: no second error about the key then.
-  if (vmRunner !== undefined && sshKey === undefined && stages?.includes('ssh') === true) {
-    errors.add(
-      'ssh-key',
-      'input "ssh-key" is required with "vm-runner" (the private key, or a path to it, that logs into the guest), unless stages is just "boot"'
-    )
-  }
-
-  const retentionText = optional('retention-days')
+/** The artifact's name and retention. */
+function reportingInputs(
+  raw: Raw,
+  errors: InputErrorCollector
+): Pick<ActionInputs, 'artifactName' | 'retentionDays'> {
+  const retentionText = raw.optional('retention-days')
   let retentionDays: number | undefined
   if (retentionText !== undefined) {
     retentionDays = Number(retentionText)
@@ -241,7 +304,7 @@ function collectInputs(
       )
     }
   }
-  const artifactName = optional('artifact-name')
+  const artifactName = raw.optional('artifact-name')
   if (artifactName !== undefined) {
     const bad = FORBIDDEN_ARTIFACT_NAME_CHARS.filter((c) => artifactName.includes(c))
     if (bad.length > 0) {
@@ -251,7 +314,12 @@ function collectInputs(
       )
     }
   }
-  const cachixCache = optional('cachix-cache')
+  return { artifactName, retentionDays }
+}
+
+function nixInputs(raw: Raw, errors: InputErrorCollector): NixInputs {
+  const check = <T>(name: InputName, fn: () => T): T | undefined => errors.check(name, fn)
+  const cachixCache = raw.optional('cachix-cache')
   if (cachixCache !== undefined)
     check('cachix-cache', () =>
       match(
@@ -280,58 +348,21 @@ function collectInputs(
       )
     )
   }
-  const checks = optional('checks')
-  const token = optional('github-token')
-  const retriesText = optional('boot-retries')
-
   return {
-    flake,
-    configuration,
-    system,
-    vmRunner: vmRunner !== undefined ? abs(vmRunner) : undefined,
-    sshKey,
-    sshUser:
-      check('ssh-user', () =>
+    installerVersion:
+      check('nix-installer-version', () =>
         match(
-          'ssh-user',
-          raw('ssh-user'),
-          /^[a-z_][a-z0-9_.-]*\$?$/i,
-          'a user name (letters, digits, _ . -)'
+          'nix-installer-version',
+          raw('nix-installer-version'),
+          /^(latest|\d+\.\d+\.\d+)$/,
+          `a Nix release such as ${DEFAULT_NIX_VERSION}, or latest`
         )
-      ) ?? 'root',
-    stages: stages ?? [],
-    checksFile: checks !== undefined ? abs(checks) : undefined,
-    bootTimeoutMs:
-      check('boot-timeout', () => parseDuration(raw('boot-timeout'), 'input "boot-timeout"')) ?? 0,
-    bootRetries:
-      retriesText !== undefined
-        ? check('boot-retries', () => parseBootRetries(retriesText, 'input "boot-retries"'))
-        : undefined,
-    timeoutMs:
-      check('timeout', () => parseDuration(raw('timeout'), 'input "timeout"', 'none')) ?? 0,
-    accel: check('accel', () => parseAccel(raw('accel'), 'input "accel"')) ?? 'auto',
-    artifactName,
-    retentionDays,
-    githubToken: token !== undefined && !UNEVALUATED_EXPRESSION.test(token) ? token : undefined,
-    checkName: optional('check-name'),
-    prComment: check('pr-comment', () => parseBool('pr-comment', raw('pr-comment'))) ?? false,
-    dryRun: check('dry-run', () => parseBool('dry-run', raw('dry-run'))) ?? false,
-    nix: {
-      installerVersion:
-        check('nix-installer-version', () =>
-          match(
-            'nix-installer-version',
-            raw('nix-installer-version'),
-            /^(latest|\d+\.\d+\.\d+)$/,
-            `a Nix release such as ${DEFAULT_NIX_VERSION}, or latest`
-          )
-        ) ?? DEFAULT_NIX_VERSION,
-      extraSubstituters: substituters,
-      extraTrustedPublicKeys: publicKeys,
-      cachixCache,
-      cachixAuthToken: optional('cachix-auth-token'),
-      cache: check('cache', () => parseBool('cache', raw('cache'))) ?? true
-    }
+      ) ?? DEFAULT_NIX_VERSION,
+    extraSubstituters: substituters,
+    extraTrustedPublicKeys: publicKeys,
+    cachixCache,
+    cachixAuthToken: raw.optional('cachix-auth-token'),
+    cache: check('cache', () => parseBool('cache', raw('cache'))) ?? true
   }
 }
 
@@ -345,7 +376,7 @@ export const actionInputReader: InputReader = (name) => core.getInput(name)
 export async function readInputs(
   read: InputReader = actionInputReader,
   env: NodeJS.ProcessEnv = process.env
-): Promise<ActionInputs> {
+): Promise<CheckedInputs> {
   const workspace = env.GITHUB_WORKSPACE || process.cwd()
   // Mask first: a parse error below must not echo a secret.
   for (const name of ['github-token', 'cachix-auth-token'] as const) {
@@ -357,48 +388,40 @@ export async function readInputs(
 
   const errors = new InputErrorCollector()
   const inputs = collectInputs(read, { workspace, host: hostSystem() }, errors)
-  const runner = inputs.vmRunner
-  if (runner !== undefined) {
-    await errors.checkAsync('vm-runner', async () => {
-      if (!(await isExecutableFile(runner)))
-        throw new InputError(
-          `input "vm-runner": ${runner} is not an executable file (expected result/bin/run-<host>-vm)`
-        )
-    })
-  }
-  if (inputs.checksFile !== undefined) {
-    if (!existsSync(inputs.checksFile))
-      errors.add('checks', `input "checks": ${inputs.checksFile}: no such file`)
-  } else {
-    const fallback = join(workspace, 'tests/vm/checks.yml')
-    if (existsSync(fallback)) inputs.checksFile = fallback
-  }
-  // The checks file is read now, dry runs included: its errors are input errors, before any build.
-  const checksFile = inputs.checksFile
-  if (checksFile !== undefined && !errors.failed('checks'))
-    await errors.checkAsync('checks', () => loadChecks(checksFile, inputs.stages, workspace))
-  const key = inputs.sshKey
-  if (key !== undefined) await errors.checkAsync('ssh-key', () => checkKey(key))
+  const request = await preflight(
+    {
+      settings: inputs,
+      system: inputs.system,
+      runner: inputs.vmRunner,
+      checks: inputs.checksFile,
+      sshKey: inputs.sshKey,
+      root: workspace,
+      dryRun: inputs.dryRun,
+      spell: ACTION_SPELLING
+    },
+    errors
+  )
   // The flake reference and the configuration it names (the Nix layer's check; no Nix runs).
   if (
     inputs.vmRunner === undefined &&
     inputs.configuration !== undefined &&
     !errors.failed('configuration') &&
     !errors.failed('flake')
-  ) {
-    errors.check('flake', () => {
-      try {
-        // What assertCanBuild (./nix.ts) checks, without pulling the Nix layer into the post step.
-        parseFlakeTarget(inputs.flake, { configuration: inputs.configuration, cwd: workspace })
-      } catch (err) {
-        if (err instanceof InputError && !err.message.startsWith('input "'))
-          throw new InputError(`input "flake": ${err.message}`)
-        throw err
-      }
-    })
-  }
+  )
+    errors.check('flake', () => checkFlakeReference(inputs, workspace))
   errors.throwIfAny()
-  return inputs
+  return { ...inputs, checksFile: request.checksFile, request }
+}
+
+/** What assertCanBuild (./nix.ts) checks, without pulling the Nix layer into the post step. */
+function checkFlakeReference(inputs: ActionInputs, workspace: string): void {
+  try {
+    parseFlakeTarget(inputs.flake, { configuration: inputs.configuration, cwd: workspace })
+  } catch (err) {
+    if (err instanceof InputError && !err.message.startsWith('input "'))
+      throw new InputError(`input "flake": ${err.message}`)
+    throw err
+  }
 }
 
 function maskKeyText(text: string): void {
@@ -408,42 +431,6 @@ function maskKeyText(text: string): void {
     const l = line.trim()
     if (l !== '' && !l.startsWith('-----')) core.setSecret(l)
   }
-}
-
-async function checkKey(key: SshKeyInput): Promise<void> {
-  let text: Buffer
-  if (key.kind === 'file') {
-    try {
-      text = await readFile(key.path)
-    } catch {
-      throw new InputError(
-        `input "ssh-key": cannot read ${key.path} (give a path to the private key, or the key text itself)`
-      )
-    }
-  } else {
-    text = Buffer.from(normalizeKeyText(key.text))
-  }
-  // A public key parses too: demand the private half now, not as ssh-unreachable minutes later.
-  publicKeyOf(text, `input "ssh-key" (${key.kind === 'file' ? key.path : 'the key text'})`)
-}
-
-function normalizeKeyText(text: string): string {
-  const t = text.replace(/\r\n/g, '\n').trim()
-  return t + '\n'
-}
-
-/** The key as a file path: key text goes to a fresh 0600 file under RUNNER_TEMP. */
-export async function materializeSshKey(
-  key: SshKeyInput | undefined,
-  tempRoot: string = process.env.RUNNER_TEMP || tmpdir()
-): Promise<{ path: string | undefined; dir: string | undefined }> {
-  if (key === undefined) return { path: undefined, dir: undefined }
-  if (key.kind === 'file') return { path: key.path, dir: undefined }
-  const dir = await mkdtemp(join(tempRoot, 'nvv-key-'))
-  const path = join(dir, 'id_key')
-  await writeFile(path, normalizeKeyText(key.text), { mode: 0o600 })
-  await chmod(path, 0o600)
-  return { path, dir }
 }
 
 /** `.../bin/run-nixos-vm-vm` → `nixos-vm` (the NixOS runner contract's host name). */

@@ -1,19 +1,22 @@
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import * as core from '@actions/core'
 import { validate } from '../pipeline/validate.js'
 import { writeArtifacts } from '../report/artifacts.js'
 import type { Report } from '../report/model.js'
 import { startCheckRun } from '../github/check-run.js'
 import { GitHubApiError } from '../github/client.js'
-import { readRunContext, runUrl } from '../github/context.js'
+import { readRunContext, runUrl, type RunContext } from '../github/context.js'
 import { errorMessage, InputError, toFailure, ValidationFailure } from '../util/errors.js'
 import { InputErrors } from '../util/input-errors.js'
 import { killAllGroupsSync } from '../vm/process.js'
-import { runIdentity, type RunIdentity } from './identity.js'
-import { materializeSshKey, readInputs, type ActionInputs } from './inputs.js'
-import { actionLogger } from './logger.js'
+import { outDirFor, runIdentity, type RunIdentity } from './identity.js'
+import { readInputs, type CheckedInputs } from './inputs.js'
+import { actionLogger, type ActionLogger } from './logger.js'
+import { engineOptions } from '../pipeline/request.js'
+import { onStopSignals } from '../pipeline/cancel.js'
+import { openSshKey, type SshKey } from '../nix/sshkey.js'
 import { buildVmRunner, type RunnerBuild } from './nix.js'
 import { dryRunOutputs, planDryRun, type DryRun } from './plan.js'
 import { githubClientFor, publish } from './publish.js'
@@ -34,11 +37,6 @@ export const OUTPUT_NAMES = [
 export type OutputName = (typeof OUTPUT_NAMES)[number]
 const setOutput = (name: OutputName, value: string | number): void => core.setOutput(name, value)
 
-/** Engine budgets the action does not expose as inputs (the CLI's defaults). */
-const SILENCE_TIMEOUT_MS = 2 * 60_000
-const SSH_TIMEOUT_MS = 3 * 60_000
-const STAGE_TIMEOUT_MS = 10 * 60_000
-
 /** The action's main step. Holds the one core.setFailed; never rejects. */
 export async function run(): Promise<void> {
   try {
@@ -57,23 +55,9 @@ export function inputFailure(err: unknown): string {
   return err instanceof InputError ? `Input error: ${err.message}` : errorMessage(err)
 }
 
-/**
- * Where a leg's files go: one directory under RUNNER_TEMP/nixos-vm-validate/out, named after its
- * artifact through a form no input can move elsewhere — anything but letters, digits, `.`, `_`
- * and `-` becomes `_`, and so does a leading dot (`..` would make it the work directory, whose
- * key and netrc the upload would then take).
- */
-export function outDirFor(id: RunIdentity, tempRoot: string): string {
-  const base = join(tempRoot, 'nixos-vm-validate', 'out')
-  const name = id.artifactName.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_') || '_'
-  const dir = join(base, name)
-  if (dirname(dir) !== base) throw new Error(`output directory ${dir} is not inside ${base}`)
-  return dir
-}
-
 async function runMain(): Promise<void> {
   const ctx = readRunContext()
-  let inputs: ActionInputs
+  let inputs: CheckedInputs
   try {
     // Every input (and the files and flake they name) checked at once; all errors together.
     inputs = await readInputs()
@@ -85,125 +69,29 @@ async function runMain(): Promise<void> {
   const id = runIdentity(inputs, ctx)
   const tempRoot = process.env.RUNNER_TEMP || tmpdir()
   const outDir = outDirFor(id, tempRoot)
+  if (inputs.dryRun) return dryRun(inputs, id, ctx, outDir)
 
-  if (inputs.dryRun) {
-    let dry: DryRun
-    try {
-      dry = await planDryRun(inputs, id, ctx, outDir)
-    } catch (err) {
-      // An unknown configuration (Nix listed the flake's): an input error like the others.
-      if (err instanceof InputError) {
-        core.setFailed(inputFailure(err))
-        return
-      }
-      throw err
-    }
-    core.info(dry.plan)
-    for (const [name, value] of Object.entries(dryRunOutputs(dry.accelerator)))
-      setOutput(name as OutputName, value)
-    await core.summary
-      .addRaw(
-        `## VM validation: dry run (${id.subject}, ${id.system})\n\n${fence(dry.plan)}\n`,
-        true
-      )
-      .write()
-      .catch(() => undefined)
-    return
-  }
-
-  const startedAt = Date.now()
+  const plan = runPlan(inputs, id, ctx.workspace, outDir)
   const save: StateWriter = saveState
-  const plan: RunPlan = {
-    subject: id.subject,
-    configuration: inputs.configuration,
-    runner: inputs.vmRunner,
-    system: id.system,
-    emulated: id.emulated,
-    outDir,
-    workspace: ctx.workspace,
-    startedAt,
-    artifactName: id.artifactName,
-    retentionDays: inputs.retentionDays,
-    checkName: id.checkName,
-    externalId: id.externalId,
-    marker: id.marker,
-    prComment: inputs.prComment,
-    checksFile: inputs.checksFile
-  }
   save(STATE_KEYS.plan, JSON.stringify(plan))
   await mkdir(outDir, { recursive: true })
   core.info(`${id.checkName}: artifacts in ${outDir}`)
-
   const client = await githubClientFor(inputs.githubToken, ctx)
-  let checkRunId: number | undefined
-  if (
-    client !== undefined &&
-    ctx.owner !== undefined &&
-    ctx.repo !== undefined &&
-    ctx.headSha !== undefined
-  ) {
-    try {
-      checkRunId = await startCheckRun(client, {
-        owner: ctx.owner,
-        repo: ctx.repo,
-        headSha: ctx.headSha,
-        name: id.checkName,
-        externalId: id.externalId,
-        detailsUrl: runUrl(ctx)
-      })
-      save(STATE_KEYS.checkRunId, String(checkRunId))
-      setOutput('check-run-id', checkRunId)
-      core.info(`check run ${checkRunId} "${id.checkName}" in progress on ${ctx.headSha}`)
-    } catch (err) {
-      core.warning(
-        err instanceof GitHubApiError
-          ? err.message
-          : `creating the check run failed: ${errorMessage(err)}`
-      )
-    }
-  }
+  const checkRunId = await beginCheckRun(client, ctx, id, save)
 
   // The runner cancels with SIGINT, then SIGTERM: the first stops the VM and lets the report,
   // artifact and check run be written; later ones make sure no QEMU is left.
   const controller = new AbortController()
-  const onSignal = (sig: NodeJS.Signals): void => {
-    if (!controller.signal.aborted) {
-      core.warning(`${sig}: cancelling — stopping the VM, then writing the report`)
-      controller.abort()
-    } else killAllGroupsSync()
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
-
-  const logger = actionLogger((stage) =>
-    save(STATE_KEYS.stage, JSON.stringify({ name: stage, startMs: Date.now() - startedAt }))
-  )
-  let keyDir: string | undefined
+  const stop = onStopSignals({
+    signals: ['SIGINT', 'SIGTERM'],
+    controller,
+    first: (sig) => core.warning(`${sig}: cancelling — stopping the VM, then writing the report`),
+    again: () => killAllGroupsSync()
+  })
   let report: Report
   try {
-    try {
-      report = await runValidation(
-        inputs,
-        plan,
-        tempRoot,
-        logger,
-        controller.signal,
-        save,
-        (d) => (keyDir = d)
-      )
-    } finally {
-      logger.close()
-      if (keyDir !== undefined)
-        await rm(keyDir, { recursive: true, force: true }).catch(() => undefined)
-    }
-    setOutput('conclusion', report.conclusion)
-    setOutput('report-path', join(outDir, 'report.json'))
-    setOutput(
-      'boot-seconds',
-      report.timings.bootMs !== undefined ? (report.timings.bootMs / 1000).toFixed(1) : ''
-    )
-    setOutput('accelerator', report.accelerator)
-
+    report = await validateLeg(inputs, plan, tempRoot, controller.signal, save)
+    setReportOutputs(report, outDir)
     // Still under the signal handlers: a second cancel signal must not cut the reporting short.
     const artifact = await publish({
       report,
@@ -219,109 +107,230 @@ async function runMain(): Promise<void> {
     if (artifact.url !== undefined) setOutput('artifact-url', artifact.url)
     save(STATE_KEYS.mainFinished, 'true')
   } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
+    stop()
   }
 
   if (report.conclusion !== 'success') core.setFailed(plainConclusion(report))
   else core.info(plainConclusion(report))
 }
 
-/** Build (unless vm-runner) then validate; whatever happens, a report exists in outDir. */
-async function runValidation(
-  inputs: ActionInputs,
+/** The dry-run input: the plan in the log and the summary, the outputs it can know. */
+async function dryRun(
+  inputs: CheckedInputs,
+  id: RunIdentity,
+  ctx: RunContext,
+  outDir: string
+): Promise<void> {
+  let dry: DryRun
+  try {
+    dry = await planDryRun(inputs, id, ctx, outDir)
+  } catch (err) {
+    // An unknown configuration (Nix listed the flake's): an input error like the others.
+    if (err instanceof InputError) {
+      core.setFailed(inputFailure(err))
+      return
+    }
+    throw err
+  }
+  core.info(dry.plan)
+  for (const [name, value] of Object.entries(dryRunOutputs(dry.accelerator)))
+    setOutput(name as OutputName, value)
+  await core.summary
+    .addRaw(`## VM validation: dry run (${id.subject}, ${id.system})\n\n${fence(dry.plan)}\n`, true)
+    .write()
+    .catch(() => undefined)
+}
+
+/** What the post step needs to know of this leg (saved before anything can go wrong). */
+function runPlan(
+  inputs: CheckedInputs,
+  id: RunIdentity,
+  workspace: string,
+  outDir: string
+): RunPlan {
+  return {
+    subject: id.subject,
+    configuration: inputs.configuration,
+    runner: inputs.vmRunner,
+    system: id.system,
+    emulated: id.emulated,
+    outDir,
+    workspace,
+    startedAt: Date.now(),
+    artifactName: id.artifactName,
+    retentionDays: inputs.retentionDays,
+    checkName: id.checkName,
+    externalId: id.externalId,
+    marker: id.marker,
+    prComment: inputs.prComment,
+    checksFile: inputs.checksFile
+  }
+}
+
+/** The check run shown in progress, when a token and the commit allow one; its id. */
+async function beginCheckRun(
+  client: Awaited<ReturnType<typeof githubClientFor>>,
+  ctx: RunContext,
+  id: RunIdentity,
+  save: StateWriter
+): Promise<number | undefined> {
+  if (
+    client === undefined ||
+    ctx.owner === undefined ||
+    ctx.repo === undefined ||
+    ctx.headSha === undefined
+  )
+    return undefined
+  try {
+    const checkRunId = await startCheckRun(client, {
+      owner: ctx.owner,
+      repo: ctx.repo,
+      headSha: ctx.headSha,
+      name: id.checkName,
+      externalId: id.externalId,
+      detailsUrl: runUrl(ctx)
+    })
+    save(STATE_KEYS.checkRunId, String(checkRunId))
+    setOutput('check-run-id', checkRunId)
+    core.info(`check run ${checkRunId} "${id.checkName}" in progress on ${ctx.headSha}`)
+    return checkRunId
+  } catch (err) {
+    core.warning(
+      err instanceof GitHubApiError
+        ? err.message
+        : `creating the check run failed: ${errorMessage(err)}`
+    )
+    return undefined
+  }
+}
+
+function setReportOutputs(report: Report, outDir: string): void {
+  setOutput('conclusion', report.conclusion)
+  setOutput('report-path', join(outDir, 'report.json'))
+  setOutput(
+    'boot-seconds',
+    report.timings.bootMs !== undefined ? (report.timings.bootMs / 1000).toFixed(1) : ''
+  )
+  setOutput('accelerator', report.accelerator)
+}
+
+/** The leg's validation under the action's logger (stage starts saved for the post step). */
+async function validateLeg(
+  inputs: CheckedInputs,
   plan: RunPlan,
   tempRoot: string,
-  logger: ReturnType<typeof actionLogger>,
   signal: AbortSignal,
-  save: StateWriter,
-  onKeyDir: (dir: string) => void
+  save: StateWriter
 ): Promise<Report> {
+  const logger = actionLogger((stage) =>
+    save(STATE_KEYS.stage, JSON.stringify({ name: stage, startMs: Date.now() - plan.startedAt }))
+  )
+  let key: SshKey | undefined
+  try {
+    return await runValidation({ inputs, plan, tempRoot, logger, signal, save }, (k) => (key = k))
+  } finally {
+    logger.close()
+    await key?.dispose()
+  }
+}
+
+interface Leg {
+  inputs: CheckedInputs
+  plan: RunPlan
+  tempRoot: string
+  logger: ActionLogger
+  signal: AbortSignal
+  save: StateWriter
+}
+
+/** Build (unless vm-runner) then validate; whatever happens, a report exists in outDir. */
+async function runValidation(leg: Leg, onKey: (key: SshKey) => void): Promise<Report> {
+  const { inputs, plan, tempRoot, logger, signal, save } = leg
   let stage: { name: string; startMs: number } | undefined
   let built: RunnerBuild | undefined
   try {
-    const key = await materializeSshKey(inputs.sshKey, tempRoot)
-    if (key.dir !== undefined) onKeyDir(key.dir)
-    let runner = inputs.vmRunner
-    let sshKey = key.path
-    let buildMs: number | undefined
-    if (runner === undefined) {
+    const checked = inputs.request.sshKey
+    const key = checked !== undefined ? await openSshKey(checked, tempRoot) : undefined
+    if (key !== undefined) onKey(key)
+    if (inputs.vmRunner === undefined) {
       stage = { name: 'build', startMs: Date.now() - plan.startedAt }
-      logger.stageStart('build')
-      const budget =
-        inputs.timeoutMs > 0
-          ? AbortSignal.any([signal, AbortSignal.timeout(inputs.timeoutMs)])
-          : signal
-      built = await buildVmRunner(inputs, {
-        logger,
-        signal: budget,
-        workRoot: tempRoot,
-        outDir: plan.outDir,
-        sshKeyPath: key.path,
-        githubToken: inputs.githubToken,
-        workspace: plan.workspace
-      })
-      logger.stageEnd('build', 'passed', built.buildMs)
-      runner = built.runner
-      sshKey = built.sshKey
-      buildMs = built.buildMs
+      built = await buildLeg(leg, key?.path)
       stage = undefined
     }
-    const report = await validate({
-      runner,
-      system: inputs.system,
-      sshKey: sshKey ?? '',
-      sshUser: inputs.sshUser,
-      guestSshPort: 22,
-      stages: inputs.stages,
-      outDir: plan.outDir,
-      bootTimeoutMs: inputs.bootTimeoutMs,
-      silenceTimeoutMs: SILENCE_TIMEOUT_MS,
-      sshTimeoutMs: SSH_TIMEOUT_MS,
-      stageTimeoutMs: STAGE_TIMEOUT_MS,
-      timeoutMs: inputs.timeoutMs,
-      accel: inputs.accel,
-      bootRetries: inputs.bootRetries,
-      checksFile: inputs.checksFile,
-      configuration: inputs.configuration,
-      ...(built !== undefined ? { packagePath: built.packagePath } : {}),
-      workRoot: tempRoot,
-      logger,
-      signal,
-      startedAt: plan.startedAt,
-      buildMs,
-      onStarted: ({ pid, workDir }) => {
-        save(STATE_KEYS.qemuPid, String(pid))
-        save(STATE_KEYS.workDir, workDir)
-      }
-    })
+    const report = await validate(
+      engineOptions(inputs.request, {
+        runner: built?.runner ?? (inputs.vmRunner as string),
+        sshKey: built?.sshKey ?? key?.path ?? '',
+        outDir: plan.outDir,
+        configuration: inputs.configuration,
+        ...(built !== undefined ? { packagePath: built.packagePath } : {}),
+        workRoot: tempRoot,
+        logger,
+        signal,
+        startedAt: plan.startedAt,
+        buildMs: built?.buildMs,
+        onStarted: ({ pid, workDir }) => {
+          save(STATE_KEYS.qemuPid, String(pid))
+          save(STATE_KEYS.workDir, workDir)
+        }
+      })
+    )
     return built !== undefined ? await built.finish(report) : report
   } catch (err) {
     // Only the build (or the key file) can get here: validate() itself never throws past a stage.
-    let f = toFailure(err, stage !== undefined ? 'build-failed' : 'tool-error')
-    if (signal.aborted && !(err instanceof ValidationFailure))
-      f = new ValidationFailure('cancelled', 'the run was cancelled during the build')
-    logger.warning(`${f.kind}: ${f.message}`)
-    // A failed Nix build wrote its own report (with build.log listed).
-    const written = f.kind === 'build-failed' ? await readReport(plan.outDir) : undefined
-    if (written?.failure?.kind === 'build-failed') return written
-    const d = f.details as { file?: string; line?: number }
-    const report = bareReport({
-      system: inputs.system,
-      configuration: inputs.configuration,
-      runner: inputs.vmRunner,
-      startedAt: plan.startedAt,
-      stage,
-      failure: {
-        stage: stage?.name ?? 'setup',
-        kind: f.kind,
-        message: f.message,
-        excerpt: f.excerpt,
-        ...(d.file !== undefined ? { file: d.file } : {}),
-        ...(d.line !== undefined ? { line: d.line } : {})
-      }
-    })
-    await writeArtifacts(plan.outDir, report)
-    return report
+    return failedBeforeBoot(leg, err, stage)
   }
+}
+
+/** The Nix build of the configuration, within the whole run's timeout. */
+async function buildLeg(leg: Leg, sshKeyPath: string | undefined): Promise<RunnerBuild> {
+  const { inputs, plan, tempRoot, logger, signal } = leg
+  logger.stageStart('build')
+  const budget =
+    inputs.timeoutMs > 0 ? AbortSignal.any([signal, AbortSignal.timeout(inputs.timeoutMs)]) : signal
+  const built = await buildVmRunner(inputs, {
+    logger,
+    signal: budget,
+    workRoot: tempRoot,
+    outDir: plan.outDir,
+    sshKeyPath,
+    githubToken: inputs.githubToken,
+    workspace: plan.workspace
+  })
+  logger.stageEnd('build', 'passed', built.buildMs)
+  return built
+}
+
+/** The report of a leg that failed before the VM started (the build's own, else a bare one). */
+async function failedBeforeBoot(
+  leg: Leg,
+  err: unknown,
+  stage: { name: string; startMs: number } | undefined
+): Promise<Report> {
+  const { inputs, plan, logger, signal } = leg
+  let f = toFailure(err, stage !== undefined ? 'build-failed' : 'tool-error')
+  if (signal.aborted && !(err instanceof ValidationFailure))
+    f = new ValidationFailure('cancelled', 'the run was cancelled during the build')
+  logger.warning(`${f.kind}: ${f.message}`)
+  // A failed Nix build wrote its own report (with build.log listed).
+  const written = f.kind === 'build-failed' ? await readReport(plan.outDir) : undefined
+  if (written?.failure?.kind === 'build-failed') return written
+  const d = f.details as { file?: string; line?: number }
+  const report = bareReport({
+    system: inputs.system,
+    configuration: inputs.configuration,
+    runner: inputs.vmRunner,
+    startedAt: plan.startedAt,
+    stage,
+    failure: {
+      stage: stage?.name ?? 'setup',
+      kind: f.kind,
+      message: f.message,
+      excerpt: f.excerpt,
+      ...(d.file !== undefined ? { file: d.file } : {}),
+      ...(d.line !== undefined ? { line: d.line } : {})
+    }
+  })
+  await writeArtifacts(plan.outDir, report)
+  return report
 }

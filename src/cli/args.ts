@@ -1,10 +1,19 @@
 import { isAbsolute, resolve } from 'node:path'
 import { InputError } from '../util/errors.js'
 import { InputErrorCollector } from '../util/input-errors.js'
-import { parseDuration } from '../util/duration.js'
-import { STAGES, type StageName } from '../report/model.js'
-import { parseAccel, parseSystem, type AccelChoice, type GuestSystem } from '../vm/system.js'
-import { parseBootRetries } from '../pipeline/options.js'
+import { STAGES } from '../report/model.js'
+import { parseSystem, type GuestSystem } from '../vm/system.js'
+import type { SshKeyWording } from '../nix/sshkey.js'
+import { DEFAULT_CHECKS_FILE } from '../pipeline/preflight.js'
+import {
+  parseRunSettings,
+  RUN_DEFAULTS,
+  type RawSettings,
+  type RunSettings,
+  type Spelling
+} from '../pipeline/request.js'
+
+const D = RUN_DEFAULTS
 
 export const USAGE = `usage: vm-automation validate (--runner PATH | --flake REF) --system aarch64-linux|x86_64-linux [options]
 
@@ -16,45 +25,33 @@ Boots a NixOS VM runner (result/bin/run-<host>-vm) with QEMU and validates it.
   --system SYSTEM        guest system: aarch64-linux, x86_64-linux
   --ssh-key PATH         private key that logs into the guest (needed with --runner; with
                          --flake its public half is authorized instead of a fresh key)
-  --ssh-user USER        default root
-  --ssh-port-guest N     guest SSH port, default 22
+  --ssh-user USER        default ${D['ssh-user']}
+  --ssh-port-guest N     guest SSH port, default ${D['ssh-port-guest']}
   --stages LIST          comma-separated, default all: ${STAGES.join(',')}
-  --checks FILE          checks file (default tests/vm/checks.yml when present)
-  --out DIR              artifacts and report.json, default ./vm-validation
-  --boot-timeout D       login prompt deadline, default 10m
-  --silence-timeout D    fail when the console is silent this long, default 2m
+  --checks FILE          checks file (default ${DEFAULT_CHECKS_FILE} when present)
+  --out DIR              artifacts and report.json, default ./${D.out}
+  --boot-timeout D       login prompt deadline, default ${D['boot-timeout']}
+  --silence-timeout D    fail when the console is silent this long, default ${D['silence-timeout']}
   --boot-retries N       restarts (0-3) of a boot that went silent before userspace, on a
                          fresh disk; default 1 under TCG, 0 with KVM (the run is marked flaky)
-  --ssh-timeout D        SSH deadline after the login prompt, default 3m
-  --stage-timeout D      budget of one check stage, default 10m
+  --ssh-timeout D        SSH deadline after the login prompt, default ${D['ssh-timeout']}
+  --stage-timeout D      budget of one check stage, default ${D['stage-timeout']}
   --timeout D            whole run, default none
-  --accel MODE           auto (prove KVM, else TCG), kvm, tcg; default auto
+  --accel MODE           auto (prove KVM, else TCG), kvm, tcg; default ${D.accel}
   --cpu MODEL            QEMU -cpu override (default: max,pauth=off for aarch64 under TCG)
   --dry-run              print the plan, boot nothing
   --verbose              debug lines
 Durations: 90 (seconds), 90s, 10m, 1m30s, 500ms.
 Exit codes: 0 every stage passed, 1 a stage failed, 2 bad input (nothing started).`
 
-export interface CliOptions {
+export interface CliOptions extends RunSettings {
   command: 'validate' | 'help' | 'version'
   runner?: string
   flake?: string
   system: GuestSystem
   sshKey?: string
-  sshUser: string
-  guestSshPort: number
-  stages: StageName[]
   checksFile?: string
   outDir: string
-  bootTimeoutMs: number
-  silenceTimeoutMs: number
-  sshTimeoutMs: number
-  stageTimeoutMs: number
-  timeoutMs: number
-  accel: AccelChoice
-  /** --boot-retries; undefined: the default of the accelerator used (1 under TCG, 0 with KVM). */
-  bootRetries?: number
-  cpu?: string
   dryRun: boolean
   verbose: boolean
 }
@@ -80,35 +77,15 @@ const VALUE_FLAGS = [
 ] as const
 const BOOL_FLAGS = ['dry-run', 'verbose', 'help'] as const
 
-/** Stage names: `homeManager` is accepted for `home-manager` (the checks file key). */
-export function parseStages(text: string, what = '--stages'): StageName[] {
-  const names = text
-    .split(/[\s,]+/)
-    .map((s) => s.trim())
-    .filter(Boolean)
-    .map((s) => (s === 'homeManager' ? 'home-manager' : s))
-  if (names.length === 0)
-    throw new InputError(`${what}: empty; allowed values: ${STAGES.join(', ')}`)
-  for (const n of names) {
-    if (!(STAGES as readonly string[]).includes(n)) {
-      throw new InputError(`${what}: unknown stage "${n}"; allowed values: ${STAGES.join(', ')}`)
-    }
-  }
-  const set = new Set(names as StageName[])
-  // Every check stage runs over SSH, and SSH needs a booted guest.
-  if ([...set].some((s) => s !== 'boot')) set.add('ssh')
-  set.add('boot')
-  return STAGES.filter((s) => set.has(s))
-}
-
-/** A login name, as the action's `ssh-user` input and the checks file accept it. */
-export const USER_NAME = /^[a-z_][a-z0-9_.-]*\$?$/i
-
-export function parsePort(text: string, what: string): number {
-  const n = Number(text)
-  if (!Number.isInteger(n) || n < 1 || n > 65535)
-    throw new InputError(`${what}: "${text}" is not a port (1-65535)`)
-  return n
+/** How the command line names its settings in messages. */
+export const CLI_SPELLING: Spelling & SshKeyWording = {
+  name: (setting) => `--${setting}`,
+  notAllowed: (setting, value, allowed) => `--${setting}: "${value}" is not ${allowed}`,
+  missingFile: (setting, path) => `--${setting} ${path}: no such file`,
+  notExecutable: (setting, path) =>
+    `--${setting} ${path}: not an executable file (expected result/bin/run-<host>-vm)`,
+  unreadable: (path) => `--ssh-key ${path}: cannot read the file`,
+  what: (source) => `--ssh-key ${source.kind === 'file' ? source.path : 'text'}`
 }
 
 /**
@@ -129,13 +106,30 @@ export function parseArgs(argv: string[], cwd = process.cwd()): CliOptions {
  */
 export function collectArgs(argv: string[], cwd: string, errors: InputErrorCollector): CliOptions {
   const [command, ...rest] = argv
-  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-    return { ...defaults(cwd), command: 'help' }
-  }
-  if (command === 'version' || command === '--version')
-    return { ...defaults(cwd), command: 'version' }
+  const settings = (): RunSettings => parseRunSettings({}, CLI_SPELLING, errors)
+  const other = (command: 'help' | 'version'): CliOptions => ({
+    ...settings(),
+    command,
+    system: 'x86_64-linux',
+    outDir: resolve(cwd, RUN_DEFAULTS.out),
+    dryRun: false,
+    verbose: false
+  })
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h')
+    return other('help')
+  if (command === 'version' || command === '--version') return other('version')
   if (command !== 'validate')
     throw new InputError(`unknown command "${command}"; allowed: validate, help, version`)
+  const { values, bools } = readFlags(rest, errors)
+  if (bools.has('help')) return other('help')
+  return validateOptions(values, bools, cwd, errors)
+}
+
+/** `--name value`, `--name=value` and the boolean flags; each unknown one is recorded. */
+function readFlags(
+  rest: string[],
+  errors: InputErrorCollector
+): { values: Map<string, string>; bools: Set<string> } {
   const values = new Map<string, string>()
   const bools = new Set<string>()
   for (let i = 0; i < rest.length; i++) {
@@ -164,7 +158,16 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
     }
     values.set(name, value)
   }
-  if (bools.has('help')) return { ...defaults(cwd), command: 'help' }
+  return { values, bools }
+}
+
+/** The options of `validate`: what it needs, then the settings shared with the action. */
+function validateOptions(
+  values: Map<string, string>,
+  bools: Set<string>,
+  cwd: string,
+  errors: InputErrorCollector
+): CliOptions {
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(cwd, p))
   const runner = values.get('runner')
   const flake = values.get('flake')
@@ -178,86 +181,19 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
   const sshKey = values.get('ssh-key')
   if (runner !== undefined && sshKey === undefined && !errors.failed('ssh-key'))
     errors.add('ssh-key', '--runner needs --ssh-key PATH (the key that logs into the guest)')
-  const d = defaults(cwd)
-  const dur = (name: string, fallback: number): number => {
-    const v = values.get(name)
-    if (v === undefined) return fallback
-    // --timeout 0 means none; every other wait must be positive.
-    return (
-      errors.check(name, () =>
-        parseDuration(v, `--${name}`, name === 'timeout' ? 'none' : undefined)
-      ) ?? fallback
-    )
-  }
-  const word = (name: string, pattern: RegExp, what: string): string | undefined => {
-    const v = values.get(name)
-    if (v === undefined) return undefined
-    if (pattern.test(v)) return v
-    errors.add(name, `--${name}: "${v}" is not ${what}`)
-    return undefined
-  }
-  const stagesText = values.get('stages')
-  const portText = values.get('ssh-port-guest')
-  const accelText = values.get('accel')
-  const retriesText = values.get('boot-retries')
-  const options: CliOptions = {
+  const system =
+    systemText !== undefined ? errors.check('system', () => parseSystem(systemText)) : undefined
+  const checks = values.get('checks')
+  return {
     command: 'validate',
     runner: runner !== undefined ? abs(runner) : undefined,
     flake,
-    system:
-      (systemText !== undefined
-        ? errors.check('system', () => parseSystem(systemText))
-        : undefined) ?? d.system,
+    system: system ?? 'x86_64-linux',
     sshKey: sshKey !== undefined ? abs(sshKey) : undefined,
-    sshUser: word('ssh-user', USER_NAME, 'a user name (letters, digits, _ . -)') ?? d.sshUser,
-    guestSshPort:
-      (portText !== undefined
-        ? errors.check('ssh-port-guest', () => parsePort(portText, '--ssh-port-guest'))
-        : undefined) ?? 22,
-    stages:
-      (stagesText !== undefined
-        ? errors.check('stages', () => parseStages(stagesText))
-        : undefined) ?? d.stages,
-    checksFile: values.has('checks') ? abs(values.get('checks') as string) : undefined,
-    outDir: abs(values.get('out') ?? d.outDir),
-    bootTimeoutMs: dur('boot-timeout', d.bootTimeoutMs),
-    silenceTimeoutMs: dur('silence-timeout', d.silenceTimeoutMs),
-    sshTimeoutMs: dur('ssh-timeout', d.sshTimeoutMs),
-    stageTimeoutMs: dur('stage-timeout', d.stageTimeoutMs),
-    timeoutMs: dur('timeout', 0),
-    accel:
-      (accelText !== undefined ? errors.check('accel', () => parseAccel(accelText)) : undefined) ??
-      'auto',
-    bootRetries:
-      retriesText !== undefined
-        ? errors.check('boot-retries', () => parseBootRetries(retriesText))
-        : undefined,
-    // A QEMU -cpu value goes through QEMU_OPTS, which the runner word-splits.
-    cpu: word(
-      'cpu',
-      /^[\w.,=+-]+$/,
-      'a QEMU CPU model without spaces (max, host, cortex-a72, max,pauth=off)'
-    ),
+    ...parseRunSettings(Object.fromEntries(values) as RawSettings, CLI_SPELLING, errors),
+    checksFile: checks !== undefined ? abs(checks) : undefined,
+    outDir: abs(values.get('out') ?? RUN_DEFAULTS.out),
     dryRun: bools.has('dry-run'),
     verbose: bools.has('verbose')
-  }
-  return options
-}
-
-function defaults(cwd: string): Omit<CliOptions, 'command'> {
-  return {
-    system: 'x86_64-linux',
-    sshUser: 'root',
-    guestSshPort: 22,
-    stages: [...STAGES],
-    outDir: resolve(cwd, 'vm-validation'),
-    bootTimeoutMs: 10 * 60_000,
-    silenceTimeoutMs: 2 * 60_000,
-    sshTimeoutMs: 3 * 60_000,
-    stageTimeoutMs: 10 * 60_000,
-    timeoutMs: 0,
-    accel: 'auto',
-    dryRun: false,
-    verbose: false
   }
 }

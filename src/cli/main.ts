@@ -1,25 +1,28 @@
 import { existsSync, rmSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { InputError, ValidationFailure, errorMessage } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
 import { validate } from '../pipeline/validate.js'
 import { writeArtifacts } from '../report/artifacts.js'
 import { renderPlan } from '../pipeline/plan.js'
+import { engineOptions, type RunRequest } from '../pipeline/request.js'
+import { preflight } from '../pipeline/preflight.js'
+import { onStopSignals } from '../pipeline/cancel.js'
+import type { Report } from '../report/model.js'
 import { conclusionLine } from '../report/render.js'
 import { killAllGroupsSync } from '../vm/process.js'
 import { buildForCli, checkFlakeInput, cliFlakePlanSections, type CliBuild } from '../nix/cli.js'
 import { spawnExecutor } from '../nix/exec.js'
 import { findOnPath, gatherHostFacts, nixRunOptions } from '../nix/facts.js'
+import { openSshKey, type SshKey } from '../nix/sshkey.js'
 import { checkConfigurationExists, type ConfigurationCheck } from '../pipeline/configurations.js'
 import { InputErrorCollector } from '../util/input-errors.js'
-import { isExecutableFile } from '../util/fs.js'
-import { loadChecks } from '../checks/config.js'
-import { publicKeyOf } from '../nix/sshkey.js'
+import type { Logger } from '../util/log.js'
 import type { FlakeTarget } from '../nix/flakeref.js'
 import { listBuildLog } from '../nix/report.js'
 import { TOOL_VERSION } from '../version.js'
-import { USAGE, collectArgs, type CliOptions } from './args.js'
+import { CLI_SPELLING, USAGE, collectArgs, type CliOptions } from './args.js'
 import { cliLogger } from './logger.js'
 import { bareReport } from '../action/report.js'
 
@@ -34,220 +37,159 @@ export const SIGNAL_REPEAT_MS = 2000
 /** After a forced stop, how long the teardown may still take before the process leaves. */
 const FORCE_GRACE_MS = 10_000
 
-/** Checks files and keys before anything starts: bad input exits 2 with nothing booted. */
-export async function checkInputs(o: CliOptions): Promise<void> {
-  const errors = new InputErrorCollector()
-  await collectInputChecks(o, errors)
-  errors.throwIfAny()
-}
+type Out = (s: string) => void
 
-/** The checks of checkInputs, each problem recorded in `errors` (all are reported together). */
-async function collectInputChecks(o: CliOptions, errors: InputErrorCollector): Promise<void> {
-  const runner = o.runner
-  if (runner !== undefined) {
-    await errors.checkAsync('runner', async () => {
-      if (!(await isExecutableFile(runner)))
-        throw new InputError(
-          `--runner ${runner}: not an executable file (expected result/bin/run-<host>-vm)`
-        )
-    })
-  }
-  const sshKey = o.sshKey
-  if (sshKey !== undefined) {
-    await errors.checkAsync('ssh-key', async () => {
-      let text: Buffer
-      try {
-        text = await readFile(sshKey)
-      } catch {
-        throw new InputError(`--ssh-key ${sshKey}: cannot read the file`)
-      }
-      // A public key parses too: demand the private half now, not as ssh-unreachable later.
-      publicKeyOf(text, `--ssh-key ${sshKey}`)
-    })
-  }
-  // Parsed now, dry runs included: a malformed checks file is an input error before anything runs.
-  const checks = o.checksFile
-  if (checks !== undefined) {
-    if (!existsSync(checks)) errors.add('checks', `--checks ${checks}: no such file`)
-    else await errors.checkAsync('checks', () => loadChecks(checks, o.stages))
-  }
+/** A checked command line: the options, the run request, and the flake it builds (if any). */
+interface CliRun {
+  opts: CliOptions
+  request: RunRequest
+  flake?: FlakeTarget
+  configuration?: ConfigurationCheck
 }
 
 export async function main(
   argv: string[],
-  out: (s: string) => void = (s) => process.stdout.write(s)
+  out: Out = (s) => process.stdout.write(s)
 ): Promise<number> {
-  let opts: CliOptions
-  let flake: FlakeTarget | undefined
-  let configuration: ConfigurationCheck | undefined
+  let run: CliRun | 'help' | 'version'
   try {
-    // Every problem with the options, the files they name and the flake, listed together.
-    const errors = new InputErrorCollector()
-    opts = collectArgs(argv, process.cwd(), errors)
-    if (opts.command === 'help') {
-      out(USAGE + '\n')
-      return EXIT_OK
-    }
-    if (opts.command === 'version') {
-      out(`nixos-vm-validate ${TOOL_VERSION}\n`)
-      return EXIT_OK
-    }
-    if (opts.checksFile === undefined && existsSync(resolve('tests/vm/checks.yml'))) {
-      opts.checksFile = resolve('tests/vm/checks.yml')
-    }
-    const flakeText = opts.flake
-    if (flakeText !== undefined)
-      flake = errors.check('flake', () =>
-        checkFlakeInput({ flake: flakeText, requireNix: !opts.dryRun })
-      )
-    await collectInputChecks(opts, errors)
-    // A dry run with Nix here: the configuration must be one the flake has.
-    if (opts.dryRun && flake !== undefined && !errors.failed('flake')) {
-      const target = flake
-      const exec = spawnExecutor()
-      const nix = findOnPath('nix')
-      const facts =
-        nix !== undefined ? await gatherHostFacts(exec).catch(() => undefined) : undefined
-      configuration = await errors.checkAsync('flake', () =>
-        checkConfigurationExists(target, {
-          exec,
-          nix,
-          options: facts !== undefined ? nixRunOptions(facts) : [],
-          what: '--flake'
-        })
-      )
-    }
-    errors.throwIfAny()
+    run = await readRequest(argv)
   } catch (err) {
     process.stderr.write(`error: ${errorMessage(err)}\n`)
     if (!(err instanceof InputError)) return EXIT_FAILED
     process.stderr.write(`run "vm-automation help" for usage\n`)
     return EXIT_INPUT
   }
-  if (opts.dryRun) {
-    const sections =
-      flake !== undefined
-        ? [
-            {
-              title: 'Configuration',
-              lines: [
-                configuration?.status === 'found'
-                  ? `nixosConfigurations.${flake.configuration} exists in ${flake.display} (it has: ${configuration.names.join(', ')}; ${configuration.command})`
-                  : `not checked: ${configuration?.reason ?? 'unknown'}`
-              ]
-            },
-            ...(await cliFlakePlanSections({
-              target: flake,
-              system: opts.system,
-              sshUser: opts.sshUser,
-              outDir: opts.outDir
-            }))
-          ]
-        : []
-    out(renderPlan({ ...opts, sections }) + '\n')
-    return EXIT_OK
-  }
+  if (run === 'help') out(USAGE + '\n')
+  else if (run === 'version') out(`nixos-vm-validate ${TOOL_VERSION}\n`)
+  else if (run.opts.dryRun) out((await dryRunPlan(run)) + '\n')
+  else return runValidation(run, out)
+  return EXIT_OK
+}
+
+/**
+ * The command line, the files it names and the flake, checked before anything starts: every
+ * problem is thrown together as one InputErrors (exit 2, nothing booted).
+ */
+async function readRequest(argv: string[]): Promise<CliRun | 'help' | 'version'> {
+  const errors = new InputErrorCollector()
+  const opts = collectArgs(argv, process.cwd(), errors)
+  if (opts.command !== 'validate') return opts.command
+  const flakeText = opts.flake
+  const flake =
+    flakeText !== undefined
+      ? errors.check('flake', () => checkFlakeInput({ flake: flakeText, requireNix: !opts.dryRun }))
+      : undefined
+  const request = await preflight(
+    {
+      settings: opts,
+      system: opts.system,
+      runner: opts.runner,
+      checks: opts.checksFile,
+      sshKey: opts.sshKey !== undefined ? { kind: 'file', path: opts.sshKey } : undefined,
+      root: process.cwd(),
+      dryRun: opts.dryRun,
+      spell: CLI_SPELLING
+    },
+    errors
+  )
+  // A dry run with Nix here: the configuration must be one the flake has.
+  const configuration =
+    opts.dryRun && flake !== undefined && !errors.failed('flake')
+      ? await errors.checkAsync('flake', () => configurationOf(flake))
+      : undefined
+  errors.throwIfAny()
+  return { opts, request, flake, configuration }
+}
+
+async function configurationOf(target: FlakeTarget): Promise<ConfigurationCheck> {
+  const exec = spawnExecutor()
+  const nix = findOnPath('nix')
+  const facts = nix !== undefined ? await gatherHostFacts(exec).catch(() => undefined) : undefined
+  return checkConfigurationExists(target, {
+    exec,
+    nix,
+    options: facts !== undefined ? nixRunOptions(facts) : [],
+    what: '--flake'
+  })
+}
+
+/** --dry-run: the plan, with the flake's configuration and the Nix facts when building. */
+async function dryRunPlan({ opts, request, flake, configuration }: CliRun): Promise<string> {
+  const sections =
+    flake !== undefined
+      ? [
+          {
+            title: 'Configuration',
+            lines: [
+              configuration?.status === 'found'
+                ? `nixosConfigurations.${flake.configuration} exists in ${flake.display} (it has: ${configuration.names.join(', ')}; ${configuration.command})`
+                : `not checked: ${configuration?.reason ?? 'unknown'}`
+            ]
+          },
+          ...(await cliFlakePlanSections({
+            target: flake,
+            system: opts.system,
+            sshUser: opts.sshUser,
+            outDir: opts.outDir
+          }))
+        ]
+      : []
+  return renderPlan({ ...opts, checksFile: request.checksFile, sections })
+}
+
+/** Builds (with --flake), validates, prints the outcome; the exit code. */
+async function runValidation(run: CliRun, out: Out): Promise<number> {
+  const { opts, request, flake } = run
   const logger = cliLogger(opts.verbose)
   const controller = new AbortController()
   // Count from the process start, so the report includes Node start-up, the build and the KVM probe.
   const startedAt = Math.round(performance.timeOrigin)
   let workDir: string | undefined
-  let firstSignalAt: number | undefined
-  let forced = false
-  const onSignal = (sig: NodeJS.Signals): void => {
-    const now = Date.now()
-    if (firstSignalAt === undefined) {
-      firstSignalAt = now
-      logger.warning(`${sig}: stopping the VM and writing the report (again to force)`)
-      controller.abort()
-      return
-    }
-    // One process-group signal reaches us once per forwarding parent (timeout, make, npm):
-    // a repeat this soon is the same request, not a second one.
-    if (forced || now - firstSignalAt < SIGNAL_REPEAT_MS) return
-    forced = true
-    logger.warning(`${sig} again: forcing — QEMU is killed now, the report written as it stands`)
-    killAllGroupsSync()
-    // With QEMU gone the teardown ends at once; should it hang, leave all the same, with a
-    // report and without the work directory (its disk image).
-    setTimeout(async () => {
-      if (!existsSync(join(opts.outDir, 'report.json'))) {
-        const report = bareReport({
-          system: opts.system,
-          startedAt,
-          ...(opts.runner !== undefined ? { runner: opts.runner } : {}),
-          failure: {
-            stage: 'boot',
-            kind: 'cancelled',
-            message: `stopped by ${sig} twice (forced): the teardown did not finish within ${FORCE_GRACE_MS / 1000} s`,
-            excerpt: ''
-          }
-        })
-        // The run's own writer: report.json with the artifact list, junit.xml and summary.md.
-        await writeArtifacts(opts.outDir, report).catch(() => undefined)
-      }
-      if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true })
-      process.exit(130)
-    }, FORCE_GRACE_MS).unref()
-  }
-  for (const sig of STOP_SIGNALS) process.on(sig, onSignal)
+  const stop = cliStopSignals({ opts, logger, controller, startedAt, workDir: () => workDir })
   let built: CliBuild | undefined
+  let key: SshKey | undefined
   try {
+    key = request.sshKey !== undefined ? await openSshKey(request.sshKey, tmpdir()) : undefined
     if (flake !== undefined) {
       // --flake: build first; the VM authorizes this run's key (or --ssh-key's public half).
       const b = await buildForCli({
         target: flake,
         system: opts.system,
         sshUser: opts.sshUser,
-        sshKey: opts.sshKey,
+        sshKey: key,
         outDir: opts.outDir,
         logger,
         signal: controller.signal,
         startedAt
       })
       if ('report' in b) {
-        out(`${conclusionLine(b.report).replace(/\*\*/g, '')}\n`)
-        const f = b.report.failure
-        if (f !== null && f.excerpt !== '')
-          out(`--- evidence (${f.kind}) ---\n${f.excerpt.split('\n').slice(-30).join('\n')}\n---\n`)
+        printOutcome(out, b.report)
         out(`report: ${opts.outDir}/report.json, build log: ${opts.outDir}/build.log\n`)
         return EXIT_FAILED
       }
       built = b.build
     }
-    let report = await validate({
-      runner: built?.runner ?? (opts.runner as string),
-      system: opts.system,
-      sshKey: built?.sshKey ?? (opts.sshKey as string),
-      sshUser: opts.sshUser,
-      guestSshPort: opts.guestSshPort,
-      stages: opts.stages,
-      outDir: opts.outDir,
-      bootTimeoutMs: opts.bootTimeoutMs,
-      silenceTimeoutMs: opts.silenceTimeoutMs,
-      sshTimeoutMs: opts.sshTimeoutMs,
-      stageTimeoutMs: opts.stageTimeoutMs,
-      timeoutMs: opts.timeoutMs,
-      accel: opts.accel,
-      bootRetries: opts.bootRetries,
-      cpu: opts.cpu,
-      checksFile: opts.checksFile,
-      ...(built !== undefined ? { packagePath: built.packagePath } : {}),
-      logger,
-      signal: controller.signal,
-      startedAt,
-      onStarted: (info) => (workDir = info.workDir),
-      ...(built !== undefined
-        ? { buildMs: built.buildMs, configuration: flake?.configuration }
-        : {})
-    })
+    let report = await validate(
+      engineOptions(request, {
+        runner: built?.runner ?? (opts.runner as string),
+        sshKey: built?.sshKey ?? (key?.path as string),
+        outDir: opts.outDir,
+        logger,
+        signal: controller.signal,
+        startedAt,
+        onStarted: (info) => (workDir = info.workDir),
+        ...(built !== undefined
+          ? {
+              packagePath: built.packagePath,
+              buildMs: built.buildMs,
+              configuration: flake?.configuration
+            }
+          : {})
+      })
+    )
     if (built !== undefined) report = await listBuildLog(opts.outDir, report)
-    out(`${conclusionLine(report).replace(/\*\*/g, '')}\n`)
-    if (report.failure !== null && report.failure.excerpt !== '') {
-      out(
-        `--- evidence (${report.failure.kind}) ---\n${report.failure.excerpt.split('\n').slice(-30).join('\n')}\n---\n`
-      )
-    }
+    printOutcome(out, report)
     out(`report: ${opts.outDir}/report.json (total ${formatDuration(report.timings.totalMs)})\n`)
     if (report.failure?.kind === 'input') return EXIT_INPUT
     return report.conclusion === 'success' ? EXIT_OK : EXIT_FAILED
@@ -257,6 +199,72 @@ export async function main(
     return EXIT_FAILED
   } finally {
     await built?.cleanup()
-    for (const sig of STOP_SIGNALS) process.off(sig, onSignal)
+    await key?.dispose()
+    stop()
   }
+}
+
+/** The conclusion, and the end of the failure's evidence when there is one. */
+function printOutcome(out: Out, report: Report): void {
+  out(`${conclusionLine(report).replace(/\*\*/g, '')}\n`)
+  const f = report.failure
+  if (f !== null && f.excerpt !== '')
+    out(`--- evidence (${f.kind}) ---\n${f.excerpt.split('\n').slice(-30).join('\n')}\n---\n`)
+}
+
+/**
+ * The CLI's signal policy: the first stop signal stops the VM and writes the report; a second
+ * one (not a repeat of the first) kills QEMU at once, and should the teardown still hang, the
+ * process leaves after FORCE_GRACE_MS with a report and without the work directory.
+ */
+function cliStopSignals(o: {
+  opts: CliOptions
+  logger: Logger
+  controller: AbortController
+  startedAt: number
+  workDir: () => string | undefined
+}): () => void {
+  let forced = false
+  return onStopSignals({
+    signals: STOP_SIGNALS,
+    controller: o.controller,
+    repeatMs: SIGNAL_REPEAT_MS,
+    first: (sig) =>
+      o.logger.warning(`${sig}: stopping the VM and writing the report (again to force)`),
+    again: (sig) => {
+      if (forced) return
+      forced = true
+      o.logger.warning(
+        `${sig} again: forcing — QEMU is killed now, the report written as it stands`
+      )
+      killAllGroupsSync()
+      setTimeout(() => void leaveForced(sig, o), FORCE_GRACE_MS).unref()
+    }
+  })
+}
+
+/** The forced stop's end: a report if the teardown wrote none, no disk image left behind. */
+async function leaveForced(
+  sig: NodeJS.Signals,
+  o: { opts: CliOptions; startedAt: number; workDir: () => string | undefined }
+): Promise<void> {
+  const { opts } = o
+  if (!existsSync(join(opts.outDir, 'report.json'))) {
+    const report = bareReport({
+      system: opts.system,
+      startedAt: o.startedAt,
+      ...(opts.runner !== undefined ? { runner: opts.runner } : {}),
+      failure: {
+        stage: 'boot',
+        kind: 'cancelled',
+        message: `stopped by ${sig} twice (forced): the teardown did not finish within ${FORCE_GRACE_MS / 1000} s`,
+        excerpt: ''
+      }
+    })
+    // The run's own writer: report.json with the artifact list, junit.xml and summary.md.
+    await writeArtifacts(opts.outDir, report).catch(() => undefined)
+  }
+  const workDir = o.workDir()
+  if (workDir !== undefined) rmSync(workDir, { recursive: true, force: true })
+  process.exit(130)
 }

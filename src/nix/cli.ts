@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Report } from '../report/model.js'
@@ -8,11 +8,11 @@ import type { GuestSystem } from '../vm/system.js'
 import { buildRunner, packagePathResolver } from './build.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 import { spawnExecutor } from './exec.js'
-import { findOnPath, gatherHostFacts, nixRunOptions } from './facts.js'
+import { findOnPath, gatherHostFacts, nixRunOptions, type HostFacts } from './facts.js'
 import { parseFlakeTarget, type FlakeTarget } from './flakeref.js'
 import { emulationFor, nixPlanSections, type PlanSection } from './plan.js'
 import { writeBuildFailureReport } from './report.js'
-import { createEphemeralKey, publicKeyOf } from './sshkey.js'
+import { createEphemeralKey } from './sshkey.js'
 
 /**
  * The CLI's `--flake`: build with the Nix found on PATH (nothing installed or configured), then
@@ -78,49 +78,38 @@ async function clearStaleArtifacts(outDir: string): Promise<void> {
 /** Lines worth a progress line; the rest of the build log goes to --verbose and build.log. */
 const PROGRESS = /^(building '|copying path|these \d+ (derivations|paths)|this derivation|error)/
 
+interface CliBuildInput {
+  target: FlakeTarget
+  system: GuestSystem
+  sshUser: string
+  /** --ssh-key, read and parsed by the preflight. */
+  sshKey?: { path: string; publicLine: string }
+  outDir: string
+  logger: Logger
+  signal?: AbortSignal
+  startedAt: number
+}
+
 /**
  * Builds the flake's VM runner. Without --ssh-key a fresh ed25519 pair is generated and its
  * public half authorized in the VM; with --ssh-key, that key's public half is. A failed build
  * writes the report (build-failed, file and line) and returns it.
  */
-export async function buildForCli(o: {
-  target: FlakeTarget
-  system: GuestSystem
-  sshUser: string
-  sshKey?: string
-  outDir: string
-  logger: Logger
-  signal?: AbortSignal
-  startedAt: number
-}): Promise<{ build: CliBuild } | { report: Report }> {
+export async function buildForCli(
+  o: CliBuildInput
+): Promise<{ build: CliBuild } | { report: Report }> {
   await clearStaleArtifacts(o.outDir)
   const workDir = await mkdtemp(join(process.env.RUNNER_TEMP ?? tmpdir(), 'nvv-flake-'))
   const cleanup = (): Promise<void> => rm(workDir, { recursive: true, force: true })
   try {
-    let sshKey: string
-    let publicKey: string
-    if (o.sshKey !== undefined) {
-      sshKey = o.sshKey
-      publicKey = publicKeyOf(await readFile(o.sshKey))
-    } else {
-      const key = await createEphemeralKey(workDir)
-      sshKey = key.privateKeyPath
-      publicKey = key.publicKey
-    }
+    const key =
+      o.sshKey !== undefined
+        ? { privateKeyPath: o.sshKey.path, publicKey: o.sshKey.publicLine }
+        : await createEphemeralKey(workDir)
     const facts = await gatherHostFacts(spawnExecutor())
     const emulation = emulationFor(o.system, facts)
-    if (emulation.state !== 'native')
-      o.logger.info(`${o.system} on ${facts.hostSystem}: ${emulation.reason}`)
-    if (emulation.state === 'register') {
-      o.logger.warning(
-        `no usable binfmt entry for ${o.system}: only substituted ${o.system} paths will be available (see --dry-run)`
-      )
-    }
     const options = nixRunOptions(facts)
-    if (options.length > 0)
-      o.logger.info(
-        `Nix runs as root without a daemon and the group "${facts.buildUsers?.group ?? ''}" does not exist: building with --option build-users-group ''`
-      )
+    logHostFacts(o, facts, emulation, options)
     o.logger.stageStart('build')
     const started = Date.now()
     try {
@@ -128,7 +117,7 @@ export async function buildForCli(o: {
         target: o.target,
         system: o.system,
         sshUser: o.sshUser,
-        sshPublicKey: publicKey,
+        sshPublicKey: key.publicKey,
         workDir,
         outDir: o.outDir,
         hostSystem: facts.hostSystem,
@@ -140,33 +129,18 @@ export async function buildForCli(o: {
       })
       o.logger.stageEnd('build', 'passed', built.buildMs)
       o.logger.info(`runner ${built.runner}`)
+      const packagePath = packagePathResolver({
+        target: o.target,
+        ...(options.length > 0 ? { options } : {}),
+        signal: o.signal
+      })
+      const { runner, storePath, buildMs } = built
       return {
-        build: {
-          runner: built.runner,
-          sshKey,
-          storePath: built.storePath,
-          buildMs: built.buildMs,
-          packagePath: packagePathResolver({
-            target: o.target,
-            ...(options.length > 0 ? { options } : {}),
-            signal: o.signal
-          }),
-          cleanup
-        }
+        build: { runner, sshKey: key.privateKeyPath, storePath, buildMs, packagePath, cleanup }
       }
     } catch (err) {
       if (!(err instanceof ValidationFailure)) throw err
-      const buildMs = Date.now() - started
-      o.logger.stageEnd('build', 'failed', buildMs)
-      o.logger.warning(`build failed (${err.kind}): ${err.message}`)
-      const report = await writeBuildFailureReport({
-        outDir: o.outDir,
-        system: o.system,
-        configuration: o.target.configuration,
-        failure: err,
-        buildMs,
-        startedAt: o.startedAt
-      })
+      const report = await buildFailed(o, err, Date.now() - started)
       await cleanup()
       return { report }
     }
@@ -174,4 +148,42 @@ export async function buildForCli(o: {
     await cleanup()
     throw err
   }
+}
+
+/** What the build will be like on this machine: emulation, the build-users-group workaround. */
+function logHostFacts(
+  o: CliBuildInput,
+  facts: HostFacts,
+  emulation: ReturnType<typeof emulationFor>,
+  options: [string, string][]
+): void {
+  if (emulation.state !== 'native')
+    o.logger.info(`${o.system} on ${facts.hostSystem}: ${emulation.reason}`)
+  if (emulation.state === 'register') {
+    o.logger.warning(
+      `no usable binfmt entry for ${o.system}: only substituted ${o.system} paths will be available (see --dry-run)`
+    )
+  }
+  if (options.length > 0)
+    o.logger.info(
+      `Nix runs as root without a daemon and the group "${facts.buildUsers?.group ?? ''}" does not exist: building with --option build-users-group ''`
+    )
+}
+
+/** A failed build: logged, and its report (build-failed, file and line) written. */
+async function buildFailed(
+  o: CliBuildInput,
+  err: ValidationFailure,
+  buildMs: number
+): Promise<Report> {
+  o.logger.stageEnd('build', 'failed', buildMs)
+  o.logger.warning(`build failed (${err.kind}): ${err.message}`)
+  return writeBuildFailureReport({
+    outDir: o.outDir,
+    system: o.system,
+    configuration: o.target.configuration,
+    failure: err,
+    buildMs,
+    startedAt: o.startedAt
+  })
 }

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import ssh2 from 'ssh2'
 import { InputError, ValidationFailure } from '../util/errors.js'
@@ -121,4 +121,65 @@ export function publicKeyOf(privateKey: Buffer | string, what = '--ssh-key'): st
       `${what}: this is a public key; give the private key that logs into the VM`
     )
   return `${key.type} ${key.getPublicSSH().toString('base64')}${key.comment !== '' ? ` ${key.comment}` : ''}`
+}
+
+/** The private key for the guest: a file, or key text given in a setting (written to a 0600 file). */
+export type SshKeySource = { kind: 'file'; path: string } | { kind: 'text'; text: string }
+
+/** A key read and parsed once: where it comes from and its authorized_keys line. */
+export interface CheckedSshKey {
+  source: SshKeySource
+  publicLine: string
+}
+
+/** A key as the engine and the build use it: a file, its public line, and how to remove it. */
+export interface SshKey {
+  path: string
+  publicLine: string
+  dispose(): Promise<void>
+}
+
+/** How a front end names the key in its errors. */
+export interface SshKeyWording {
+  unreadable(path: string): string
+  what(source: SshKeySource): string
+}
+
+/** Key text as a file holds it: LF line ends and one final newline. */
+export function normalizeKeyText(text: string): string {
+  return text.replace(/\r\n/g, '\n').trim() + '\n'
+}
+
+/**
+ * Reads the key once and parses it: an unreadable file or a public key is an InputError now
+ * (worded by the front end), not an ssh-unreachable minutes later.
+ */
+export async function checkSshKey(
+  source: SshKeySource,
+  wording: SshKeyWording
+): Promise<CheckedSshKey> {
+  let text: Buffer
+  if (source.kind === 'file') {
+    try {
+      text = await readFile(source.path)
+    } catch {
+      throw new InputError(wording.unreadable(source.path))
+    }
+  } else text = Buffer.from(normalizeKeyText(source.text))
+  return { source, publicLine: publicKeyOf(text, wording.what(source)) }
+}
+
+/** The checked key as a file: key text goes to a fresh 0600 file under `tempRoot`. */
+export async function openSshKey(key: CheckedSshKey, tempRoot: string): Promise<SshKey> {
+  const { source, publicLine } = key
+  if (source.kind === 'file') return { path: source.path, publicLine, dispose: async () => {} }
+  const dir = await mkdtemp(join(tempRoot, 'nvv-key-'))
+  const path = join(dir, 'id_key')
+  await writeFile(path, normalizeKeyText(source.text), { mode: 0o600 })
+  await chmod(path, 0o600)
+  return {
+    path,
+    publicLine,
+    dispose: () => rm(dir, { recursive: true, force: true }).catch(() => undefined)
+  }
 }

@@ -4,7 +4,7 @@ import type { StageName } from '../report/model.js'
 import type { AccelChoice, Accelerator, GuestSystem } from '../vm/system.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 
-/** Everything one validation run needs, parsed and checked (CLI flags or action inputs). */
+/** The engine's input for one validation run (made from a RunRequest by engineOptions, request.ts). */
 export interface ValidateOptions {
   /** Runner script (`result/bin/run-<host>-vm`), absolute. */
   runner: string
