@@ -8,7 +8,6 @@ import {
   INPUT_NAMES,
   parseInputs,
   readInputs,
-  runnerName,
   type InputName
 } from '../../src/action/inputs.js'
 import { inputFailure, OUTPUT_NAMES } from '../../src/action/main.js'
@@ -338,8 +337,6 @@ describe('run identity', () => {
   })
 
   it('a runner without configuration is named after its host', () => {
-    expect(runnerName('/x/result/bin/run-nixos-vm-vm')).toBe('nixos-vm')
-    expect(runnerName('/x/start.sh')).toBe('start.sh')
     const i = parseInputs(reader(base), env)
     expect(runIdentity(i, readRunContext({}), 'x86_64-linux').artifactName).toBe(
       'vm-validation-nixos-vm-x86_64-linux-1'

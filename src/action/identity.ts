@@ -3,7 +3,8 @@ import { defaultArtifactName } from '../github/artifact.js'
 import { commentMarker } from '../github/comment.js'
 import type { RunContext } from '../github/context.js'
 import { hostSystem, type GuestSystem } from '../vm/system.js'
-import { runnerName, type ActionInputs } from './inputs.js'
+import { runnerHostName } from '../vm/runner.js'
+import type { ActionInputs } from './inputs.js'
 
 /** How this leg names itself everywhere: artifact, check run, external_id, PR comment marker. */
 export interface RunIdentity {
@@ -23,7 +24,7 @@ export function runIdentity(
   host: GuestSystem | undefined = hostSystem()
 ): RunIdentity {
   const subject =
-    inputs.configuration ?? (inputs.vmRunner !== undefined ? runnerName(inputs.vmRunner) : 'vm')
+    inputs.configuration ?? (inputs.vmRunner !== undefined ? runnerHostName(inputs.vmRunner) : 'vm')
   const emulated = host !== inputs.system
   const suffix = emulated ? ', emulated' : ''
   return {

@@ -1,4 +1,4 @@
-import { basename, isAbsolute, resolve } from 'node:path'
+import { isAbsolute, resolve } from 'node:path'
 import * as core from '@actions/core'
 import { InputError } from '../util/errors.js'
 import { InputErrorCollector } from '../util/input-errors.js'
@@ -431,13 +431,6 @@ function maskKeyText(text: string): void {
     const l = line.trim()
     if (l !== '' && !l.startsWith('-----')) core.setSecret(l)
   }
-}
-
-/** `.../bin/run-nixos-vm-vm` → `nixos-vm` (the NixOS runner contract's host name). */
-export function runnerName(runner: string): string {
-  const b = basename(runner)
-  const m = /^run-(.+)-vm$/.exec(b)
-  return m?.[1] ?? b
 }
 
 /** The post step's only input: the token (no other input is read twice). */

@@ -5,9 +5,9 @@ import * as core from '@actions/core'
 import { validate } from '../pipeline/validate.js'
 import { writeArtifacts } from '../report/artifacts.js'
 import type { Report } from '../report/model.js'
-import { startCheckRun } from '../github/check-run.js'
-import { GitHubApiError } from '../github/client.js'
-import { readRunContext, runUrl, type RunContext } from '../github/context.js'
+import type { CheckRunReporter } from '../github/check-run.js'
+import { readRunContext, type RunContext } from '../github/context.js'
+import { failureOf } from '../report/failure.js'
 import { errorMessage, InputError, toFailure, ValidationFailure } from '../util/errors.js'
 import { InputErrors } from '../util/input-errors.js'
 import { killAllGroupsSync } from '../vm/process.js'
@@ -19,8 +19,9 @@ import { onStopSignals } from '../pipeline/cancel.js'
 import { openSshKey, type SshKey } from '../nix/sshkey.js'
 import { buildVmRunner, type RunnerBuild } from './nix.js'
 import { dryRunOutputs, planDryRun, type DryRun } from './plan.js'
-import { githubClientFor, publish } from './publish.js'
-import { bareReport, readReport } from './report.js'
+import { githubClientFor, publish, startActionCheckRun } from './publish.js'
+import { bareReport } from '../report/model.js'
+import { readReport } from './report.js'
 import { saveState, STATE_KEYS, type RunPlan, type StateWriter } from './state.js'
 import { fence, plainConclusion } from './summary.js'
 
@@ -77,7 +78,7 @@ async function runMain(): Promise<void> {
   await mkdir(outDir, { recursive: true })
   core.info(`${id.checkName}: artifacts in ${outDir}`)
   const client = await githubClientFor(inputs.githubToken, ctx)
-  const checkRunId = await beginCheckRun(client, ctx, id, save)
+  const checkRun = await beginCheckRun(client, ctx, id, save)
 
   // The runner cancels with SIGINT, then SIGTERM: the first stops the VM and lets the report,
   // artifact and check run be written; later ones make sure no QEMU is left.
@@ -98,7 +99,7 @@ async function runMain(): Promise<void> {
       plan,
       context: ctx,
       client,
-      checkRunId,
+      checkRun,
       done: { summaryWritten: false, checkRunCompleted: false, commentWritten: false },
       save,
       annotate: true
@@ -167,41 +168,22 @@ function runPlan(
   }
 }
 
-/** The check run shown in progress, when a token and the commit allow one; its id. */
+/** The check run shown in progress, when a token and the commit allow one (see checkRunReporter). */
 async function beginCheckRun(
   client: Awaited<ReturnType<typeof githubClientFor>>,
   ctx: RunContext,
   id: RunIdentity,
   save: StateWriter
-): Promise<number | undefined> {
-  if (
-    client === undefined ||
-    ctx.owner === undefined ||
-    ctx.repo === undefined ||
-    ctx.headSha === undefined
-  )
-    return undefined
-  try {
-    const checkRunId = await startCheckRun(client, {
-      owner: ctx.owner,
-      repo: ctx.repo,
-      headSha: ctx.headSha,
-      name: id.checkName,
-      externalId: id.externalId,
-      detailsUrl: runUrl(ctx)
-    })
-    save(STATE_KEYS.checkRunId, String(checkRunId))
-    setOutput('check-run-id', checkRunId)
-    core.info(`check run ${checkRunId} "${id.checkName}" in progress on ${ctx.headSha}`)
-    return checkRunId
-  } catch (err) {
-    core.warning(
-      err instanceof GitHubApiError
-        ? err.message
-        : `creating the check run failed: ${errorMessage(err)}`
-    )
-    return undefined
+): Promise<CheckRunReporter | undefined> {
+  const checkRun = await startActionCheckRun(client, ctx, {
+    name: id.checkName,
+    externalId: id.externalId
+  })
+  if (checkRun?.id !== undefined) {
+    save(STATE_KEYS.checkRunId, String(checkRun.id))
+    setOutput('check-run-id', checkRun.id)
   }
+  return checkRun
 }
 
 function setReportOutputs(report: Report, outDir: string): void {
@@ -254,7 +236,7 @@ async function runValidation(leg: Leg, onKey: (key: SshKey) => void): Promise<Re
     if (key !== undefined) onKey(key)
     if (inputs.vmRunner === undefined) {
       stage = { name: 'build', startMs: Date.now() - plan.startedAt }
-      built = await buildLeg(leg, key?.path)
+      built = await buildLeg(leg, key)
       stage = undefined
     }
     const report = await validate(
@@ -283,7 +265,7 @@ async function runValidation(leg: Leg, onKey: (key: SshKey) => void): Promise<Re
 }
 
 /** The Nix build of the configuration, within the whole run's timeout. */
-async function buildLeg(leg: Leg, sshKeyPath: string | undefined): Promise<RunnerBuild> {
+async function buildLeg(leg: Leg, sshKey: SshKey | undefined): Promise<RunnerBuild> {
   const { inputs, plan, tempRoot, logger, signal } = leg
   logger.stageStart('build')
   const budget =
@@ -293,7 +275,7 @@ async function buildLeg(leg: Leg, sshKeyPath: string | undefined): Promise<Runne
     signal: budget,
     workRoot: tempRoot,
     outDir: plan.outDir,
-    sshKeyPath,
+    sshKey,
     githubToken: inputs.githubToken,
     workspace: plan.workspace
   })
@@ -315,21 +297,13 @@ async function failedBeforeBoot(
   // A failed Nix build wrote its own report (with build.log listed).
   const written = f.kind === 'build-failed' ? await readReport(plan.outDir) : undefined
   if (written?.failure?.kind === 'build-failed') return written
-  const d = f.details as { file?: string; line?: number }
   const report = bareReport({
     system: inputs.system,
     configuration: inputs.configuration,
     runner: inputs.vmRunner,
     startedAt: plan.startedAt,
     stage,
-    failure: {
-      stage: stage?.name ?? 'setup',
-      kind: f.kind,
-      message: f.message,
-      excerpt: f.excerpt,
-      ...(d.file !== undefined ? { file: d.file } : {}),
-      ...(d.line !== undefined ? { line: d.line } : {})
-    }
+    failure: failureOf(stage?.name ?? 'setup', f)
   })
   await writeArtifacts(plan.outDir, report)
   return report

@@ -1,4 +1,4 @@
-import { mkdir, readFile } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as core from '@actions/core'
 import { actionsCacheClient } from '../nix/actions-cache.js'
@@ -29,7 +29,7 @@ import {
 import { ensureKvmAccess } from '../nix/kvm.js'
 import { emulationFor, nixPlanSections, type PlanSection } from '../nix/plan.js'
 import { listBuildLog, writeBuildFailureReport } from '../nix/report.js'
-import { createEphemeralKey, publicKeyOf } from '../nix/sshkey.js'
+import { createEphemeralKey } from '../nix/sshkey.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 import type { Report } from '../report/model.js'
 import { ValidationFailure } from '../util/errors.js'
@@ -62,8 +62,8 @@ export interface BuildContext {
   /** Scratch space (RUNNER_TEMP). */
   workRoot: string
   outDir: string
-  /** Path of the SSH key from the inputs (already a file), if any. */
-  sshKeyPath?: string
+  /** The SSH key from the inputs (read and checked once by the preflight), if any. */
+  sshKey?: { path: string; publicLine: string }
   githubToken?: string
   workspace: string
   /** Where the post step's state goes (default: core.saveState). */
@@ -191,11 +191,7 @@ async function runKey(
   ctx: BuildContext,
   workDir: string
 ): Promise<{ sshKey: string; publicKey: string }> {
-  if (ctx.sshKeyPath !== undefined)
-    return {
-      sshKey: ctx.sshKeyPath,
-      publicKey: publicKeyOf(await readFile(ctx.sshKeyPath), 'input "ssh-key"')
-    }
+  if (ctx.sshKey !== undefined) return { sshKey: ctx.sshKey.path, publicKey: ctx.sshKey.publicLine }
   const key = await createEphemeralKey(workDir)
   return { sshKey: key.privateKeyPath, publicKey: key.publicKey }
 }

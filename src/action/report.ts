@@ -4,9 +4,6 @@ import type { Report } from '../report/model.js'
 import { stripAnsi } from '../vm/console.js'
 import { readTail } from './summary.js'
 
-/** Moved to report/model.ts (the CLI uses it too); kept here for the action's callers. */
-export { bareReport, type BareReportInput } from '../report/model.js'
-
 /** The last lines of console.log as evidence for a cancelled run. */
 export async function consoleTail(outDir: string, lines = 40): Promise<string> {
   const text = await readTail(join(outDir, 'console.log'), 256 * 1024)

@@ -7,7 +7,7 @@ import { stripAnsi } from '../vm/console.js'
 import { LIMITS, truncateMarkdown } from '../github/limits.js'
 import type { CheckRunOutput } from '../github/check-run.js'
 import { escapeMarkdown, fence, sliceChars } from '../util/markdown.js'
-import { runnerName } from './inputs.js'
+import { runnerHostName } from '../vm/runner.js'
 
 export { fence }
 
@@ -160,7 +160,7 @@ export function jobSummary(
  */
 export function checkRunOutput(r: Report, c: SummaryContext): CheckRunOutput {
   const f = r.failure
-  const where = `${r.configuration ?? (r.runner !== undefined ? runnerName(r.runner) : 'VM')} (${r.system}${r.emulated ? ', emulated' : ''})`
+  const where = `${r.configuration ?? (r.runner !== undefined ? runnerHostName(r.runner) : 'VM')} (${r.system}${r.emulated ? ', emulated' : ''})`
   const title =
     r.conclusion === 'success'
       ? `Passed: ${where}${r.timings.bootMs !== undefined ? `, booted in ${formatDuration(r.timings.bootMs)}` : ''} (${r.accelerator})`

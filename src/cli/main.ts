@@ -24,7 +24,7 @@ import { listBuildLog } from '../nix/report.js'
 import { TOOL_VERSION } from '../version.js'
 import { CLI_SPELLING, USAGE, collectArgs, type CliOptions } from './args.js'
 import { cliLogger } from './logger.js'
-import { bareReport } from '../action/report.js'
+import { bareReport } from '../report/model.js'
 
 export const EXIT_OK = 0
 export const EXIT_FAILED = 1

@@ -5,12 +5,7 @@ import { ValidationFailure, toFailure } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
 import { newReport, type CheckResult, type Report, type StageResult } from '../report/model.js'
 import { failureOf } from '../report/failure.js'
-import {
-  addSkippedStages,
-  prepareOutDir,
-  stageOrder,
-  writeArtifacts
-} from '../report/artifacts.js'
+import { addSkippedStages, prepareOutDir, stageOrder, writeArtifacts } from '../report/artifacts.js'
 import { shellQuote, type SshSession } from '../ssh/client.js'
 import type { Machine } from '../vm/machine.js'
 import type { ValidateOptions } from './options.js'
