@@ -379,7 +379,7 @@ describe('x86_64', () => {
       const ctx: StageContext = {
         ssh,
         machine,
-        options: { sshUser: 'root', outDir: marker, logger: silentLogger } as ValidateOptions,
+        settings: { sshUser: 'root', outDir: marker, logger: silentLogger } as ValidateOptions,
         checks,
         report,
         signal,

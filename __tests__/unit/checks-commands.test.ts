@@ -1,27 +1,37 @@
 import { describe, expect, it } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { judgeCommand } from '../../src/checks/commands.js'
+import { judgeCommand } from '../../src/checks/packages.js'
 import { DEFAULT_USER, defaultChecks } from '../../src/checks/defaults.js'
 import { e2eCommand, e2eLogName, scriptErrorLine } from '../../src/checks/e2e.js'
 import { fetchCommand, resolveCommand } from '../../src/checks/network.js'
-import { asUser, describeExit, trimOutput } from '../../src/checks/run.js'
+import { trimOutput } from '../../src/checks/run.js'
 import {
+  DOCKER_API_SCRIPT,
+  STATE_PROPS,
   describeDockerVersion,
-  dockerApiCommand,
-  parseUnitStates,
-  unitStatesCommand,
-  judgeUnit,
-  parseUnitState,
-  unitStateCommand
+  judgeUnit
 } from '../../src/checks/services.js'
-import { parseFailedUnits, unitJournalCommand } from '../../src/checks/system.js'
 import {
-  accountCommand,
-  homeFileCommand,
-  parseAccount,
-  userProblems
-} from '../../src/checks/users.js'
+  Guest,
+  asUserCommand as asUser,
+  describeExit,
+  parseUnitState,
+  parseUnitStates,
+  systemctlShowCommand
+} from '../../src/ssh/guest.js'
+import type { SshSession } from '../../src/ssh/client.js'
+import { parseFailedUnits, unitJournalCommand } from '../../src/checks/system.js'
+import { accountCommand, parseAccount, userProblems } from '../../src/checks/users.js'
+import { homeFileCommand } from '../../src/checks/home-manager.js'
 import { STAGES } from '../../src/report/model.js'
+
+const unitStateCommand = (unit: string, user: string | undefined, sshUser: string): string =>
+  systemctlShowCommand([unit], STATE_PROPS, user, sshUser)
+const unitStatesCommand = (units: string[]): string =>
+  systemctlShowCommand(units, STATE_PROPS, undefined, 'root')
+/** A guest whose commands are only looked at. */
+const guest = (sshUser: string): Guest =>
+  new Guest({} as SshSession, new AbortController().signal, sshUser)
 
 /** Runs a guest command line with the host's /bin/sh: proves the quoting, not just its text. */
 function sh(command: string): string {
@@ -171,7 +181,7 @@ describe('systemd units', () => {
   })
 
   it('asks the docker daemon as the user, not through sudo: curl on the socket, else the CLI', () => {
-    const c = dockerApiCommand('baleen', 'root')
+    const c = guest('root').asUser('baleen').command(DOCKER_API_SCRIPT)
     expect(c).toMatch(/runuser -u baleen -- sh -lc [\s\S]*curl -sS --max-time 30 --unix-socket/)
     expect(c).toMatch(/docker version --format/)
     expect(c).not.toMatch(/sudo/)
@@ -280,7 +290,7 @@ describe('network', () => {
 
 describe('e2e', () => {
   it('runs the copied script as the user, bounded by timeout(1), stderr merged', () => {
-    const c = e2eCommand('/tmp/nvv-e2e.abc/dev-env.sh', 300_000, 'baleen', 'root')
+    const c = e2eCommand('/tmp/nvv-e2e.abc/dev-env.sh', 300_000, guest('root').asUser('baleen'))
     expect(c).toMatch(/runuser -u baleen -- sh -lc /)
     expect(c).toContain('exec timeout -k 5 300 /tmp/nvv-e2e.abc/dev-env.sh 2>&1')
   })

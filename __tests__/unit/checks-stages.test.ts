@@ -16,9 +16,10 @@ import { servicesStage } from '../../src/checks/services.js'
 import { systemStage } from '../../src/checks/system.js'
 import { CRITICAL_CHAIN_HEADER } from '../../src/checks/unit-times.js'
 import { usersStage } from '../../src/checks/users.js'
-import { batchOutcome, packagesStage, parseBatch } from '../../src/checks/commands.js'
+import { batchOutcome, packagesStage, parseBatch } from '../../src/checks/packages.js'
 import type { Report } from '../../src/report/model.js'
 import type { ExecResult, SshSession } from '../../src/ssh/client.js'
+import { Guest } from '../../src/ssh/guest.js'
 import { ValidationFailure } from '../../src/util/errors.js'
 import { Deadline, sleep } from '../../src/util/time.js'
 
@@ -79,10 +80,10 @@ function ctx(
   ssh: FakeSsh,
   o: Partial<RunContext> = {}
 ): RunContext & { report: Report; outDir: string } {
+  const signal = o.signal ?? new AbortController().signal
   return {
-    ssh: ssh as unknown as SshSession,
-    sshUser: 'root',
-    signal: new AbortController().signal,
+    guest: new Guest(ssh as unknown as SshSession, signal, 'root'),
+    signal,
     deadline: new Deadline(60_000),
     report: { timings: { totalMs: 0, sshReadyMs: 21_000 }, stages: [] } as unknown as Report,
     outDir: mkdtempSync(join(tmpdir(), 'nvv-checks-out-')),
@@ -106,7 +107,7 @@ describe('runChecks', () => {
       name: `c${i}`,
       timeoutMs: 5000,
       run: async (env) => {
-        const r = await env.ssh.exec(`echo ${i}`, 1000)
+        const r = await env.guest.run(`echo ${i}`, { timeoutMs: 1000 })
         return { status: 'passed', output: r.command }
       }
     }))
@@ -328,7 +329,7 @@ describe('users and packages stages', () => {
     const [r] = await usersStage(ctx(ssh), defaultChecks())
     expect(r.status).toBe('failed')
     expect(r.output).toMatch(
-      /the built-in default checks assume the user baleen; pass --checks FILE/
+      /the built-in default checks assume the user baleen; set checks to a file/
     )
   })
 

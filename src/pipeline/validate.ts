@@ -320,7 +320,7 @@ export async function validate(o: ValidateOptions): Promise<Report> {
       const ctx: StageContext = {
         ssh: session,
         machine,
-        options: o,
+        settings: o,
         checks,
         report,
         signal,
