@@ -3,7 +3,7 @@ import type { CheckResult } from '../report/model.js'
 import { shellQuote } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
 import type { ChecksConfig, HomeManagerSpec } from './model.js'
-import { USER_NAME, type SectionParser } from './reader.js'
+import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
 import {
   noSection,
   runChecks,
@@ -123,11 +123,7 @@ export async function homeManagerStage(
 export const HOME_MANAGER_TIMEOUTS = { homeManager: 2 * 60_000 } as const
 
 /** One `homeManager` entry: {user, files, timeout}. */
-function parseEntry(
-  s: Parameters<SectionParser>[0],
-  item: Node,
-  path: string
-): HomeManagerSpec | undefined {
+function parseEntry(s: SectionContext, item: Node, path: string): HomeManagerSpec | undefined {
   const m = s.r.map(item, path, ['user', 'files', 'timeout'], ['user'])
   if (m === undefined) return undefined
   const user = m.has('user')

@@ -5,8 +5,14 @@ import { combined, describeExit } from '../ssh/guest.js'
 import { Deadline } from '../util/time.js'
 import type { ChecksConfig, NetworkSpec, SubstituteSpec } from './model.js'
 import type { Entry, SectionContext, SectionParser } from './reader.js'
-import { noSection, runChecks, type CheckEnv, type CheckOutcome, type CheckSpec } from './run.js'
-import type { RunContext } from './run.js'
+import {
+  noSection,
+  runChecks,
+  type CheckEnv,
+  type CheckOutcome,
+  type CheckSpec,
+  type RunContext
+} from './run.js'
 import {
   STORE_PATH,
   substituteCheck,

@@ -5,7 +5,7 @@ import { formatDuration } from '../util/duration.js'
 import { shellQuote, type ExecResult } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
 import type { ChecksConfig, CommandSpec } from './model.js'
-import { USER_NAME, type SectionParser } from './reader.js'
+import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
 import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
 import { DEFAULT_USER, runContext, type StageUnit } from './unit.js'
 
@@ -158,11 +158,7 @@ export const PACKAGES_TIMEOUTS = { command: 60_000 } as const
 const COMMAND_KEYS = ['name', 'run', 'expect', 'user', 'timeout']
 
 /** One command entry: {name, run, expect, user, timeout}; undefined when name or run is bad. */
-function parseCommand(
-  s: Parameters<SectionParser>[0],
-  item: Node,
-  path: string
-): CommandSpec | undefined {
+function parseCommand(s: SectionContext, item: Node, path: string): CommandSpec | undefined {
   const r = s.r
   const m = r.map(item, path, COMMAND_KEYS, ['name', 'run'])
   if (m === undefined) return undefined

@@ -3,7 +3,7 @@ import type { CheckResult } from '../report/model.js'
 import { shellQuote } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
 import type { ChecksConfig, UserSpec } from './model.js'
-import { USER_NAME, type SectionParser } from './reader.js'
+import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
 import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
 import { DEFAULTS_LABEL, DEFAULT_USER, runContext, type StageUnit } from './unit.js'
 
@@ -108,11 +108,7 @@ export const USERS_TIMEOUTS = { user: 30_000 } as const
 const USER_KEYS = ['name', 'groups', 'shell', 'home', 'timeout']
 
 /** One `users` entry: {name, groups, shell, home, timeout}. */
-function parseUser(
-  s: Parameters<SectionParser>[0],
-  item: Node,
-  path: string
-): UserSpec | undefined {
+function parseUser(s: SectionContext, item: Node, path: string): UserSpec | undefined {
   const r = s.r
   const m = r.map(item, path, USER_KEYS, ['name'])
   if (m === undefined) return undefined
