@@ -25,6 +25,7 @@ import { copyE2eScripts } from '../../src/checks/e2e.js'
 import { parseChecks } from '../../src/checks/schema.js'
 import type { CheckResult, Report } from '../../src/report/model.js'
 import { waitForSsh, type SshSession } from '../../src/ssh/client.js'
+import { Guest } from '../../src/ssh/guest.js'
 import { silentLogger } from '../../src/util/log.js'
 import { Deadline } from '../../src/util/time.js'
 import { Machine } from '../../src/vm/machine.js'
@@ -377,9 +378,8 @@ describe('x86_64', () => {
       const checks = parseChecks(yaml, { label: 'checks.yml', root: ROOT })
       const signal = new AbortController().signal
       const ctx: StageContext = {
-        ssh,
-        machine,
-        options: { sshUser: 'root', outDir: marker, logger: silentLogger } as ValidateOptions,
+        guest: new Guest(ssh, signal, 'root'),
+        settings: { sshUser: 'root', outDir: marker, logger: silentLogger } as ValidateOptions,
         checks,
         report,
         signal,

@@ -1,27 +1,16 @@
 import { describe, expect, it } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { judgeCommand } from '../../src/checks/commands.js'
 import { DEFAULT_USER, defaultChecks } from '../../src/checks/defaults.js'
-import { e2eCommand, e2eLogName, scriptErrorLine } from '../../src/checks/e2e.js'
-import { fetchCommand, resolveCommand } from '../../src/checks/network.js'
-import { asUser, describeExit, trimOutput } from '../../src/checks/run.js'
-import {
-  describeDockerVersion,
-  dockerApiCommand,
-  parseUnitStates,
-  unitStatesCommand,
-  judgeUnit,
-  parseUnitState,
-  unitStateCommand
-} from '../../src/checks/services.js'
-import { parseFailedUnits, unitJournalCommand } from '../../src/checks/system.js'
-import {
-  accountCommand,
-  homeFileCommand,
-  parseAccount,
-  userProblems
-} from '../../src/checks/users.js'
+import { trimOutput } from '../../src/checks/run.js'
 import { STAGES } from '../../src/report/model.js'
+import {
+  WaitTimeout,
+  asUserCommand as asUser,
+  describeExit,
+  journalCommand
+} from '../../src/ssh/guest.js'
+import { Deadline } from '../../src/util/time.js'
+import { FakeSsh, guestOf } from '../fixtures/guest.js'
 
 /** Runs a guest command line with the host's /bin/sh: proves the quoting, not just its text. */
 function sh(command: string): string {
@@ -73,20 +62,6 @@ describe('asUser', () => {
   })
 })
 
-describe('judgeCommand', () => {
-  it('needs exit 0 and, when given, a multi-line match', () => {
-    expect(judgeCommand({}, 0, 'anything').ok).toBe(true)
-    expect(judgeCommand({ expect: '^git version' }, 0, 'warning: x\ngit version 2.39.5').ok).toBe(
-      true
-    )
-    expect(judgeCommand({ expect: '^NVIM v' }, 0, 'VIM - Vi IMproved')).toEqual({
-      ok: false,
-      why: 'output does not match /^NVIM v/'
-    })
-    expect(judgeCommand({ expect: '.' }, 127, 'sh: nvim: not found').ok).toBe(false)
-  })
-})
-
 describe('describeExit', () => {
   const base = {
     command: 'x',
@@ -120,191 +95,6 @@ describe('trimOutput', () => {
   })
 })
 
-describe('systemd units', () => {
-  it('parses systemctl show output and judges "must be active"', () => {
-    const s = parseUnitState(
-      'Result=success\nLoadState=loaded\nActiveState=active\nSubState=running\nSystemState=running\n'
-    )
-    expect(s).toEqual({
-      Result: 'success',
-      LoadState: 'loaded',
-      ActiveState: 'active',
-      SubState: 'running',
-      SystemState: 'running'
-    })
-    expect(judgeUnit(s)).toBe('active')
-    expect(judgeUnit({ ...s, ActiveState: 'activating' })).toBe('wait')
-    expect(judgeUnit({ ...s, ActiveState: 'inactive', SystemState: 'starting' })).toBe('wait')
-    expect(judgeUnit({ ...s, ActiveState: 'inactive', SystemState: 'running' })).toBe('failed')
-    expect(judgeUnit({ ...s, ActiveState: 'failed' })).toBe('failed')
-    expect(judgeUnit({ LoadState: 'not-found', ActiveState: 'inactive' })).toBe('not-found')
-  })
-
-  it('asks a user manager through runuser with its runtime dir', () => {
-    expect(unitStateCommand('docker.service', undefined, 'root')).toBe(
-      `systemctl show -p LoadState -p ActiveState -p SubState -p Result docker.service; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
-    )
-    const user = unitStateCommand("it's.service", 'baleen', 'root')
-    expect(user).toMatch(
-      /^uid=\$\(id -u baleen\) \|\| exit 3\nsystemctl start "user@\$uid.service"/
-    )
-    expect(user).toMatch(/runuser -u baleen -- sh -lc /)
-    expect(user).toContain('systemctl --user show')
-  })
-
-  it('lists failed units from list-units --failed, with or without the bullet', () => {
-    expect(
-      parseFailedUnits(
-        'broken-demo.service loaded failed failed Broken demo service\n● other.mount loaded failed failed /srv\n\n'
-      )
-    ).toEqual(['broken-demo.service', 'other.mount'])
-    expect(parseFailedUnits('0 loaded units listed.\n')).toEqual([])
-  })
-
-  it('reads the last journal lines of a unit, quoted', () => {
-    expect(unitJournalCommand('broken-demo.service')).toBe(
-      'journalctl -b -u broken-demo.service -n 20 --no-pager -o short-monotonic 2>&1'
-    )
-    expect(unitJournalCommand('a\\x2db.mount')).toBe(
-      `journalctl -b -u 'a\\x2db.mount' -n 20 --no-pager -o short-monotonic 2>&1`
-    )
-  })
-
-  it('asks the docker daemon as the user, not through sudo: curl on the socket, else the CLI', () => {
-    const c = dockerApiCommand('baleen', 'root')
-    expect(c).toMatch(/runuser -u baleen -- sh -lc [\s\S]*curl -sS --max-time 30 --unix-socket/)
-    expect(c).toMatch(/docker version --format/)
-    expect(c).not.toMatch(/sudo/)
-  })
-
-  it('describes the daemon from its /version JSON or the CLI line', () => {
-    expect(
-      describeDockerVersion(
-        '{"Version":"20.10.24+dfsg1","ApiVersion":"1.41","Os":"linux"}\n\nsocket=/var/run/docker.sock\n'
-      )
-    ).toBe('server 20.10.24+dfsg1, API 1.41 (unix:///var/run/docker.sock)')
-    expect(describeDockerVersion('server 24.0.5, API 1.43 (docker CLI)\n')).toBe(
-      'server 24.0.5, API 1.43 (docker CLI)'
-    )
-  })
-
-  it('asks the states of several system units in one command, block by block in order', () => {
-    const units = ['sshd.service', 'nope.service']
-    expect(unitStatesCommand(units)).toBe(
-      `systemctl show -p LoadState -p ActiveState -p SubState -p Result sshd.service nope.service; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
-    )
-    const text =
-      'Result=success\nLoadState=loaded\nActiveState=active\nSubState=running\n\n' +
-      'Result=success\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nSystemState=running\n'
-    const states = parseUnitStates(units, text)
-    expect(states.get('sshd.service')).toEqual({
-      Result: 'success',
-      LoadState: 'loaded',
-      ActiveState: 'active',
-      SubState: 'running',
-      SystemState: 'running'
-    })
-    expect(states.get('nope.service')?.LoadState).toBe('not-found')
-    // A block count that does not match the units: nothing is guessed.
-    expect(parseUnitStates(units, 'LoadState=loaded\nSystemState=running\n').size).toBe(0)
-  })
-})
-
-describe('users', () => {
-  const account = parseAccount(
-    'baleen:x:1000:1000::/home/baleen:/run/current-system/sw/bin/bash',
-    'baleen wheel docker'
-  )
-  it('parses getent passwd + id -nG', () => {
-    expect(account).toEqual({
-      name: 'baleen',
-      uid: 1000,
-      home: '/home/baleen',
-      shell: '/run/current-system/sw/bin/bash',
-      groups: ['baleen', 'wheel', 'docker']
-    })
-    expect(parseAccount('', '')).toBeUndefined()
-  })
-
-  it('matches the shell by basename or full path, groups and home', () => {
-    const a = account as NonNullable<typeof account>
-    expect(
-      userProblems(
-        { name: 'baleen', groups: ['wheel', 'docker'], shell: 'bash', home: '/home/baleen/' },
-        a
-      )
-    ).toEqual([])
-    expect(userProblems({ name: 'baleen', shell: '/run/current-system/sw/bin/bash' }, a)).toEqual(
-      []
-    )
-    expect(
-      userProblems({ name: 'baleen', groups: ['sudo'], shell: 'zsh', home: '/srv/baleen' }, a)
-    ).toEqual([
-      'baleen is not in group sudo (groups: baleen wheel docker)',
-      "baleen's login shell is /run/current-system/sw/bin/bash, expected zsh",
-      "baleen's home is /home/baleen, expected /srv/baleen"
-    ])
-    expect(userProblems({ name: 'baleen', shell: '/bin/bash' }, a)).toHaveLength(1)
-  })
-
-  it('builds quoted account and home-file commands', () => {
-    expect(accountCommand('baleen')).toBe(
-      `getent passwd baleen || { echo "no such user: "baleen >&2; exit 2; }; id -nG baleen`
-    )
-    expect(homeFileCommand('baleen', ".config/it's file")).toContain(
-      `f="$home"/'.config/it'\\''s file'`
-    )
-  })
-})
-
-describe('network', () => {
-  it('resolves with getent and fetches with curl, wget or busybox wget', () => {
-    expect(resolveCommand('cache.nixos.org')).toBe('getent hosts cache.nixos.org')
-    const f = fetchCommand('https://cache.nixos.org/nix-cache-info?a=1&b=2', 30_000)
-    expect(f).toContain(`curl -fsS -o /dev/null --max-time 28 `)
-    expect(f).toContain(`'https://cache.nixos.org/nix-cache-info?a=1&b=2'`)
-    expect(f).toMatch(/elif command -v wget .*\n\s+wget -q -O \/dev\/null -T 28 /)
-    expect(f).toMatch(/busybox wget -q -O \/dev\/null -T 28 /)
-  })
-
-  it('builds valid shell (sh -n)', () => {
-    for (const c of [
-      fetchCommand('http://10.0.2.2:8080/x', 10_000),
-      unitStateCommand('a.service', 'baleen', 'root'),
-      homeFileCommand('baleen', 'x')
-    ]) {
-      expect(() => execFileSync('/bin/sh', ['-n', '-c', c])).not.toThrow()
-    }
-  })
-})
-
-describe('e2e', () => {
-  it('runs the copied script as the user, bounded by timeout(1), stderr merged', () => {
-    const c = e2eCommand('/tmp/nvv-e2e.abc/dev-env.sh', 300_000, 'baleen', 'root')
-    expect(c).toMatch(/runuser -u baleen -- sh -lc /)
-    expect(c).toContain('exec timeout -k 5 300 /tmp/nvv-e2e.abc/dev-env.sh 2>&1')
-  })
-
-  it('finds the failing line in dash and bash messages', () => {
-    expect(
-      scriptErrorLine('/tmp/nvv-e2e.x/e2e-fail.sh: 7: no-such-tool: not found', 'e2e-fail.sh')
-    ).toBe(7)
-    expect(
-      scriptErrorLine(
-        '/tmp/x/t.sh: line 12: foo: command not found\n/tmp/x/t.sh: line 14: bar: x',
-        't.sh'
-      )
-    ).toBe(14)
-    expect(scriptErrorLine('dev-env: FAIL: make failed', 'dev-env.sh')).toBeUndefined()
-    expect(scriptErrorLine('/tmp/x/other.sh: 3: x: not found', 'e2e-fail.sh')).toBeUndefined()
-  })
-
-  it('names the log artifact after the script', () => {
-    expect(e2eLogName('tests/e2e/dev-env.sh')).toBe('e2e-tests_e2e_dev-env.sh.log')
-    expect(e2eLogName('./run me.sh')).toBe('e2e-run_me.sh.log')
-  })
-})
-
 describe('defaultChecks', () => {
   const d = defaultChecks()
   it('covers the seed scenarios for the conventional user', () => {
@@ -335,5 +125,79 @@ describe('defaultChecks', () => {
       'performance',
       'e2e'
     ])
+  })
+})
+
+describe('Guest verbs', () => {
+  it('run sends the command as is; asUser wraps it in the login shell of the user', async () => {
+    const ssh = new FakeSsh(() => ({ stdout: 'ok\n' }))
+    const g = guestOf(ssh)
+    expect((await g.run('id', { timeoutMs: 1000 })).stdout).toBe('ok\n')
+    await g.asUser('baleen').run('id', { timeoutMs: 1000 })
+    expect(ssh.calls).toEqual(['id', asUser('id', 'baleen', 'root')])
+  })
+
+  it('succeed returns stdout, or throws with how the command ended and its output', async () => {
+    const g = guestOf(
+      new FakeSsh((c) => (c === 'true' ? { stdout: 'yes' } : { code: 2, stderr: 'no such file' }))
+    )
+    await expect(g.succeed('true', { timeoutMs: 1000 })).resolves.toBe('yes')
+    await expect(g.succeed('ls /x', { timeoutMs: 1000 })).rejects.toThrow(
+      'ls /x: exit 2\nno such file'
+    )
+  })
+
+  it('a cancelled run answers without asking the guest', async () => {
+    const ac = new AbortController()
+    ac.abort()
+    const ssh = new FakeSsh()
+    const r = await guestOf(ssh, { signal: ac.signal }).run('id', { timeoutMs: 1000 })
+    expect(r).toMatchObject({ code: null, signal: 'cancelled' })
+    expect(ssh.calls).toEqual([])
+  })
+
+  it('waitUntil polls until done, else throws with the last attempt', async () => {
+    const g = guestOf()
+    let n = 0
+    await expect(
+      g.waitUntil(async () => ({ done: ++n === 3, value: n }), new Deadline(5000), 1)
+    ).resolves.toBe(3)
+    const err = await g
+      .waitUntil(
+        async () => ({ done: false, value: 'x', output: 'still activating' }),
+        new Deadline(30),
+        5
+      )
+      .catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(WaitTimeout)
+    expect((err as WaitTimeout<string>).last).toBe('x')
+    expect((err as Error).message).toContain('still activating')
+  })
+
+  it('journal reads a unit, a user unit, or the whole boot', () => {
+    expect(journalCommand({ unit: 'a.service', user: 'bob', lines: 20 })).toBe(
+      'journalctl -b --user-unit a.service _UID=$(id -u bob) -n 20 --no-pager -o short-monotonic 2>&1'
+    )
+    expect(journalCommand({ tail: 20000 })).toBe(
+      'journalctl -b --no-pager -o short-monotonic 2>&1 | tail -n 20000'
+    )
+    expect(journalCommand({ unit: 'a b', tail: 500, monotonic: false })).toBe(
+      `journalctl -b --no-pager -u 'a b' 2>&1 | tail -n 500`
+    )
+  })
+
+  it('systemctlShow asks system units at once and reads their blocks', async () => {
+    const ssh = new FakeSsh(() => ({
+      stdout: 'ActiveState=active\n\nActiveState=failed\nSystemState=degraded\n'
+    }))
+    const { states } = await guestOf(ssh).systemctlShow(
+      ['a.service', 'b.service'],
+      ['ActiveState'],
+      {
+        timeoutMs: 1000
+      }
+    )
+    expect(ssh.calls[0]).toMatch(/^systemctl show -p ActiveState a\.service b\.service; /)
+    expect(states.get('b.service')).toEqual({ ActiveState: 'failed', SystemState: 'degraded' })
   })
 })

@@ -1,19 +1,25 @@
+import { isScalar, type Node } from 'yaml'
 import type { CheckResult } from '../report/model.js'
 import { shellQuote } from '../ssh/client.js'
+import { combined, describeExit } from '../ssh/guest.js'
 import { Deadline } from '../util/time.js'
-import type { ChecksConfig, SubstituteSpec } from './config.js'
-import { substituteCheck, substituteCheckName, type PackagePathResolver } from './substitute.js'
+import type { ChecksConfig, NetworkSpec, SubstituteSpec } from './model.js'
+import type { Entry, SectionContext, SectionParser } from './reader.js'
 import {
-  combined,
-  describeExit,
   noSection,
-  run,
   runChecks,
   type CheckEnv,
   type CheckOutcome,
   type CheckSpec,
   type RunContext
 } from './run.js'
+import {
+  STORE_PATH,
+  substituteCheck,
+  substituteCheckName,
+  type PackagePathResolver
+} from './substitute.js'
+import { runContext, type StageUnit } from './unit.js'
 
 export function resolveCommand(host: string): string {
   return `getent hosts ${shellQuote(host)}`
@@ -40,10 +46,12 @@ export function fetchCommand(url: string, timeoutMs: number): string {
 }
 
 async function resolveHost(env: CheckEnv, host: string): Promise<CheckOutcome> {
-  const r = await run(env, resolveCommand(host), env.deadline.remaining())
+  const r = await env.guest.run(resolveCommand(host), { timeoutMs: env.deadline.remaining() })
   if (r.code === 0 && r.stdout.trim() !== '') return { status: 'passed', output: combined(r) }
   const why = r.code === 2 ? 'not found (getent hosts: exit 2)' : describeExit(r)
-  const dns = await run(env, 'cat /etc/resolv.conf 2>&1 | grep -v "^#" | head -n 5', 10_000)
+  const dns = await env.guest.run('cat /etc/resolv.conf 2>&1 | grep -v "^#" | head -n 5', {
+    timeoutMs: 10_000
+  })
   return {
     status: 'failed',
     output: `cannot resolve ${host}: ${why}\n${combined(r)}\n/etc/resolv.conf:\n${combined(dns)}`
@@ -52,7 +60,7 @@ async function resolveHost(env: CheckEnv, host: string): Promise<CheckOutcome> {
 
 async function fetchUrl(env: CheckEnv, url: string): Promise<CheckOutcome> {
   const budget = env.deadline.remaining()
-  const r = await run(env, fetchCommand(url, budget), budget)
+  const r = await env.guest.run(fetchCommand(url, budget), { timeoutMs: budget })
   if (r.code === 0) return { status: 'passed', output: combined(r) }
   return {
     status: 'failed',
@@ -136,3 +144,130 @@ export async function networkStage(
   if (specs.length === 0) return noSection('network', 'network section', checks)
   return runChecks(ctx, specs)
 }
+
+/** Per-check timeouts of this stage when the file gives none. */
+export const NETWORK_TIMEOUTS = {
+  network: 30_000,
+  /** Realising a package: Nix starts, downloads and unpacks, slowly under emulation. */
+  substitute: 3 * 60_000
+} as const
+
+const SUBSTITUTE_KEYS = ['package', 'path', 'run', 'expect', 'timeout']
+const PACKAGE_ATTR = /^[A-Za-z_][\w'-]*(\.[A-Za-z_][\w'-]*)*$/
+const RELATIVE_RUN = /^(?!\/)(?!.*(^|\/)\.\.(\/|\s|$))\S+(\s.*)?$/s
+const HOST_NAME = /^[a-z0-9_]([a-z0-9_.-]*[a-z0-9_.])?$/i
+const ATTR_WHAT = 'a package attribute (hello, python3Packages.requests)'
+
+/** The optional keys of a `{package|path, run, expect, timeout}` entry. */
+function substituteKeys(
+  s: SectionContext,
+  e: Map<string, Entry>,
+  path: string,
+  spec: SubstituteSpec
+): void {
+  const r = s.r
+  if (e.has('package'))
+    spec.package = r.str(s.value(e, 'package'), `${path}.package`, PACKAGE_ATTR, ATTR_WHAT)
+  if (e.has('path'))
+    spec.path = r.str(
+      s.value(e, 'path'),
+      `${path}.path`,
+      STORE_PATH,
+      'a store path (/nix/store/<hash>-<name>)'
+    )
+  if (e.has('run'))
+    spec.run = r.str(
+      s.value(e, 'run'),
+      `${path}.run`,
+      RELATIVE_RUN,
+      "a file of the package and its arguments (bin/hello --version), relative, without '..'"
+    )
+  const expect = e.get('expect')
+  if (expect !== undefined) spec.expect = r.regex(expect.value, `${path}.expect`)
+}
+
+/** One `network.substitute` entry: an attribute, or {package|path, run, expect, timeout}. */
+function parseSubstitute(s: SectionContext, item: Node, path: string): SubstituteSpec | undefined {
+  const r = s.r
+  if (isScalar(item)) {
+    const pkg = r.str(item, path, PACKAGE_ATTR, ATTR_WHAT)
+    return pkg === undefined
+      ? undefined
+      : { ...s.at(item), package: pkg, timeoutMs: NETWORK_TIMEOUTS.substitute }
+  }
+  const e = r.map(item, path, SUBSTITUTE_KEYS)
+  if (e === undefined) return undefined
+  const spec: SubstituteSpec = {
+    ...s.at(item),
+    timeoutMs: s.timeoutOf(e, path, NETWORK_TIMEOUTS.substitute)
+  }
+  if (e.has('package') === e.has('path')) {
+    r.error(
+      item,
+      path,
+      `give exactly one of "package" (evaluated from the configuration's pkgs) or "path" (a /nix/store path)`
+    )
+    return undefined
+  }
+  substituteKeys(s, e, path, spec)
+  return spec.package !== undefined || spec.path !== undefined ? spec : undefined
+}
+
+/** `network: {resolve, urls, substitute, timeout}` */
+const parseNetwork: SectionParser = (s, { value }, config) => {
+  const r = s.r
+  const m = r.map(value, 'network', ['resolve', 'urls', 'substitute', 'timeout'])
+  if (m === undefined) return
+  const resolveList = m.has('resolve')
+    ? r.strList(s.value(m, 'resolve'), 'network.resolve', HOST_NAME, 'a host name')
+    : []
+  const urls = m.has('urls')
+    ? r.strList(
+        s.value(m, 'urls'),
+        'network.urls',
+        /^https?:\/\/[^\s/]+\S*$/,
+        'an http:// or https:// URL'
+      )
+    : []
+  const substitute: SubstituteSpec[] = []
+  r.seq(
+    s.value(m, 'substitute'),
+    'network.substitute',
+    'packages (an attribute such as hello, or {package|path, run, expect, timeout})'
+  )?.forEach((item, i) => {
+    const spec = parseSubstitute(s, item, `network.substitute[${i}]`)
+    if (spec !== undefined) substitute.push(spec)
+  })
+  config.network = {
+    resolve: resolveList.map((h) => ({ name: h.value, file: s.file, line: h.line })),
+    urls: urls.map((u) => ({ url: u.value, file: s.file, line: u.line })),
+    ...(substitute.length > 0 ? { substitute } : {}),
+    timeoutMs: s.timeoutOf(m, 'network', NETWORK_TIMEOUTS.network)
+  } satisfies NetworkSpec
+}
+
+export const networkUnit = {
+  name: 'network',
+  sections: { network: parseNetwork },
+  fileBase: () => ({}),
+  defaults: () => ({
+    network: {
+      resolve: [{ name: 'cache.nixos.org' }],
+      urls: [{ url: 'https://cache.nixos.org/nix-cache-info' }],
+      // Installing a package outside the closure from the VM's own substituters: evaluated from
+      // the configuration's nixpkgs at build time (a flake run; skipped with a runner alone).
+      substitute: [
+        {
+          package: 'hello',
+          run: 'bin/hello',
+          expect: '^Hello, world!$',
+          timeoutMs: NETWORK_TIMEOUTS.substitute
+        }
+      ],
+      timeoutMs: NETWORK_TIMEOUTS.network
+    }
+  }),
+  timeouts: NETWORK_TIMEOUTS,
+  afterBootEnd: true,
+  run: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks, ctx.settings.packagePath)
+} satisfies StageUnit

@@ -1,9 +1,12 @@
 import { formatDuration } from '../util/duration.js'
 import { Deadline } from '../util/time.js'
 import type { BootAnalysis, CheckResult, Report } from '../report/model.js'
-import type { ChecksConfig, PerformanceBudget, PerformanceSpec } from './config.js'
+import type { ChecksConfig, PerformanceBudget, PerformanceSpec } from './model.js'
 import type { ExecResult } from '../ssh/client.js'
-import { combined, describeExit, poll, run, trimOutput, type RunContext } from './run.js'
+import { combined, describeExit, lastAttempt, type Guest } from '../ssh/guest.js'
+import type { SectionParser } from './reader.js'
+import { trimOutput, type RunContext } from './run.js'
+import { runContext, type StageUnit } from './unit.js'
 import {
   UNIT_TIMES_COMMAND,
   blameFromDump,
@@ -209,6 +212,139 @@ export function splitEvidence(stdout: string): {
   return { time: stdout.slice(0, m.index), timeCode: Number(m[1]), units, meminfo }
 }
 
+/** What the stage measured: the evidence command's parts and systemd-analyze time. */
+interface Measured {
+  evidence: ExecResult
+  parts: ReturnType<typeof splitEvidence>
+  timeRun: ExecResult
+  parsed: AnalyzeTime | undefined
+}
+
+const notYet = (r: ExecResult): boolean =>
+  /not yet finished|try again later/i.test(r.stdout + r.stderr)
+
+/**
+ * One command for everything once the boot has ended (the pipeline starts this stage then): the
+ * phases, the unit timestamps (blame and critical chain are computed here, see unit-times.ts) and
+ * the memory in use. Run before the end (no system stage), it polls systemd-analyze time alone
+ * until the boot has finished, then asks for the rest.
+ */
+async function measure(guest: Guest, deadline: Deadline): Promise<Measured> {
+  const evidenceRun = (): Promise<ExecResult> =>
+    guest.run(EVIDENCE_COMMAND, {
+      timeoutMs: Math.min(60_000, Math.max(1000, deadline.remaining()))
+    })
+  let evidence = await evidenceRun()
+  let parts = splitEvidence(evidence.stdout)
+  const first: ExecResult = {
+    ...evidence,
+    stdout: parts.time,
+    code: parts.timeCode ?? evidence.code
+  }
+  const firstParsed = parseAnalyzeTime(first.stdout)
+  if (firstParsed !== undefined || !notYet(first))
+    return { evidence, parts, timeRun: first, parsed: firstParsed }
+  const timed = await guest
+    .waitUntil(
+      async (remaining) => {
+        const r = await guest.run('systemd-analyze time 2>&1', {
+          timeoutMs: Math.min(60_000, Math.max(1000, remaining))
+        })
+        const t = parseAnalyzeTime(r.stdout)
+        return { done: t !== undefined || !notYet(r), value: { r, t }, output: combined(r) }
+      },
+      deadline,
+      2000
+    )
+    .catch(lastAttempt<{ r: ExecResult; t: AnalyzeTime | undefined }>)
+  if (timed.t !== undefined) {
+    evidence = await evidenceRun()
+    parts = splitEvidence(evidence.stdout)
+  }
+  return { evidence, parts, timeRun: timed.r, parsed: timed.t }
+}
+
+/** The systemd-analyze time check; records the phases into `boot`. */
+function timeResult(
+  m: Measured,
+  boot: BootAnalysis,
+  timeMs: number,
+  timeoutMs: number
+): Omit<CheckResult, 'file' | 'line'> {
+  const { parsed, timeRun } = m
+  if (parsed !== undefined) {
+    if (parsed.kernelMs !== undefined) boot.kernelMs = parsed.kernelMs
+    if (parsed.initrdMs !== undefined) boot.initrdMs = parsed.initrdMs
+    if (parsed.userspaceMs !== undefined) boot.userspaceMs = parsed.userspaceMs
+    boot.totalMs = parsed.totalMs
+    return {
+      name: 'systemd-analyze time',
+      status: 'passed',
+      durationMs: timeMs,
+      output: trimOutput(timeRun.stdout)
+    }
+  }
+  const why = /not yet finished/i.test(timeRun.stdout)
+    ? `the boot was still not finished after ${formatDuration(timeoutMs)}`
+    : describeExit(timeRun)
+  return {
+    name: 'systemd-analyze time',
+    status: 'failed',
+    durationMs: timeMs,
+    output: trimOutput(`systemd-analyze time: ${why}\n${combined(timeRun)}`)
+  }
+}
+
+/** One evidence result: passed with what was found, or skipped saying why not. */
+function evidenceResult(
+  name: string,
+  durationMs: number,
+  found: string | undefined,
+  missing: string
+): CheckResult {
+  return found !== undefined
+    ? { name, status: 'passed', durationMs, output: found }
+    : { name, status: 'skipped', durationMs, output: missing }
+}
+
+/**
+ * Blame, critical chain and memory in use, recorded into `boot`. Evidence, not verdicts: a guest
+ * without these tools is not a failed validation.
+ */
+function evidenceResults(m: Measured, boot: BootAnalysis): CheckResult[] {
+  const extraMs = m.evidence.durationMs
+  const dump = parseUnitDump(m.parts.units)
+  const slowest = blameFromDump(dump)
+  if (slowest.length > 0) boot.blame = slowest
+  const chain = criticalChainFromDump(dump)
+  if (chain !== '') boot.criticalChain = chain
+  const used = parseMemoryUsedMiB(m.parts.meminfo)
+  if (used !== undefined) boot.memoryUsedMiB = used
+  const why = `${describeExit(m.evidence)}\n${trimOutput(combined(m.evidence), 500)}`
+  return [
+    evidenceResult(
+      'slowest units (blame)',
+      extraMs,
+      slowest.length > 0
+        ? slowest.map((b) => `${formatDuration(b.ms).padStart(8)} ${b.unit}`).join('\n')
+        : undefined,
+      `no unit start times from systemctl show: ${why}`
+    ),
+    evidenceResult(
+      'critical chain',
+      extraMs,
+      boot.criticalChain !== undefined ? trimOutput(boot.criticalChain) : undefined,
+      `no critical chain (default target or boot marks missing): ${why}`
+    ),
+    evidenceResult(
+      'memory in use',
+      extraMs,
+      used !== undefined ? `${used} MiB (MemTotal − MemAvailable)` : undefined,
+      `cannot read /proc/meminfo: ${why}`
+    )
+  ]
+}
+
 /**
  * Stage `performance`: waits (bounded) until systemd reports the boot finished, records the
  * phases, the 10 slowest units, the critical chain and the memory in use into `report.boot`
@@ -218,7 +354,7 @@ export async function performanceStage(
   ctx: RunContext & { report: Report },
   checks: ChecksConfig
 ): Promise<CheckResult[]> {
-  const p = checks.performance ?? { timeoutMs: 5 * 60_000, lines: {} }
+  const p = checks.performance ?? { timeoutMs: PERFORMANCE_TIMEOUTS.performance, lines: {} }
   const at = (key?: PerformanceBudget): Pick<CheckResult, 'file' | 'line'> => {
     const line = key !== undefined ? (p.lines[key] ?? p.line) : p.line
     return {
@@ -226,131 +362,75 @@ export async function performanceStage(
       ...(line !== undefined ? { line } : {})
     }
   }
-  const env = { ssh: ctx.ssh, signal: ctx.signal }
-  const results: CheckResult[] = []
   const started = Date.now()
-  const deadline = new Deadline(Math.min(p.timeoutMs, ctx.deadline.remaining()))
-  // One command for everything once the boot has ended (the pipeline starts this stage then):
-  // the phases, the unit timestamps (blame and critical chain are computed here, see
-  // unit-times.ts) and the memory in use. Run before the end (no system stage), it polls
-  // systemd-analyze time alone until the boot has finished, then asks for the rest.
-  const evidenceRun = (): Promise<ExecResult> =>
-    run(env, EVIDENCE_COMMAND, Math.min(60_000, Math.max(1000, deadline.remaining())))
-  let evidence = await evidenceRun()
-  let parts = splitEvidence(evidence.stdout)
-  let timeRun: ExecResult = {
-    ...evidence,
-    stdout: parts.time,
-    code: parts.timeCode ?? evidence.code
-  }
-  let parsed = parseAnalyzeTime(timeRun.stdout)
-  const notYet = (r: ExecResult): boolean =>
-    /not yet finished|try again later/i.test(r.stdout + r.stderr)
-  if (parsed === undefined && notYet(timeRun)) {
-    const timed = await poll(
-      deadline,
-      ctx.signal,
-      async (remaining) => {
-        const r = await run(
-          env,
-          'systemd-analyze time 2>&1',
-          Math.min(60_000, Math.max(1000, remaining))
-        )
-        const t = parseAnalyzeTime(r.stdout)
-        return { done: t !== undefined || !notYet(r), value: { r, t } }
-      },
-      2000
-    )
-    timeRun = timed.value.r
-    parsed = timed.value.t
-    if (parsed !== undefined) {
-      evidence = await evidenceRun()
-      parts = splitEvidence(evidence.stdout)
-    }
-  }
+  const m = await measure(ctx.guest, new Deadline(Math.min(p.timeoutMs, ctx.deadline.remaining())))
   const timeMs = Date.now() - started
   const boot: BootAnalysis = ctx.report.boot ?? {}
   ctx.report.boot = boot
-  if (parsed !== undefined) {
-    if (parsed.kernelMs !== undefined) boot.kernelMs = parsed.kernelMs
-    if (parsed.initrdMs !== undefined) boot.initrdMs = parsed.initrdMs
-    if (parsed.userspaceMs !== undefined) boot.userspaceMs = parsed.userspaceMs
-    boot.totalMs = parsed.totalMs
-    results.push({
-      name: 'systemd-analyze time',
-      status: 'passed',
-      durationMs: timeMs,
-      output: trimOutput(timeRun.stdout),
-      ...at()
-    })
-  } else {
-    const why = /not yet finished/i.test(timeRun.stdout)
-      ? `the boot was still not finished after ${formatDuration(p.timeoutMs)}`
-      : describeExit(timeRun)
-    results.push({
-      name: 'systemd-analyze time',
-      status: 'failed',
-      durationMs: timeMs,
-      output: trimOutput(`systemd-analyze time: ${why}\n${combined(timeRun)}`),
-      ...at()
-    })
-  }
-
-  const extraMs = evidence.durationMs
-  const { units: unitText, meminfo: memText } = parts
-  const dump = parseUnitDump(unitText)
-  const slowest = blameFromDump(dump)
-  if (slowest.length > 0) boot.blame = slowest
-  const chain = criticalChainFromDump(dump)
-  if (chain !== '') boot.criticalChain = chain
-  const used = parseMemoryUsedMiB(memText)
-  if (used !== undefined) boot.memoryUsedMiB = used
-  const why = `${describeExit(evidence)}\n${trimOutput(combined(evidence), 500)}`
-  // Evidence, not verdicts: a guest without these tools is not a failed validation.
-  results.push(
-    slowest.length > 0
-      ? {
-          name: 'slowest units (blame)',
-          status: 'passed',
-          durationMs: extraMs,
-          output: slowest.map((b) => `${formatDuration(b.ms).padStart(8)} ${b.unit}`).join('\n')
-        }
-      : {
-          name: 'slowest units (blame)',
-          status: 'skipped',
-          durationMs: extraMs,
-          output: `no unit start times from systemctl show: ${why}`
-        },
-    boot.criticalChain !== undefined
-      ? {
-          name: 'critical chain',
-          status: 'passed',
-          durationMs: extraMs,
-          output: trimOutput(boot.criticalChain)
-        }
-      : {
-          name: 'critical chain',
-          status: 'skipped',
-          durationMs: extraMs,
-          output: `no critical chain (default target or boot marks missing): ${why}`
-        },
-    used !== undefined
-      ? {
-          name: 'memory in use',
-          status: 'passed',
-          durationMs: extraMs,
-          output: `${used} MiB (MemTotal − MemAvailable)`
-        }
-      : {
-          name: 'memory in use',
-          status: 'skipped',
-          durationMs: extraMs,
-          output: `cannot read /proc/meminfo: ${why}`
-        }
-  )
-
+  const results: CheckResult[] = [
+    { ...timeResult(m, boot, timeMs, p.timeoutMs), ...at() },
+    ...evidenceResults(m, boot)
+  ]
   for (const b of judgeBudgets(budgetChecks(p, boot, ctx.report.timings.sshReadyMs))) {
     results.push({ name: b.name, status: b.status, durationMs: 0, output: b.output, ...at(b.key) })
   }
   return results
 }
+
+/** Per-check timeouts of this stage when the file gives none. */
+export const PERFORMANCE_TIMEOUTS = { performance: 5 * 60_000 } as const
+
+const DURATION_BUDGETS = {
+  bootTime: 'bootTimeMs',
+  kernel: 'kernelMs',
+  initrd: 'initrdMs',
+  userspace: 'userspaceMs',
+  sshReady: 'sshReadyMs'
+} as const
+
+/** `performance: {bootTime, kernel, initrd, userspace, sshReady, memoryUsedMiB, timeout}` */
+const parsePerformance: SectionParser = (s, { key, value }, config) => {
+  const m = s.r.map(value, 'performance', [
+    ...Object.keys(DURATION_BUDGETS),
+    'memoryUsedMiB',
+    'timeout'
+  ])
+  if (m === undefined) return
+  const p: PerformanceSpec = {
+    ...s.at(key),
+    timeoutMs: s.timeoutOf(m, 'performance', PERFORMANCE_TIMEOUTS.performance),
+    lines: {}
+  }
+  for (const [k, field] of Object.entries(DURATION_BUDGETS)) {
+    const e = m.get(k)
+    if (e === undefined) continue
+    p[field] = s.r.duration(e.value, `performance.${k}`)
+    p.lines[k as PerformanceBudget] = s.r.line(e.key)
+  }
+  const mem = m.get('memoryUsedMiB')
+  if (mem !== undefined) {
+    p.memoryUsedMiB = s.r.number(mem.value, 'performance.memoryUsedMiB')
+    p.lines.memoryUsedMiB = s.r.line(mem.key)
+  }
+  config.performance = p
+}
+
+export const performanceUnit = {
+  name: 'performance',
+  sections: { performance: parsePerformance },
+  // It names nothing guest-specific: without the section it runs and only records.
+  fileBase: () => ({ performance: { timeoutMs: PERFORMANCE_TIMEOUTS.performance, lines: {} } }),
+  // Sized for the slowest case (aarch64 under TCG): they catch a VM that got several times
+  // slower, not a slow runner. Kernel/initrd/userspace are recorded without a budget.
+  defaults: () => ({
+    performance: {
+      bootTimeMs: 10 * 60_000,
+      sshReadyMs: 15 * 60_000,
+      timeoutMs: PERFORMANCE_TIMEOUTS.performance,
+      lines: {}
+    }
+  }),
+  timeouts: PERFORMANCE_TIMEOUTS,
+  afterBootEnd: true,
+  run: (ctx) => performanceStage(runContext(ctx, 'performance'), ctx.checks)
+} satisfies StageUnit

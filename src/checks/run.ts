@@ -1,8 +1,7 @@
 import { ValidationFailure, errorMessage } from '../util/errors.js'
-import { formatDuration } from '../util/duration.js'
-import { Deadline, sleep } from '../util/time.js'
+import { Deadline } from '../util/time.js'
 import type { CheckResult, Status } from '../report/model.js'
-import { shellQuote, type ExecResult, type SshSession } from '../ssh/client.js'
+import type { Guest } from '../ssh/guest.js'
 
 /** Output kept per check: the end, where the error usually is. */
 export const MAX_CHECK_OUTPUT = 4096
@@ -52,9 +51,7 @@ export function noSection(
 
 /** What a check needs while it runs. */
 export interface CheckEnv {
-  ssh: SshSession
-  /** The SSH login user: running as another user goes through runuser/su (root) or sudo. */
-  sshUser: string
+  guest: Guest
   /** This check's own deadline (its timeout, bounded by the stage's). */
   deadline: Deadline
   signal: AbortSignal
@@ -82,8 +79,7 @@ export interface CheckSpec {
 }
 
 export interface RunContext {
-  ssh: SshSession
-  sshUser: string
+  guest: Guest
   signal: AbortSignal
   /** The stage's budget. */
   deadline: Deadline
@@ -153,9 +149,9 @@ async function runOne(ctx: RunContext, spec: CheckSpec): Promise<CheckResult> {
   const deadline = new Deadline(budget)
   let outcome: CheckOutcome
   try {
-    outcome = ctx.ssh.closed
+    outcome = ctx.guest.closed
       ? { status: 'failed', output: 'the SSH connection to the guest is closed' }
-      : await spec.run({ ssh: ctx.ssh, sshUser: ctx.sshUser, deadline, signal: ctx.signal })
+      : await spec.run({ guest: ctx.guest, deadline, signal: ctx.signal })
   } catch (err) {
     outcome = { status: 'failed', output: `the check could not run: ${errorMessage(err)}` }
   }
@@ -174,85 +170,4 @@ async function runOne(ctx: RunContext, spec: CheckSpec): Promise<CheckResult> {
   if (outcome.file !== undefined) r.file = outcome.file
   if (outcome.line !== undefined) r.line = outcome.line
   return r
-}
-
-/**
- * Runs a command in the guest, bounded by `timeoutMs` and the run's abort signal (an aborted
- * command is left to die with the connection at teardown).
- */
-export async function run(
-  env: Pick<CheckEnv, 'ssh' | 'signal'>,
-  command: string,
-  timeoutMs: number
-): Promise<ExecResult> {
-  if (env.signal.aborted) return aborted(command)
-  let onAbort: () => void = () => undefined
-  const abort = new Promise<ExecResult>((resolve) => {
-    onAbort = () => resolve(aborted(command))
-    env.signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([env.ssh.exec(command, Math.max(1, timeoutMs)), abort])
-  } finally {
-    env.signal.removeEventListener('abort', onAbort)
-  }
-}
-
-function aborted(command: string): ExecResult {
-  return {
-    command,
-    code: null,
-    signal: 'cancelled',
-    stdout: '',
-    stderr: 'cancelled',
-    durationMs: 0,
-    timedOut: false
-  }
-}
-
-/**
- * `command` as `user`, in a login shell (the user's PATH: NixOS per-user profiles, Home Manager)
- * from the user's home. As root: runuser (util-linux, also on NixOS), else su; as another SSH
- * user: sudo -n. Without `user`, or as the SSH user itself: a login shell of the SSH user.
- */
-export function asUser(command: string, user: string | undefined, sshUser: string): string {
-  const body = shellQuote(`cd "$HOME" 2>/dev/null || cd /\n${command}`)
-  if (user === undefined || user === sshUser) return `sh -lc ${body}`
-  const u = shellQuote(user)
-  if (sshUser !== 'root') return `sudo -n -H -u ${u} -- sh -lc ${body}`
-  return `if command -v runuser >/dev/null 2>&1; then exec runuser -u ${u} -- sh -lc ${body}; else exec su -s /bin/sh ${u} -c ${shellQuote(`exec sh -lc ${body}`)}; fi`
-}
-
-/** "exit 1" / "timed out after 30s" / "killed by SIGKILL": how a command ended. */
-export function describeExit(r: ExecResult, timeoutMs?: number): string {
-  if (r.timedOut) return `timed out after ${formatDuration(timeoutMs ?? r.durationMs)}`
-  if (r.signal === 'cancelled') return 'cancelled'
-  if (r.signal === 'closed' || r.signal === 'channel')
-    return r.stderr.trim() || 'SSH channel failed'
-  if (r.code === null)
-    return r.signal !== undefined ? `killed by SIG${r.signal}` : 'ended without an exit status'
-  return `exit ${r.code}${r.code === 127 ? ' (command not found)' : r.code === 126 ? ' (not executable)' : ''}`
-}
-
-/** stdout then stderr, each trimmed, for a check's output. */
-export function combined(r: ExecResult): string {
-  return [r.stdout.trimEnd(), r.stderr.trimEnd()].filter((s) => s !== '').join('\n')
-}
-
-/**
- * Repeats `attempt` until it says done or the deadline passes; returns the last result.
- * Every wait is bounded: attempts get what is left of the deadline.
- */
-export async function poll<T>(
-  deadline: Deadline,
-  signal: AbortSignal,
-  attempt: (remainingMs: number) => Promise<{ done: boolean; value: T }>,
-  intervalMs = 1000
-): Promise<{ done: boolean; value: T }> {
-  for (;;) {
-    const r = await attempt(deadline.remaining())
-    if (r.done || deadline.expired() || signal.aborted) return r
-    await sleep(Math.min(intervalMs, deadline.remaining()), signal)
-    if (deadline.expired() || signal.aborted) return r
-  }
 }

@@ -1,20 +1,19 @@
+import { isScalar } from 'yaml'
 import type { CheckResult } from '../report/model.js'
-import { shellQuote, type ExecResult } from '../ssh/client.js'
-import type { ChecksConfig, ServiceSpec } from './config.js'
+import type { ExecResult } from '../ssh/client.js'
+import { JOURNAL_LINES, combined, describeExit, lastAttempt } from '../ssh/guest.js'
+import type { ChecksConfig, DockerSpec, ServiceSpec } from './model.js'
+import { UNIT_NAME, USER_NAME, type SectionParser } from './reader.js'
 import {
-  asUser,
-  combined,
-  describeExit,
   noSection,
-  poll,
-  run,
   runChecks,
   type CheckEnv,
   type CheckOutcome,
   type CheckSpec,
   type RunContext
 } from './run.js'
-import { JOURNAL_LINES, unitJournalCommand } from './system.js'
+import { unitJournal } from './system.js'
+import { DEFAULT_USER, runContext, type StageUnit } from './unit.js'
 
 export interface UnitState {
   LoadState?: string
@@ -23,16 +22,6 @@ export interface UnitState {
   Result?: string
   /** `systemctl is-system-running` (without --wait). */
   SystemState?: string
-}
-
-/** KEY=VALUE lines of `systemctl show -p …` (plus our SystemState=) into an object. */
-export function parseUnitState(text: string): UnitState {
-  const out: Record<string, string> = {}
-  for (const line of text.split('\n')) {
-    const m = /^(\w+)=(.*)$/.exec(line.trim())
-    if (m !== null) out[m[1]] = m[2]
-  }
-  return out as UnitState
 }
 
 /** What a unit's state means for "must be active": pass, keep waiting, or fail now. */
@@ -49,57 +38,8 @@ export function judgeUnit(s: UnitState): 'active' | 'wait' | 'failed' | 'not-fou
   return 'failed'
 }
 
-const STATE_PROPS = '-p LoadState -p ActiveState -p SubState -p Result'
-
-/** One command for the states of several system units (one block per unit, in order). */
-export function unitStatesCommand(units: string[]): string {
-  return `systemctl show ${STATE_PROPS} ${units.map(shellQuote).join(' ')}; echo "SystemState=$(systemctl is-system-running 2>/dev/null)"`
-}
-
-/** The guest command that prints a unit's state (system unit, or a user's unit). */
-export function unitStateCommand(unit: string, user: string | undefined, sshUser: string): string {
-  if (user === undefined) return unitStatesCommand([unit])
-  const u = shellQuote(unit)
-  // The user manager runs only while the user has a session (or lingers): start it as a login
-  // would, then talk to it over its private socket (no D-Bus user session needed).
-  const q = shellQuote(user)
-  return [
-    `uid=$(id -u ${q}) || exit 3`,
-    `systemctl start "user@$uid.service" >/dev/null 2>&1 || true`,
-    asUser(
-      `XDG_RUNTIME_DIR=/run/user/$(id -u); export XDG_RUNTIME_DIR; systemctl --user show ${STATE_PROPS} ${u}; echo "SystemState=$(systemctl --user is-system-running 2>/dev/null)"`,
-      user,
-      sshUser
-    )
-  ].join('\n')
-}
-
-function unitJournal(unit: string, user: string | undefined): string {
-  if (user === undefined) return unitJournalCommand(unit)
-  return `journalctl -b --user-unit ${shellQuote(unit)} _UID=$(id -u ${shellQuote(user)}) -n ${JOURNAL_LINES} --no-pager -o short-monotonic 2>&1`
-}
-
-/**
- * The output of unitStatesCommand, by unit. Blocks come in argument order (an alias such as
- * sshd.service answers for its unit, so order, not Id, says whose block it is); a count that does
- * not match gives an empty map, and the units are asked one by one instead.
- */
-export function parseUnitStates(units: string[], text: string): Map<string, UnitState> {
-  const system = /^SystemState=(.*)$/m.exec(text)?.[1]
-  const blocks = text
-    .replace(/^SystemState=.*$/m, '')
-    .split(/\n\s*\n/)
-    .map((b) => b.trim())
-    .filter((b) => b !== '')
-  const out = new Map<string, UnitState>()
-  if (blocks.length !== units.length) return out
-  units.forEach((u, i) => {
-    const state = parseUnitState(blocks[i])
-    if (system !== undefined) state.SystemState = system
-    out.set(u, state)
-  })
-  return out
-}
+/** The properties a unit's state is judged by. */
+export const STATE_PROPS = ['LoadState', 'ActiveState', 'SubState', 'Result']
 
 /**
  * Waits (bounded) for `unit` to be active; on failure the output has its state and journal.
@@ -114,22 +54,21 @@ export async function unitActive(
 ): Promise<CheckOutcome & { state: UnitState }> {
   const who = user !== undefined ? ` (user ${user})` : ''
   let first = firstLook
-  const last = await poll(env.deadline, env.signal, async (remaining) => {
+  const look = async (remaining: number): Promise<{ r: ExecResult; state: UnitState }> => {
     const shared = first !== undefined ? await first() : undefined
     first = undefined
-    const r =
-      shared?.state !== undefined
-        ? shared.r
-        : await run(
-            env,
-            unitStateCommand(unit, user, env.sshUser),
-            Math.min(30_000, Math.max(1000, remaining))
-          )
-    const state = shared?.state ?? parseUnitState(r.stdout)
-    const verdict = r.code === 0 || state.ActiveState !== undefined ? judgeUnit(state) : 'failed'
-    return { done: verdict !== 'wait', value: { r, state, verdict } }
-  })
-  const { r, state, verdict } = last.value
+    if (shared?.state !== undefined) return { r: shared.r, state: shared.state }
+    const timeoutMs = Math.min(30_000, Math.max(1000, remaining))
+    const show = await env.guest.systemctlShow([unit], STATE_PROPS, { user, timeoutMs })
+    return { r: show.result, state: show.states.get(unit) ?? {} }
+  }
+  const { r, state, verdict } = await env.guest
+    .waitUntil(async (remaining) => {
+      const { r, state } = await look(remaining)
+      const verdict = r.code === 0 || state.ActiveState !== undefined ? judgeUnit(state) : 'failed'
+      return { done: verdict !== 'wait', value: { r, state, verdict }, output: combined(r) }
+    }, env.deadline)
+    .catch(lastAttempt<{ r: ExecResult; state: UnitState; verdict: ReturnType<typeof judgeUnit> }>)
   const summary = `${unit}${who}: ${state.ActiveState ?? '?'} (${state.SubState ?? '?'}), load ${state.LoadState ?? '?'}, result ${state.Result ?? '?'}`
   if (verdict === 'active') return { status: 'passed', output: summary, state }
   if (state.ActiveState === undefined) {
@@ -146,12 +85,12 @@ export async function unitActive(
       output: `${unit}${who} does not exist on the guest (LoadState=not-found)`,
       state
     }
-  const journal = await run(env, unitJournal(unit, user), 30_000)
+  const journal = await env.guest.journal(unitJournal(unit, user), { timeoutMs: 30_000 })
   const waited =
     verdict === 'wait' ? ` — still ${state.ActiveState} when the check's time ran out` : ''
   return {
     status: 'failed',
-    output: `${summary}${waited}\n\n── journalctl -b -u ${unit} -n ${JOURNAL_LINES}\n${combined(journal) || '(no journal lines)'}`,
+    output: `${summary}${waited}\n\n── journalctl -b -u ${unit} -n ${JOURNAL_LINES}\n${journal || '(no journal lines)'}`,
     state,
     unit
   }
@@ -165,24 +104,18 @@ export async function unitActive(
  * When curl cannot connect, the socket itself says why: missing (daemon not started) or not
  * writable by the user (not in the docker group).
  */
-export function dockerApiCommand(user: string | undefined, sshUser: string): string {
-  return asUser(
-    [
-      's=/var/run/docker.sock',
-      'case "${DOCKER_HOST:-}" in unix://*) s=${DOCKER_HOST#unix://} ;; ?*) s= ;; esac',
-      'if [ -n "$s" ] && command -v curl >/dev/null 2>&1; then',
-      '  if curl -sS --max-time 30 --unix-socket "$s" http://docker/version; then echo; echo "socket=$s"; exit 0; fi',
-      '  if [ ! -S "$s" ]; then echo "Cannot connect to the Docker daemon: no socket at $s" >&2',
-      `  elif [ ! -w "$s" ]; then echo "permission denied: $(id -un) cannot open $s ($(stat -c '%U:%G %a' "$s" 2>/dev/null))" >&2`,
-      '  else echo "Cannot connect to the Docker daemon at unix://$s" >&2; fi',
-      '  exit 1',
-      'fi',
-      "exec docker version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}} (docker CLI)'"
-    ].join('\n'),
-    user,
-    sshUser
-  )
-}
+export const DOCKER_API_SCRIPT = [
+  's=/var/run/docker.sock',
+  'case "${DOCKER_HOST:-}" in unix://*) s=${DOCKER_HOST#unix://} ;; ?*) s= ;; esac',
+  'if [ -n "$s" ] && command -v curl >/dev/null 2>&1; then',
+  '  if curl -sS --max-time 30 --unix-socket "$s" http://docker/version; then echo; echo "socket=$s"; exit 0; fi',
+  '  if [ ! -S "$s" ]; then echo "Cannot connect to the Docker daemon: no socket at $s" >&2',
+  `  elif [ ! -w "$s" ]; then echo "permission denied: $(id -un) cannot open $s ($(stat -c '%U:%G %a' "$s" 2>/dev/null))" >&2`,
+  '  else echo "Cannot connect to the Docker daemon at unix://$s" >&2; fi',
+  '  exit 1',
+  'fi',
+  "exec docker version --format 'server {{.Server.Version}}, API {{.Server.APIVersion}} (docker CLI)'"
+].join('\n')
 
 /** What the daemon said: its /version JSON (curl) in one line, or the docker CLI's own line. */
 export function describeDockerVersion(stdout: string): string {
@@ -199,25 +132,24 @@ export function describeDockerVersion(stdout: string): string {
 }
 
 async function dockerReaches(env: CheckEnv, user: string | undefined): Promise<CheckOutcome> {
-  const last = await poll(
-    env.deadline,
-    env.signal,
-    async (remaining) => {
-      const r = await run(
-        env,
-        dockerApiCommand(user, env.sshUser),
-        Math.min(60_000, Math.max(1000, remaining))
-      )
-      const out = combined(r)
-      // The daemon may still be starting; a permission problem will not go away by waiting.
-      const retry =
-        r.code !== 0 &&
-        /Cannot connect to the Docker daemon|Is the docker daemon running/i.test(out)
-      return { done: !retry, value: r }
-    },
-    2000
-  )
-  const r = last.value
+  const guest = env.guest.asUser(user)
+  const r = await env.guest
+    .waitUntil(
+      async (remaining) => {
+        const r = await guest.run(DOCKER_API_SCRIPT, {
+          timeoutMs: Math.min(60_000, Math.max(1000, remaining))
+        })
+        const out = combined(r)
+        // The daemon may still be starting; a permission problem will not go away by waiting.
+        const retry =
+          r.code !== 0 &&
+          /Cannot connect to the Docker daemon|Is the docker daemon running/i.test(out)
+        return { done: !retry, value: r, output: out }
+      },
+      env.deadline,
+      2000
+    )
+    .catch(lastAttempt<ExecResult>)
   if (r.code === 0) return { status: 'passed', output: describeDockerVersion(r.stdout) }
   const out = combined(r)
   const hint =
@@ -245,10 +177,9 @@ export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Prom
   let batch: Promise<{ r: ExecResult; states: Map<string, UnitState> }> | undefined
   const firstLook =
     (env: CheckEnv, unit: string) => async (): Promise<{ r: ExecResult; state?: UnitState }> => {
-      batch ??= run(env, unitStatesCommand(systemUnits), 30_000).then((r) => ({
-        r,
-        states: parseUnitStates(systemUnits, r.stdout)
-      }))
+      batch ??= env.guest
+        .systemctlShow(systemUnits, STATE_PROPS, { timeoutMs: 30_000 })
+        .then(({ result, states }) => ({ r: result, states }))
       const { r, states } = await batch
       return { r, state: states.get(unit) }
     }
@@ -306,3 +237,67 @@ export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Prom
   if (specs.length === 0) return noSection('services', 'services or docker section', checks)
   return runChecks(ctx, specs)
 }
+
+/** Per-check timeouts of this stage when the file gives none. */
+export const SERVICES_TIMEOUTS = { service: 60_000, docker: 60_000 } as const
+
+const SERVICE_KEYS = ['unit', 'user', 'timeout']
+
+/** `services: [unit | {unit, user, timeout}]` */
+const parseServices: SectionParser = (s, { value }, config) => {
+  const r = s.r
+  r.seq(value, 'services', 'units (a unit name or {unit, user, timeout})')?.forEach((item, i) => {
+    const path = `services[${i}]`
+    if (isScalar(item)) {
+      const unit = r.str(item, path, UNIT_NAME, 'a systemd unit name')
+      if (unit !== undefined)
+        config.services.push({ ...s.at(item), unit, timeoutMs: SERVICES_TIMEOUTS.service })
+      return
+    }
+    const m = r.map(item, path, SERVICE_KEYS, ['unit'])
+    if (m === undefined) return
+    const unit = m.has('unit')
+      ? r.str(s.value(m, 'unit'), `${path}.unit`, UNIT_NAME, 'a systemd unit name')
+      : undefined
+    const user = m.has('user')
+      ? r.str(s.value(m, 'user'), `${path}.user`, USER_NAME, 'a user name')
+      : undefined
+    const spec: ServiceSpec = {
+      ...s.at(item),
+      unit: unit ?? '',
+      timeoutMs: s.timeoutOf(m, path, SERVICES_TIMEOUTS.service)
+    }
+    if (user !== undefined) spec.user = user
+    if (unit !== undefined) config.services.push(spec)
+  })
+}
+
+/** `docker: {users, timeout}` */
+const parseDocker: SectionParser = (s, { key, value }, config) => {
+  const m = s.r.map(value, 'docker', ['users', 'timeout'])
+  if (m === undefined) return
+  const users = m.has('users')
+    ? s.r.strList(s.value(m, 'users'), 'docker.users', USER_NAME, 'a user name')
+    : []
+  config.docker = {
+    ...s.at(key),
+    users: users.map((u) => ({ name: u.value, file: s.file, line: u.line })),
+    timeoutMs: s.timeoutOf(m, 'docker', SERVICES_TIMEOUTS.docker)
+  } satisfies DockerSpec
+}
+
+export const servicesUnit = {
+  name: 'services',
+  sections: { services: parseServices, docker: parseDocker },
+  fileBase: () => ({ services: [] }),
+  defaults: () => ({
+    services: [
+      { unit: 'sshd.service', timeoutMs: SERVICES_TIMEOUTS.service },
+      { unit: 'docker.service', timeoutMs: SERVICES_TIMEOUTS.service }
+    ],
+    docker: { users: [{ name: DEFAULT_USER }], timeoutMs: SERVICES_TIMEOUTS.docker }
+  }),
+  timeouts: SERVICES_TIMEOUTS,
+  afterBootEnd: true,
+  run: (ctx) => servicesStage(runContext(ctx, 'services'), ctx.checks)
+} satisfies StageUnit

@@ -1,7 +1,8 @@
 import { shellQuote } from '../ssh/client.js'
+import { combined, describeExit } from '../ssh/guest.js'
 import { errorMessage } from '../util/errors.js'
-import type { SubstituteSpec } from './config.js'
-import { combined, describeExit, run, type CheckEnv, type CheckOutcome } from './run.js'
+import type { SubstituteSpec } from './model.js'
+import type { CheckEnv, CheckOutcome } from './run.js'
 
 /**
  * The network stage's proof that the VM can install packages: a store path outside the VM's
@@ -182,7 +183,7 @@ export async function substituteCheck(
     return { status: 'failed', output: errorMessage(err) }
   }
   const budget = env.deadline.remaining()
-  const r = await run(env, realiseCommand(path), budget)
+  const r = await env.guest.run(realiseCommand(path), { timeoutMs: budget })
   const facts = parseRealise(r.stdout + (r.stderr !== '' ? `\n${r.stderr}` : ''))
   const settings = [
     `substituters: ${facts.substituters?.join(' ') ?? '(not shown)'}`,
@@ -210,7 +211,7 @@ export async function substituteCheck(
   // The first word is a file of the package; the rest is shell text, as written.
   const [, file = '', rest = ''] = /^(\S+)(.*)$/s.exec(command.trim()) ?? []
   const runIt = `${shellQuote(`${path}/${file}`)}${rest}`
-  const ran = await run(env, runIt, env.deadline.remaining())
+  const ran = await env.guest.run(runIt, { timeoutMs: env.deadline.remaining() })
   const out = combined(ran)
   if (ran.code !== 0) {
     return {

@@ -1,20 +1,18 @@
 import { formatDuration } from '../util/duration.js'
 import type { CheckResult } from '../report/model.js'
-import { shellQuote, type ExecResult } from '../ssh/client.js'
-import type { ChecksConfig } from './config.js'
+import type { ExecResult, SshSession } from '../ssh/client.js'
 import {
+  Guest,
+  JOURNAL_LINES,
   combined,
   describeExit,
-  noSection,
-  run,
-  runChecks,
-  type CheckEnv,
-  type CheckOutcome,
-  type RunContext
-} from './run.js'
-
-/** Journal lines shown per failed unit. */
-export const JOURNAL_LINES = 20
+  journalCommand,
+  type JournalQuery
+} from '../ssh/guest.js'
+import type { ChecksConfig, SystemSpec } from './model.js'
+import type { SectionParser } from './reader.js'
+import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
+import { runContext, type BootEnd, type StageUnit } from './unit.js'
 /** Failed units described in detail (the list names all of them). */
 const MAX_UNITS_DETAILED = 8
 
@@ -33,8 +31,13 @@ export function parseFailedUnits(text: string): string[] {
   return [...new Set(units)]
 }
 
+/** A unit's last journal lines, as the failure output shows them. */
+export function unitJournal(unit: string, user?: string): JournalQuery {
+  return user === undefined ? { unit, lines: JOURNAL_LINES } : { unit, user, lines: JOURNAL_LINES }
+}
+
 export function unitJournalCommand(unit: string, lines = JOURNAL_LINES): string {
-  return `journalctl -b -u ${shellQuote(unit)} -n ${lines} --no-pager -o short-monotonic 2>&1`
+  return journalCommand({ unit, lines })
 }
 
 /**
@@ -43,19 +46,19 @@ export function unitJournalCommand(unit: string, lines = JOURNAL_LINES): string 
  * …) or, at the deadline, the state it was still in.
  */
 export function waitForBootEnd(
-  env: Pick<CheckEnv, 'ssh' | 'signal'>,
+  env: { ssh: SshSession; signal: AbortSignal },
   timeoutMs: number
 ): Promise<ExecResult> {
-  const secs = Math.max(1, Math.floor(timeoutMs / 1000))
-  return run(
-    env,
-    `if command -v timeout >/dev/null 2>&1; then timeout ${secs} systemctl is-system-running --wait; else systemctl is-system-running --wait; fi`,
-    timeoutMs + 5000
-  )
+  return bootEndWait(new Guest(env.ssh, env.signal, env.ssh.target.user), timeoutMs)
 }
 
-/** Waits for the end of the boot once, for every stage that asks (see the pipeline). */
-export type BootEnd = (timeoutMs: number) => Promise<ExecResult>
+function bootEndWait(guest: Guest, timeoutMs: number): Promise<ExecResult> {
+  const secs = Math.max(1, Math.floor(timeoutMs / 1000))
+  return guest.run(
+    `if command -v timeout >/dev/null 2>&1; then timeout ${secs} systemctl is-system-running --wait; else systemctl is-system-running --wait; fi`,
+    { timeoutMs: timeoutMs + 5000 }
+  )
+}
 
 /**
  * The system state once the boot ended (`bootEnd`, or a wait of its own). "running" passes;
@@ -65,7 +68,7 @@ export type BootEnd = (timeoutMs: number) => Promise<ExecResult>
 export async function systemState(
   env: CheckEnv,
   timeoutMs: number,
-  bootEnd: BootEnd = (ms) => waitForBootEnd(env, ms)
+  bootEnd: BootEnd = (ms) => bootEndWait(env.guest, ms)
 ): Promise<CheckOutcome & { failedUnits: string[]; journals: Map<string, string> }> {
   const wait = await bootEnd(timeoutMs)
   const state = wait.stdout.trim().split('\n').at(-1)?.trim() ?? ''
@@ -79,16 +82,15 @@ export async function systemState(
     }
   }
   const timedOut = wait.timedOut || wait.code === 124
-  const failed = await run(
-    env,
+  const failed = await env.guest.run(
     'systemctl list-units --failed --plain --no-legend --no-pager 2>&1',
-    30_000
+    { timeoutMs: 30_000 }
   )
   const failedUnits = parseFailedUnits(failed.stdout)
   await Promise.all(
     failedUnits.slice(0, MAX_UNITS_DETAILED).map(async (unit) => {
-      const j = await run(env, unitJournalCommand(unit), 30_000)
-      journals.set(unit, combined(j) || '(no journal lines)')
+      const j = await env.guest.journal(unitJournal(unit), { timeoutMs: 30_000 })
+      journals.set(unit, j || '(no journal lines)')
     })
   )
   const lines: string[] = []
@@ -96,7 +98,9 @@ export async function systemState(
     lines.push(
       `system state: still "${state || 'starting'}" after ${formatDuration(timeoutMs)} (systemctl is-system-running --wait)`
     )
-    const jobs = await run(env, 'systemctl list-jobs --no-pager 2>&1 | head -n 30', 30_000)
+    const jobs = await env.guest.run('systemctl list-jobs --no-pager 2>&1 | head -n 30', {
+      timeoutMs: 30_000
+    })
     lines.push('pending jobs:', combined(jobs) || '(none listed)')
   } else {
     lines.push(`system state: ${state || describeExit(wait)} (systemctl is-system-running)`)
@@ -167,3 +171,27 @@ export async function systemStage(
   }
   return results
 }
+
+/** Per-check timeouts of this stage when the file gives none. */
+export const SYSTEM_TIMEOUTS = { system: 5 * 60_000 } as const
+
+/** `system: { timeout }` */
+const parseSystem: SectionParser = (s, { key, value }, config) => {
+  const m = s.r.map(value, 'system', ['timeout'])
+  if (m === undefined) return
+  config.system = {
+    ...s.at(key),
+    timeoutMs: s.timeoutOf(m, 'system', SYSTEM_TIMEOUTS.system)
+  } satisfies SystemSpec
+}
+
+export const systemUnit = {
+  name: 'system',
+  sections: { system: parseSystem },
+  // It names nothing guest-specific, so it runs with its defaults when the file leaves it out.
+  fileBase: () => ({ system: { timeoutMs: SYSTEM_TIMEOUTS.system } }),
+  defaults: () => ({ system: { timeoutMs: SYSTEM_TIMEOUTS.system } }),
+  timeouts: SYSTEM_TIMEOUTS,
+  afterBootEnd: false,
+  run: (ctx) => systemStage(runContext(ctx, 'system'), ctx.checks, ctx.bootEnd)
+} satisfies StageUnit

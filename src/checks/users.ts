@@ -1,19 +1,11 @@
+import type { Node } from 'yaml'
 import type { CheckResult } from '../report/model.js'
 import { shellQuote } from '../ssh/client.js'
-import type { ChecksConfig, HomeManagerSpec, UserSpec } from './config.js'
-import { DEFAULTS_LABEL, DEFAULT_USER } from './defaults.js'
-import {
-  combined,
-  describeExit,
-  noSection,
-  run,
-  runChecks,
-  type CheckEnv,
-  type CheckOutcome,
-  type CheckSpec,
-  type RunContext
-} from './run.js'
-import { unitActive } from './services.js'
+import { combined, describeExit } from '../ssh/guest.js'
+import type { ChecksConfig, UserSpec } from './model.js'
+import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
+import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
+import { DEFAULTS_LABEL, DEFAULT_USER, runContext, type StageUnit } from './unit.js'
 
 export interface Account {
   name: string
@@ -74,13 +66,13 @@ async function checkUser(
   spec: UserSpec,
   usingDefaults: boolean
 ): Promise<CheckOutcome> {
-  const r = await run(env, accountCommand(spec.name), env.deadline.remaining())
+  const r = await env.guest.run(accountCommand(spec.name), { timeoutMs: env.deadline.remaining() })
   const [passwd = '', groups = ''] = r.stdout.split('\n')
   const account = r.code === 0 ? parseAccount(passwd, groups) : undefined
   if (account === undefined) {
     const hint =
       usingDefaults && spec.name === DEFAULT_USER
-        ? `\nthe ${DEFAULTS_LABEL} assume the user ${DEFAULT_USER}; pass --checks FILE (tests/vm/checks.yml) naming this guest's users`
+        ? `\nthe ${DEFAULTS_LABEL} assume the user ${DEFAULT_USER}; set checks to a file (tests/vm/checks.yml) naming this guest's users`
         : ''
     return {
       status: 'failed',
@@ -110,104 +102,58 @@ export async function usersStage(ctx: RunContext, checks: ChecksConfig): Promise
   )
 }
 
-export function homeManagerUnit(user: string): string {
-  return `home-manager-${user}.service`
-}
+/** Per-check timeouts of this stage when the file gives none. */
+export const USERS_TIMEOUTS = { user: 30_000 } as const
 
-/** Prints "ok PATH -> TARGET" or "missing PATH" for `path` under the user's home. */
-export function homeFileCommand(user: string, path: string): string {
-  const q = shellQuote(user)
-  const p = shellQuote(path)
-  return [
-    `home=$(getent passwd ${q} | cut -d: -f6)`,
-    `[ -n "$home" ] || { echo "no such user: "${q} >&2; exit 2; }`,
-    `f="$home"/${p}`,
-    `if [ -e "$f" ]; then echo "ok $f$( [ -L "$f" ] && printf ' -> %s' "$(readlink "$f")" )"; ` +
-      `elif [ -L "$f" ]; then echo "dangling symlink $f -> $(readlink "$f")"; exit 1; ` +
-      `else echo "missing $f"; exit 1; fi`
-  ].join('\n')
-}
+const USER_KEYS = ['name', 'groups', 'shell', 'home', 'timeout']
 
-async function homeFile(env: CheckEnv, user: string, path: string): Promise<CheckOutcome> {
-  const r = await run(env, homeFileCommand(user, path), env.deadline.remaining())
-  return {
-    status: r.code === 0 ? 'passed' : 'failed',
-    output: r.code === 0 || r.code === 1 ? combined(r) : `${describeExit(r)}\n${combined(r)}`
+/** One `users` entry: {name, groups, shell, home, timeout}. */
+function parseUser(s: SectionContext, item: Node, path: string): UserSpec | undefined {
+  const r = s.r
+  const m = r.map(item, path, USER_KEYS, ['name'])
+  if (m === undefined) return undefined
+  const name = m.has('name')
+    ? r.str(s.value(m, 'name'), `${path}.name`, USER_NAME, 'a user name')
+    : undefined
+  if (name === undefined) return undefined
+  const spec: UserSpec = {
+    ...s.at(item),
+    name,
+    timeoutMs: s.timeoutOf(m, path, USERS_TIMEOUTS.user)
   }
+  if (m.has('groups'))
+    spec.groups = r
+      .strList(s.value(m, 'groups'), `${path}.groups`, USER_NAME, 'a group name')
+      .map((g) => g.value)
+  if (m.has('shell'))
+    spec.shell = r.str(
+      s.value(m, 'shell'),
+      `${path}.shell`,
+      /^[^\s]+$/,
+      'a shell (bash or /path/to/bash)'
+    )
+  if (m.has('home'))
+    spec.home = r.str(s.value(m, 'home'), `${path}.home`, /^\/\S*$/, 'an absolute path')
+  return spec
 }
 
-/**
- * Stage `home-manager`: home-manager-USER.service finished successfully, then the files exist in
- * the user's home. A guest without the unit skips the entry, saying so.
- */
-export async function homeManagerStage(
-  ctx: RunContext,
-  checks: ChecksConfig
-): Promise<CheckResult[]> {
-  if (checks.homeManager.length === 0) {
-    return noSection('home-manager', 'homeManager section', checks)
-  }
-  const unitSpec = (h: HomeManagerSpec): CheckSpec => ({
-    name: homeManagerUnit(h.user),
-    timeoutMs: h.timeoutMs,
-    file: h.file,
-    line: h.line,
-    unit: homeManagerUnit(h.user),
-    run: async (env) => {
-      const r = await unitActive(env, homeManagerUnit(h.user), undefined)
-      if (r.state.LoadState === 'not-found') {
-        return {
-          status: 'skipped',
-          output: `${homeManagerUnit(h.user)} does not exist: this guest does not use Home Manager for ${h.user}`
-        }
-      }
-      // A oneshot activation: "active (exited)", or inactive after a successful run when the
-      // unit does not RemainAfterExit.
-      if (
-        r.status === 'failed' &&
-        r.state.ActiveState === 'inactive' &&
-        r.state.Result === 'success'
-      ) {
-        return {
-          status: 'passed',
-          output: `${homeManagerUnit(h.user)}: ran and exited successfully (inactive, result success)`
-        }
-      }
-      if (r.status === 'passed' && r.state.Result !== undefined && r.state.Result !== 'success') {
-        return {
-          ...r,
-          status: 'failed',
-          output: `${r.output}\nthe activation did not succeed (Result=${r.state.Result})`
-        }
-      }
-      return r
-    }
+/** `users: [{name, groups, shell, home, timeout}]` */
+const parseUsers: SectionParser = (s, { value }, config) => {
+  s.r.seq(value, 'users', 'users ({name, groups, shell, home})')?.forEach((item, i) => {
+    const spec = parseUser(s, item, `users[${i}]`)
+    if (spec !== undefined) config.users.push(spec)
   })
-  const units = await runChecks(ctx, checks.homeManager.map(unitSpec))
-  const files: CheckSpec[] = []
-  const skipped: CheckResult[] = []
-  checks.homeManager.forEach((h, i) => {
-    for (const f of h.files) {
-      const name = `${h.user}: ~/${f.path}`
-      if (units[i]?.status === 'skipped') {
-        skipped.push({
-          name,
-          status: 'skipped',
-          durationMs: 0,
-          output: `not checked: ${homeManagerUnit(h.user)} does not exist`,
-          ...(f.file !== undefined ? { file: f.file } : {}),
-          ...(f.line !== undefined ? { line: f.line } : {})
-        })
-        continue
-      }
-      files.push({
-        name,
-        timeoutMs: 30_000,
-        file: f.file,
-        line: f.line,
-        run: (env) => homeFile(env, h.user, f.path)
-      })
-    }
-  })
-  return [...units, ...(await runChecks(ctx, files)), ...skipped]
 }
+
+export const usersUnit = {
+  name: 'users',
+  sections: { users: parseUsers },
+  fileBase: () => ({ users: [] }),
+  // Group wheel (NixOS) vs sudo (Debian) differs by distribution, so only docker is required.
+  defaults: () => ({
+    users: [{ name: DEFAULT_USER, groups: ['docker'], timeoutMs: USERS_TIMEOUTS.user }]
+  }),
+  timeouts: USERS_TIMEOUTS,
+  afterBootEnd: false,
+  run: (ctx) => usersStage(runContext(ctx, 'users'), ctx.checks)
+} satisfies StageUnit

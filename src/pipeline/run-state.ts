@@ -6,7 +6,8 @@ import { formatDuration } from '../util/duration.js'
 import { newReport, type CheckResult, type Report, type StageResult } from '../report/model.js'
 import { failureOf } from '../report/failure.js'
 import { addSkippedStages, prepareOutDir, stageOrder, writeArtifacts } from '../report/artifacts.js'
-import { shellQuote, type SshSession } from '../ssh/client.js'
+import type { SshSession } from '../ssh/client.js'
+import { journalCommand } from '../ssh/guest.js'
 import type { Machine } from '../vm/machine.js'
 import type { ValidateOptions } from './options.js'
 
@@ -153,18 +154,14 @@ async function captureFailureEvidence(
 ): Promise<void> {
   // The screen at the first failure; a later failure adds its unit's journal and a fresher journal.
   if (screenshot) await machine.screenshot(join(outDir, 'screenshot-failure.png'))
+  // Straight over the session, not the Guest's verbs: those stop at cancellation, and a
+  // cancelled run's journal is evidence too.
   if (ssh === undefined || ssh.closed) return
-  const journal = await ssh.exec(
-    'journalctl -b --no-pager -o short-monotonic 2>&1 | tail -n 20000',
-    60_000
-  )
+  const journal = await ssh.exec(journalCommand({ tail: 20000 }), 60_000)
   if (journal.stdout !== '') await writeFile(join(outDir, 'journal.txt'), journal.stdout)
   const unit = (f.details as { unit?: string }).unit
   if (unit !== undefined) {
-    const own = await ssh.exec(
-      `journalctl -b --no-pager -u ${shellQuote(unit)} 2>&1 | tail -n 500`,
-      30_000
-    )
+    const own = await ssh.exec(journalCommand({ unit, tail: 500, monotonic: false }), 30_000)
     await writeFile(join(outDir, `journal-${unit.replace(/[^\w.@-]/g, '_')}.txt`), own.stdout)
   }
 }

@@ -2,7 +2,7 @@ import { ValidationFailure } from '../util/errors.js'
 import { Deadline } from '../util/time.js'
 import type { CheckResult, StageName } from '../report/model.js'
 import type { ExecResult, SshSession } from '../ssh/client.js'
-import type { Machine } from '../vm/machine.js'
+import { Guest } from '../ssh/guest.js'
 import {
   AFTER_BOOT_END,
   CHECK_STAGES,
@@ -116,7 +116,7 @@ export class StageScheduler {
     const stage = this.run.stageResult(name, started)
     log.stageStart(name)
     try {
-      const results = await CHECK_STAGES[name](this.stageContext(ssh, machine))
+      const results = await CHECK_STAGES[name](this.stageContext(ssh))
       stage.checks.push(...results)
       stage.durationMs = Date.now() - started
       if (results.length > 0 && results.every((c) => c.status === 'skipped'))
@@ -129,12 +129,11 @@ export class StageScheduler {
   }
 
   /** What a check stage is given: the one place the StageContext is built. */
-  private stageContext(ssh: SshSession, machine: Machine): StageContext {
+  private stageContext(ssh: SshSession): StageContext {
     const o = this.run.o
     return {
-      ssh,
-      machine,
-      options: o,
+      guest: new Guest(ssh, this.run.signal, o.sshUser),
+      settings: o,
       checks: this.checks,
       report: this.run.report,
       signal: this.run.signal,

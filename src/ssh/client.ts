@@ -163,6 +163,19 @@ function attempt(
   return { promise, cancel }
 }
 
+/** What the wait for SSH knows between attempts. */
+interface WaitState {
+  diag: SshDiagnostics
+  live: Set<Attempt>
+  won?: Client
+  authFailure?: ValidationFailure
+  /** Ends the current nap early (an attempt settled). */
+  wake: () => void
+  nextLaunch: number
+  lastEndedFast: boolean
+  networkSeen: boolean
+}
+
 /**
  * Waits until an SSH session is established, with a clock deadline and per-attempt timeouts.
  * Attempts overlap: QEMU's user-mode forwarder accepts every TCP connection at once and then holds
@@ -171,98 +184,113 @@ function attempt(
  * Fails as `ssh-auth` when sshd answers but rejects the key, else `ssh-unreachable`.
  */
 export async function waitForSsh(target: SshTarget, o: SshWaitOptions): Promise<SshSession> {
-  const diag: SshDiagnostics = {
-    attempts: 0,
-    tcpConnected: 0,
-    bannerSeen: undefined,
-    authRejected: 0,
-    lastError: undefined
-  }
-  const authRetries = o.authRetries ?? 3
-  const maxParallel = o.maxParallel ?? 4
-  const live = new Set<Attempt>()
-  let won: Client | undefined
-  let authFailure: ValidationFailure | undefined
-  let wake: () => void = () => undefined
-  let nextLaunch = 0
-  let lastEndedFast = false
-  let networkSeen = false
-  const cleanup = (): void => {
-    for (const a of live) a.cancel()
-    live.clear()
+  const st: WaitState = {
+    diag: {
+      attempts: 0,
+      tcpConnected: 0,
+      bannerSeen: undefined,
+      authRejected: 0,
+      lastError: undefined
+    },
+    live: new Set<Attempt>(),
+    wake: () => undefined,
+    nextLaunch: 0,
+    lastEndedFast: false,
+    networkSeen: false
   }
   try {
     for (;;) {
-      if (won !== undefined) return new SshSession(won, target)
-      if (authFailure !== undefined) throw authFailure
+      if (st.won !== undefined) return new SshSession(st.won, target)
+      if (st.authFailure !== undefined) throw st.authFailure
       const stop = o.abortWhen?.()
       if (stop !== undefined) throw stop
       if (o.signal?.aborted)
         throw new ValidationFailure('cancelled', 'cancelled while waiting for SSH')
-      if (o.deadline.expired()) throw unreachable(target, diag)
+      if (o.deadline.expired()) throw unreachable(target, st.diag)
       const pace = attemptPacing(
-        diag.attempts + 1,
-        { networkSeen, lastEndedFast },
+        st.diag.attempts + 1,
+        { networkSeen: st.networkSeen, lastEndedFast: st.lastEndedFast },
         o.bannerTimeoutMs,
-        maxParallel
+        o.maxParallel ?? 4
       )
-      if (live.size < pace.maxLive && Date.now() >= nextLaunch) {
-        diag.attempts++
-        const perAttempt = Math.max(
-          1000,
-          Math.min(o.attemptTimeoutMs ?? 60_000, o.deadline.remaining())
-        )
-        const a = attempt(target, perAttempt, pace.bannerTimeoutMs, diag)
-        live.add(a)
-        const launchedAt = Date.now()
-        nextLaunch = launchedAt + pace.intervalMs
-        a.promise.then(
-          (client) => {
-            live.delete(a)
-            if (won === undefined) won = client
-            else client.end()
-            wake()
-          },
-          (err: AttemptError) => {
-            live.delete(a)
-            // A reset within a second: the guest's kernel answered, nothing listens yet.
-            lastEndedFast = Date.now() - launchedAt < 1000 && !err.auth
-            if (lastEndedFast || diag.bannerSeen !== undefined) networkSeen = true
-            if (lastEndedFast) nextLaunch = Math.min(nextLaunch, Date.now() + 200)
-            if (err.message !== 'cancelled') diag.lastError = err.message
-            if (err.auth) {
-              diag.authRejected++
-              if (diag.authRejected > authRetries) {
-                authFailure = new ValidationFailure(
-                  'ssh-auth',
-                  `sshd on the guest answered (${diag.bannerSeen ?? 'banner seen'}) but rejected user "${target.user}" with the given key ${diag.authRejected} times`,
-                  diagnosticsText(target, diag),
-                  { ...diag }
-                )
-              }
-            }
-            o.onAttempt?.(diag.attempts, diag)
-            wake()
-          }
-        )
-      }
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          clearTimeout(t)
-          o.signal?.removeEventListener('abort', done)
-          resolve()
-        }
-        const t = setTimeout(
-          done,
-          Math.max(10, Math.min(nextLaunch - Date.now(), o.deadline.remaining(), 500))
-        )
-        wake = done
-        o.signal?.addEventListener('abort', done, { once: true })
-      })
+      if (st.live.size < pace.maxLive && Date.now() >= st.nextLaunch) launch(target, o, st, pace)
+      await nap(st, o)
     }
   } finally {
-    cleanup()
+    for (const a of st.live) a.cancel()
+    st.live.clear()
   }
+}
+
+/** Starts one attempt; its outcome updates `st` and wakes the wait. */
+function launch(
+  target: SshTarget,
+  o: SshWaitOptions,
+  st: WaitState,
+  pace: { intervalMs: number; bannerTimeoutMs: number }
+): void {
+  st.diag.attempts++
+  const perAttempt = Math.max(1000, Math.min(o.attemptTimeoutMs ?? 60_000, o.deadline.remaining()))
+  const a = attempt(target, perAttempt, pace.bannerTimeoutMs, st.diag)
+  st.live.add(a)
+  const launchedAt = Date.now()
+  st.nextLaunch = launchedAt + pace.intervalMs
+  a.promise.then(
+    (client) => {
+      st.live.delete(a)
+      if (st.won === undefined) st.won = client
+      else client.end()
+      st.wake()
+    },
+    (err: AttemptError) => {
+      st.live.delete(a)
+      attemptFailed(target, o, st, err, launchedAt)
+      o.onAttempt?.(st.diag.attempts, st.diag)
+      st.wake()
+    }
+  )
+}
+
+function attemptFailed(
+  target: SshTarget,
+  o: SshWaitOptions,
+  st: WaitState,
+  err: AttemptError,
+  launchedAt: number
+): void {
+  const diag = st.diag
+  // A reset within a second: the guest's kernel answered, nothing listens yet.
+  st.lastEndedFast = Date.now() - launchedAt < 1000 && !err.auth
+  if (st.lastEndedFast || diag.bannerSeen !== undefined) st.networkSeen = true
+  if (st.lastEndedFast) st.nextLaunch = Math.min(st.nextLaunch, Date.now() + 200)
+  if (err.message !== 'cancelled') diag.lastError = err.message
+  if (!err.auth) return
+  diag.authRejected++
+  if (diag.authRejected > (o.authRetries ?? 3)) {
+    st.authFailure = new ValidationFailure(
+      'ssh-auth',
+      `sshd on the guest answered (${diag.bannerSeen ?? 'banner seen'}) but rejected user "${target.user}" with the given key ${diag.authRejected} times`,
+      diagnosticsText(target, diag),
+      { ...diag }
+    )
+  }
+}
+
+/** Waits until the next launch is due (at most 500 ms), an attempt settles, or the run aborts. */
+function nap(st: WaitState, o: SshWaitOptions): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(t)
+      o.signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const t = setTimeout(
+      done,
+      Math.max(10, Math.min(st.nextLaunch - Date.now(), o.deadline.remaining(), 500))
+    )
+    st.wake = done
+    o.signal?.addEventListener('abort', done, { once: true })
+  })
 }
 
 function diagnosticsText(target: SshTarget, d: SshDiagnostics): string {

@@ -1,19 +1,13 @@
+import type { Node } from 'yaml'
 import { randomBytes } from 'node:crypto'
 import type { CheckResult } from '../report/model.js'
 import { formatDuration } from '../util/duration.js'
 import { shellQuote, type ExecResult } from '../ssh/client.js'
-import type { ChecksConfig, CommandSpec } from './config.js'
-import {
-  asUser,
-  combined,
-  describeExit,
-  noSection,
-  run,
-  runChecks,
-  type CheckEnv,
-  type CheckOutcome,
-  type RunContext
-} from './run.js'
+import { combined, describeExit } from '../ssh/guest.js'
+import type { ChecksConfig, CommandSpec } from './model.js'
+import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
+import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
+import { DEFAULT_USER, runContext, type StageUnit } from './unit.js'
 
 /** Passes when the command exits 0 and, if given, `expect` matches stdout + stderr (multi-line). */
 export function judgeCommand(
@@ -33,7 +27,7 @@ function header(spec: CommandSpec): string {
 }
 
 export async function runCommand(env: CheckEnv, spec: CommandSpec): Promise<CheckOutcome> {
-  const r = await run(env, asUser(spec.run, spec.user, env.sshUser), env.deadline.remaining())
+  const r = await env.guest.asUser(spec.user).run(spec.run, { timeoutMs: env.deadline.remaining() })
   const out = combined(r)
   const verdict = judgeCommand(spec, r.code, out)
   if (verdict.ok) return { status: 'passed', output: `${header(spec)}\n${out}` }
@@ -42,19 +36,14 @@ export async function runCommand(env: CheckEnv, spec: CommandSpec): Promise<Chec
 }
 
 /**
- * One guest command for several commands of the same user: one login shell (one runuser, one
+ * One guest script for several commands of the same user, run in one login shell (one runuser, one
  * profile) runs them one after another, each in its own `sh -c` with stdin closed, bounded by
  * timeout(1) when the guest has it, stderr merged, and followed by a marker line with its exit
  * status and start/end times (ns, `date +%s%N`; where date has no %N they are ignored
  * and the check keeps the time awaited). Under emulation every
  * login shell costs the guest a few hundred ms of the CPU the boot needs.
  */
-export function batchCommand(
-  specs: CommandSpec[],
-  user: string | undefined,
-  sshUser: string,
-  mark: string
-): string {
+export function batchScript(specs: CommandSpec[], mark: string): string {
   const lines = [
     'nvv_t() { date +%s%N 2>/dev/null; }',
     'if command -v timeout >/dev/null 2>&1; then nvv_to="timeout -k 5"; else nvv_to=; fi'
@@ -66,7 +55,7 @@ export function batchCommand(
       `nvv_s=$(nvv_t); ${bound} sh -c ${shellQuote(s.run)} </dev/null 2>&1; nvv_rc=$?; echo; echo "${mark} ${i} $nvv_rc $nvv_s $(nvv_t)"`
     )
   })
-  return asUser(lines.join('\n'), user, sshUser)
+  return lines.join('\n')
 }
 
 export interface BatchPart {
@@ -143,11 +132,10 @@ export async function packagesStage(ctx: RunContext, checks: ChecksConfig): Prom
     if (b === undefined) {
       const mark = `@@nvv-${randomBytes(6).toString('hex')}@@`
       const total = specs.reduce((sum, s) => sum + s.timeoutMs + 5000, 0)
-      b = run(
-        env,
-        batchCommand(specs, spec.user, env.sshUser, mark),
-        Math.min(total, ctx.deadline.remaining())
-      ).then((r) => ({ r, parts: parseBatch(r.stdout, mark, specs.length) }))
+      b = env.guest
+        .asUser(spec.user)
+        .run(batchScript(specs, mark), { timeoutMs: Math.min(total, ctx.deadline.remaining()) })
+        .then((r) => ({ r, parts: parseBatch(r.stdout, mark, specs.length) }))
       batches.set(spec.user, b)
     }
     return b.then(({ r, parts }) => batchOutcome(spec, parts[specs.indexOf(spec)], r))
@@ -163,3 +151,63 @@ export async function packagesStage(ctx: RunContext, checks: ChecksConfig): Prom
     }))
   )
 }
+
+/** Per-check timeouts of this stage when the file gives none. */
+export const PACKAGES_TIMEOUTS = { command: 60_000 } as const
+
+const COMMAND_KEYS = ['name', 'run', 'expect', 'user', 'timeout']
+
+/** One command entry: {name, run, expect, user, timeout}; undefined when name or run is bad. */
+function parseCommand(s: SectionContext, item: Node, path: string): CommandSpec | undefined {
+  const r = s.r
+  const m = r.map(item, path, COMMAND_KEYS, ['name', 'run'])
+  if (m === undefined) return undefined
+  const name = m.has('name') ? r.str(s.value(m, 'name'), `${path}.name`) : undefined
+  const run = m.has('run')
+    ? r.str(s.value(m, 'run'), `${path}.run`, undefined, 'a shell command')
+    : undefined
+  const spec: CommandSpec = {
+    ...s.at(item),
+    name: name ?? '',
+    run: run ?? '',
+    timeoutMs: s.timeoutOf(m, path, PACKAGES_TIMEOUTS.command)
+  }
+  const expect = m.get('expect')
+  if (expect !== undefined) spec.expect = r.regex(expect.value, `${path}.expect`)
+  if (m.has('user')) spec.user = r.str(s.value(m, 'user'), `${path}.user`, USER_NAME, 'a user name')
+  return name !== undefined && run !== undefined ? spec : undefined
+}
+
+/** `packages:` and `commands:`, the same list of commands. */
+function commandList(section: 'packages' | 'commands'): SectionParser {
+  return (s, { value }, config) => {
+    s.r.seq(value, section, 'commands ({name, run, expect, user, timeout})')?.forEach((item, i) => {
+      const spec = parseCommand(s, item, `${section}[${i}]`)
+      if (spec !== undefined) config[section].push(spec)
+    })
+  }
+}
+
+/** The defaults' tools, run as the default user. */
+function defaultCommand(name: string, run: string, expect: string): CommandSpec {
+  return { name, run, expect, user: DEFAULT_USER, timeoutMs: PACKAGES_TIMEOUTS.command }
+}
+
+export const packagesUnit = {
+  name: 'packages',
+  sections: { packages: commandList('packages'), commands: commandList('commands') },
+  fileBase: () => ({ packages: [], commands: [] }),
+  defaults: () => ({
+    packages: [
+      defaultCommand('git', 'git --version', '^git version'),
+      defaultCommand('vim', 'vim --version', '^VIM - Vi IMproved'),
+      defaultCommand('make', 'make --version', '^GNU Make'),
+      defaultCommand('gcc', 'gcc --version', '^gcc'),
+      defaultCommand('curl', 'curl --version', '^curl ')
+    ],
+    commands: []
+  }),
+  timeouts: PACKAGES_TIMEOUTS,
+  afterBootEnd: false,
+  run: (ctx) => packagesStage(runContext(ctx, 'packages'), ctx.checks)
+} satisfies StageUnit

@@ -1,0 +1,112 @@
+// The checks file model: types only, shared by the stage modules, the parser and the defaults.
+
+/** Where a check was declared: the checks file (repo-relative when inside the repo) and line. */
+export interface Located {
+  file?: string
+  line?: number
+}
+
+export interface SystemSpec extends Located {
+  timeoutMs: number
+}
+
+export interface ServiceSpec extends Located {
+  unit: string
+  /** A user unit of this user (`systemctl --user`). */
+  user?: string
+  timeoutMs: number
+}
+
+export interface DockerSpec extends Located {
+  users: (Located & { name: string })[]
+  timeoutMs: number
+}
+
+export interface UserSpec extends Located {
+  name: string
+  groups?: string[]
+  /** Login shell: a basename (`bash`) or a full path. */
+  shell?: string
+  home?: string
+  timeoutMs: number
+}
+
+export interface HomeManagerSpec extends Located {
+  user: string
+  /** Paths relative to the user's home. */
+  files: (Located & { path: string })[]
+  timeoutMs: number
+}
+
+export interface CommandSpec extends Located {
+  name: string
+  run: string
+  /** Regular expression (multi-line) matched against stdout + stderr. */
+  expect?: string
+  user?: string
+  timeoutMs: number
+}
+
+export interface NetworkSpec {
+  resolve: (Located & { name: string })[]
+  urls: (Located & { url: string })[]
+  /** Store paths realised from the VM's own substituters, then run (src/checks/substitute.ts). */
+  substitute?: SubstituteSpec[]
+  timeoutMs: number
+}
+
+/** One package the VM installs from its substituters: `package` (evaluated) or `path`. */
+export interface SubstituteSpec extends Located {
+  /** Attribute path in the configuration's `pkgs` (`hello`), evaluated at build time. */
+  package?: string
+  /** A store path, as is (a run without a flake). */
+  path?: string
+  /** What to run, relative to the store path (`bin/hello`); default `bin/<package's last name>`. */
+  run?: string
+  /** Regular expression (multi-line) matched against the output of `run`. */
+  expect?: string
+  timeoutMs: number
+}
+
+/** Budgets (milliseconds, MiB); undefined = measured and recorded only. */
+export interface PerformanceSpec extends Located {
+  bootTimeMs?: number
+  kernelMs?: number
+  initrdMs?: number
+  userspaceMs?: number
+  sshReadyMs?: number
+  memoryUsedMiB?: number
+  /** How long to wait for systemd to finish the boot ("Bootup is not yet finished"). */
+  timeoutMs: number
+  /** Declaration line of each budget key. */
+  lines: Partial<Record<PerformanceBudget, number>>
+}
+export type PerformanceBudget =
+  'bootTime' | 'kernel' | 'initrd' | 'userspace' | 'sshReady' | 'memoryUsedMiB'
+
+export interface E2eSpec extends Located {
+  /** As written: relative to the repository root (the working directory). */
+  script: string
+  /** Absolute path on the host. */
+  path: string
+  user?: string
+  timeoutMs: number
+}
+
+/** The checks file model (tests/vm/checks.yml), or the built-in defaults. */
+export interface ChecksConfig {
+  /** Absolute path of the checks file; undefined for the built-in defaults. */
+  source?: string
+  /** How errors and annotations name the file (repo-relative when inside the repo). */
+  label: string
+  system?: SystemSpec
+  services: ServiceSpec[]
+  docker?: DockerSpec
+  users: UserSpec[]
+  homeManager: HomeManagerSpec[]
+  packages: CommandSpec[]
+  commands: CommandSpec[]
+  network?: NetworkSpec
+  performance?: PerformanceSpec
+  e2e: E2eSpec[]
+}
