@@ -188,7 +188,7 @@ class BootLoop {
     log.warning(`${err.message}; restarting the guest under TCG`)
     this.ssh.cancel()
     await machine.stop(0)
-    report.acceleratorReason = `KVM probe passed but the guest printed nothing within ${formatDuration(KVM_WATCHDOG_MS)} under KVM; fell back to TCG`
+    report.acceleratorReason = `KVM probe passed but the guest stalled under KVM (${err.message}); fell back to TCG`
     this.accel = { ...this.decided, accelerator: 'tcg' }
     const next = await this.startMachine()
     await next.waitForBoot(this.waitOptions(undefined))

@@ -265,12 +265,17 @@ export class Machine {
         throw new ValidationFailure('cancelled', 'cancelled while waiting for the guest to boot')
       const now = Date.now()
       const lastOutput = this.console.lastOutputAt ?? this.startedAt
-      if (o.kvmWatchdogMs !== undefined && this.accelerator === 'kvm' && this.console.bytes === 0) {
-        if (now - this.startedAt >= o.kvmWatchdogMs) {
-          throw new KvmStallError(
-            `no console output within ${formatDuration(o.kvmWatchdogMs)} under KVM`
-          )
-        }
+      // Under KVM a guest reaches userspace in seconds; silence before it is KVM failing this
+      // guest (nothing at all, or the firmware's lines and then nothing), not a slow boot.
+      if (
+        o.kvmWatchdogMs !== undefined &&
+        this.accelerator === 'kvm' &&
+        this.console.userspaceAt === undefined &&
+        now - lastOutput >= o.kvmWatchdogMs
+      ) {
+        throw new KvmStallError(
+          `${this.console.bytes === 0 ? 'no console output' : `the console stopped after ${this.console.lineCount} lines`} for ${formatDuration(o.kvmWatchdogMs)} before userspace under KVM`
+        )
       }
       if (now - lastOutput >= o.silenceMs) throw this.timeoutFailure('silence', o.silenceMs)
       if (o.deadline.expired()) throw this.timeoutFailure('deadline', now - this.startedAt)
