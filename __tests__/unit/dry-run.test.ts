@@ -214,10 +214,10 @@ withNix('with real Nix on tests/fixtures/flake', () => {
       )
     expect(await check('fixture')).toMatchObject({
       status: 'found',
-      names: ['fixture', 'fixture-aarch64']
+      names: ['fixture', 'fixture-aarch64', 'fixture-mismatch']
     })
     await expect(check('nixos-vm-x86_64')).rejects.toThrow(
-      /input "configuration": "nixos-vm-x86_64" is not in the nixosConfigurations of \.\/flake \(.*\); allowed values: fixture, fixture-aarch64/
+      /input "configuration": "nixos-vm-x86_64" is not in the nixosConfigurations of \.\/flake \(.*\); allowed values: fixture, fixture-aarch64, fixture-mismatch/
     )
     expect(spawnSync('ls', [flakeRef]).stdout.toString()).not.toMatch(/flake\.lock/)
   })
@@ -237,13 +237,13 @@ withNix('with real Nix on tests/fixtures/flake', () => {
     expect(dry.accelerator).toBe('tcg')
     expect(dry.configuration).toMatchObject({ status: 'found' })
     expect(dry.plan).toMatch(
-      /Configuration:\n {2}- nixosConfigurations\.fixture exists in \.\/flake \(it has: fixture, fixture-aarch64;/
+      /Configuration:\n {2}- nixosConfigurations\.fixture exists in \.\/flake \(it has: fixture, fixture-aarch64, fixture-mismatch;/
     )
     expect(dry.plan).toMatch(/QEMU_OPTS: .*-machine accel=tcg/)
 
     const bad = inputs({ flake: './flake', configuration: 'nope', 'dry-run': 'true' })
     await expect(planDryRun(bad, runIdentity(bad, ctx), ctx, join(ws, 'out'))).rejects.toThrow(
-      /"nope" is not in the nixosConfigurations of \.\/flake .*allowed values: fixture, fixture-aarch64/
+      /"nope" is not in the nixosConfigurations of \.\/flake .*allowed values: fixture, fixture-aarch64, fixture-mismatch/
     )
   })
 
@@ -288,7 +288,7 @@ withNix('with real Nix on tests/fixtures/flake', () => {
       await run()
       expect(process.exitCode).toBe(1)
       expect(printed.join('')).toMatch(
-        /::error::Input error: input "configuration": "nixos-vm-x86_64" is not in the nixosConfigurations of \.\/flake .*allowed values: fixture, fixture-aarch64/
+        /::error::Input error: input "configuration": "nixos-vm-x86_64" is not in the nixosConfigurations of \.\/flake .*allowed values: fixture, fixture-aarch64, fixture-mismatch/
       )
       expect(printed.join('')).not.toMatch(/Plan \(dry run/)
       expect(readFileSync(output, 'utf8')).toBe('')
@@ -321,7 +321,7 @@ withNix('with real Nix on tests/fixtures/flake', () => {
       ]
       expect(await cliMain(argv('nope'), (s) => (out += s))).toBe(2)
       expect(errs.join('')).toMatch(
-        /error: --flake: "nope" is not in the nixosConfigurations of .*allowed values: fixture, fixture-aarch64/
+        /error: --flake: "nope" is not in the nixosConfigurations of .*allowed values: fixture, fixture-aarch64, fixture-mismatch/
       )
       expect(await cliMain(argv('fixture'), (s) => (out += s))).toBe(0)
       expect(out).toMatch(/nixosConfigurations\.fixture exists in/)

@@ -217,3 +217,20 @@ describe('services unit', () => {
     )
   })
 })
+
+describe('a oneshot that may exit (derived from the configuration)', () => {
+  it('passes once it ended without failing, and only then', () => {
+    const exited = {
+      LoadState: 'loaded',
+      ActiveState: 'inactive',
+      SubState: 'dead',
+      Result: 'success'
+    }
+    expect(judgeUnit(exited, true)).toBe('exited')
+    expect(judgeUnit(exited, false)).toBe('failed')
+    expect(judgeUnit({ ...exited, Result: 'exit-code', ActiveState: 'failed' }, true)).toBe(
+      'failed'
+    )
+    expect(judgeUnit({ ...exited, SystemState: 'starting' }, true)).toBe('wait')
+  })
+})

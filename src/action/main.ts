@@ -245,7 +245,9 @@ async function runValidation(leg: Leg, onKey: (key: SshKey) => void): Promise<Re
         sshKey: built?.sshKey ?? key?.path ?? '',
         outDir: plan.outDir,
         configuration: inputs.configuration,
-        ...(built !== undefined ? { packagePath: built.packagePath } : {}),
+        ...(built !== undefined
+          ? { packagePath: built.packagePath, declared: built.declared }
+          : {}),
         workRoot: tempRoot,
         logger,
         signal,

@@ -4,6 +4,7 @@ import * as core from '@actions/core'
 import { actionsCacheClient } from '../nix/actions-cache.js'
 import { ensureEmulation, type EmulationPlan } from '../nix/binfmt.js'
 import { buildRunner, packagePathResolver, type BuildRunnerResult } from '../nix/build.js'
+import { evaluateSpec, type DeclaredSpec } from '../nix/spec.js'
 import {
   flakeCacheIdentity,
   localSubstituter,
@@ -52,6 +53,8 @@ export interface RunnerBuild {
   buildMs: number
   /** The network stage's package evaluator (same flake, same Nix options). */
   packagePath: PackagePathResolver
+  /** What the configuration declares, evaluated while it built (docs/derived-checks.md). */
+  declared: Promise<DeclaredSpec>
   /** After validate(): list build.log, save the store cache, push to Cachix. Never throws. */
   finish(report: Report): Promise<Report>
 }
@@ -284,12 +287,23 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
   const cacheClient = actionsCacheClient()
   const restored = await restoreCache(inputs, target, host, cacheClient, ctx.logger)
   const { sshKey, publicKey } = await runKey(ctx, host.workDir)
-  const built = await buildOrReport(inputs, ctx, target, host, restored, publicKey)
   const options = host.options
+  const declared = evaluateSpec({
+    target,
+    sshUser: inputs.sshUser,
+    sshPublicKey: publicKey,
+    hostSystem: host.facts.hostSystem ?? inputs.system,
+    ...(options.length > 0 ? { options } : {}),
+    signal: ctx.signal,
+    exec: host.exec
+  })
+  declared.catch(() => undefined) // awaited (and reported) by the run
+  const built = await buildOrReport(inputs, ctx, target, host, restored, publicKey)
   return {
     runner: built.runner,
     sshKey,
     buildMs: built.buildMs,
+    declared,
     packagePath: packagePathResolver({
       target,
       ...(options.length > 0 ? { options } : {}),

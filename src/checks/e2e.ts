@@ -9,7 +9,14 @@ import { Guest, describeExit } from '../ssh/guest.js'
 import type { ChecksConfig, E2eSpec } from './model.js'
 import type { Node } from 'yaml'
 import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
-import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
+import {
+  noSection,
+  origin,
+  runChecks,
+  type CheckEnv,
+  type CheckOutcome,
+  type RunContext
+} from './run.js'
 import { runContext, type E2eCopies, type StageUnit } from './unit.js'
 
 export type { E2eCopies }
@@ -130,8 +137,7 @@ export async function e2eStage(
     checks.e2e.map((e, i) => ({
       name: `${e.script}${e.user !== undefined ? ` (as ${e.user})` : ''}`,
       timeoutMs: e.timeoutMs,
-      file: e.file,
-      line: e.line,
+      ...origin(e),
       run: async (env) => runScript(env, e, (await copies).scripts[i], ctx.outDir)
     }))
   )

@@ -6,6 +6,7 @@ import type { ChecksConfig, HomeManagerSpec } from './model.js'
 import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
 import {
   noSection,
+  origin,
   runChecks,
   type CheckEnv,
   type CheckOutcome,
@@ -57,8 +58,7 @@ export async function homeManagerStage(
   const unitSpec = (h: HomeManagerSpec): CheckSpec => ({
     name: homeManagerUnit(h.user),
     timeoutMs: h.timeoutMs,
-    file: h.file,
-    line: h.line,
+    ...origin(h),
     unit: homeManagerUnit(h.user),
     run: async (env) => {
       const r = await unitActive(env, homeManagerUnit(h.user), undefined)
@@ -110,8 +110,7 @@ export async function homeManagerStage(
       files.push({
         name,
         timeoutMs: 30_000,
-        file: f.file,
-        line: f.line,
+        ...origin(f),
         run: (env) => homeFile(env, h.user, f.path)
       })
     }

@@ -1,9 +1,12 @@
 // The checks file model: types only, shared by the stage modules, the parser and the defaults.
+import type { Declared } from '../report/model.js'
 
 /** Where a check was declared: the checks file (repo-relative when inside the repo) and line. */
 export interface Located {
   file?: string
   line?: number
+  /** Set for a check derived from the NixOS configuration: the option it comes from. */
+  declared?: Declared
 }
 
 export interface SystemSpec extends Located {
@@ -14,6 +17,8 @@ export interface ServiceSpec extends Located {
   unit: string
   /** A user unit of this user (`systemctl --user`). */
   user?: string
+  /** A oneshot that runs and exits: it passes once it ran without failing (derived checks). */
+  mayExit?: boolean
   timeoutMs: number
 }
 
@@ -94,11 +99,19 @@ export interface E2eSpec extends Located {
 }
 
 /** The checks file model (tests/vm/checks.yml), or the built-in defaults. */
+/** The checks file's word on the checks derived from the configuration (docs/derived-checks.md). */
+export interface DerivedSpec extends Located {
+  /** Check names or option paths (a prefix turns off everything under it). */
+  exclude: (Located & { name: string })[]
+}
+
 export interface ChecksConfig {
   /** Absolute path of the checks file; undefined for the built-in defaults. */
   source?: string
   /** How errors and annotations name the file (repo-relative when inside the repo). */
   label: string
+  /** `derived: { exclude: [...] }`: checks derived from the configuration that are turned off. */
+  derived?: DerivedSpec
   system?: SystemSpec
   services: ServiceSpec[]
   docker?: DockerSpec

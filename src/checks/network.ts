@@ -7,6 +7,7 @@ import type { ChecksConfig, NetworkSpec, SubstituteSpec } from './model.js'
 import type { Entry, SectionContext, SectionParser } from './reader.js'
 import {
   noSection,
+  origin,
   runChecks,
   type CheckEnv,
   type CheckOutcome,
@@ -115,22 +116,19 @@ export async function networkStage(
     ...(n?.resolve ?? []).map((h) => ({
       name: `resolve ${h.name}`,
       timeoutMs: n?.timeoutMs ?? 30_000,
-      file: h.file,
-      line: h.line,
+      ...origin(h),
       run: (env: CheckEnv) => resolveHost(env, h.name)
     })),
     ...(n?.urls ?? []).map((u) => ({
       name: `fetch ${u.url}`,
       timeoutMs: n?.timeoutMs ?? 30_000,
-      file: u.file,
-      line: u.line,
+      ...origin(u),
       run: (env: CheckEnv) => fetchUrl(env, u.url)
     })),
     ...(n?.substitute ?? []).map((s) => ({
       name: substituteCheckName(s),
       timeoutMs: s.timeoutMs,
-      file: s.file,
-      line: s.line,
+      ...origin(s),
       // Its own timeout starts when its turn comes, bounded by the stage's.
       run: (env: CheckEnv) =>
         serial(() =>

@@ -6,7 +6,14 @@ import { shellQuote, type ExecResult } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
 import type { ChecksConfig, CommandSpec } from './model.js'
 import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
-import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
+import {
+  noSection,
+  origin,
+  runChecks,
+  type CheckEnv,
+  type CheckOutcome,
+  type RunContext
+} from './run.js'
 import { DEFAULT_USER, runContext, type StageUnit } from './unit.js'
 
 /** Passes when the command exits 0 and, if given, `expect` matches stdout + stderr (multi-line). */
@@ -145,8 +152,7 @@ export async function packagesStage(ctx: RunContext, checks: ChecksConfig): Prom
     all.map((c) => ({
       name: c.name,
       timeoutMs: c.timeoutMs,
-      file: c.file,
-      line: c.line,
+      ...origin(c),
       run: (env) => ((groups.get(c.user)?.length ?? 1) > 1 ? batched(env, c) : runCommand(env, c))
     }))
   )

@@ -1,6 +1,7 @@
 import { ValidationFailure, errorMessage } from '../util/errors.js'
 import { Deadline } from '../util/time.js'
-import type { CheckResult, Status } from '../report/model.js'
+import type { CheckResult, Declared, Status } from '../report/model.js'
+import type { Located } from './model.js'
 import type { Guest } from '../ssh/guest.js'
 
 /** Output kept per check: the end, where the error usually is. */
@@ -74,6 +75,7 @@ export interface CheckSpec {
   timeoutMs: number
   file?: string
   line?: number
+  declared?: Declared
   unit?: string
   run: (env: CheckEnv) => Promise<CheckOutcome>
 }
@@ -131,9 +133,10 @@ export async function runChecks(
 }
 
 async function runOne(ctx: RunContext, spec: CheckSpec): Promise<CheckResult> {
-  const base: Pick<CheckResult, 'name' | 'file' | 'line'> = { name: spec.name }
-  if (spec.file !== undefined) base.file = spec.file
-  if (spec.line !== undefined) base.line = spec.line
+  const base: Pick<CheckResult, 'name' | 'file' | 'line' | 'declared'> = {
+    name: spec.name,
+    ...origin(spec)
+  }
   const budget = Math.min(spec.timeoutMs, ctx.deadline.remaining())
   if (ctx.signal.aborted)
     return { ...base, status: 'skipped', durationMs: 0, output: 'not run: cancelled' }
@@ -170,4 +173,13 @@ async function runOne(ctx: RunContext, spec: CheckSpec): Promise<CheckResult> {
   if (outcome.file !== undefined) r.file = outcome.file
   if (outcome.line !== undefined) r.line = outcome.line
   return r
+}
+
+/** Where a check comes from, as its result carries it: file and line, or the declaration. */
+export function origin(l: Located): Pick<CheckResult, 'file' | 'line' | 'declared'> {
+  return {
+    ...(l.file !== undefined ? { file: l.file } : {}),
+    ...(l.line !== undefined ? { line: l.line } : {}),
+    ...(l.declared !== undefined ? { declared: l.declared } : {})
+  }
 }

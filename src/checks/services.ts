@@ -6,6 +6,7 @@ import type { ChecksConfig, DockerSpec, ServiceSpec } from './model.js'
 import { UNIT_NAME, USER_NAME, type SectionParser } from './reader.js'
 import {
   noSection,
+  origin,
   runChecks,
   type CheckEnv,
   type CheckOutcome,
@@ -24,8 +25,15 @@ export interface UnitState {
   SystemState?: string
 }
 
-/** What a unit's state means for "must be active": pass, keep waiting, or fail now. */
-export function judgeUnit(s: UnitState): 'active' | 'wait' | 'failed' | 'not-found' {
+/**
+ * What a unit's state means for "must be active": pass, keep waiting, or fail now. `mayExit`: a
+ * oneshot without RemainAfterExit, which passes once the boot is over and it ended without
+ * failing (inactive, result success; also when its condition skipped it).
+ */
+export function judgeUnit(
+  s: UnitState,
+  mayExit = false
+): 'active' | 'exited' | 'wait' | 'failed' | 'not-found' {
   if (s.LoadState === 'not-found') return 'not-found'
   if (s.ActiveState === 'active' || s.ActiveState === 'reloading') return 'active'
   if (s.ActiveState === 'activating' || s.ActiveState === 'deactivating') return 'wait'
@@ -35,6 +43,7 @@ export function judgeUnit(s: UnitState): 'active' | 'wait' | 'failed' | 'not-fou
     (s.SystemState === 'starting' || s.SystemState === 'initializing')
   )
     return 'wait'
+  if (mayExit && s.ActiveState === 'inactive' && s.Result === 'success') return 'exited'
   return 'failed'
 }
 
@@ -50,7 +59,8 @@ export async function unitActive(
   env: CheckEnv,
   unit: string,
   user: string | undefined,
-  firstLook?: () => Promise<{ r: ExecResult; state?: UnitState }>
+  firstLook?: () => Promise<{ r: ExecResult; state?: UnitState }>,
+  mayExit = false
 ): Promise<CheckOutcome & { state: UnitState }> {
   const who = user !== undefined ? ` (user ${user})` : ''
   let first = firstLook
@@ -65,12 +75,15 @@ export async function unitActive(
   const { r, state, verdict } = await env.guest
     .waitUntil(async (remaining) => {
       const { r, state } = await look(remaining)
-      const verdict = r.code === 0 || state.ActiveState !== undefined ? judgeUnit(state) : 'failed'
+      const verdict =
+        r.code === 0 || state.ActiveState !== undefined ? judgeUnit(state, mayExit) : 'failed'
       return { done: verdict !== 'wait', value: { r, state, verdict }, output: combined(r) }
     }, env.deadline)
     .catch(lastAttempt<{ r: ExecResult; state: UnitState; verdict: ReturnType<typeof judgeUnit> }>)
   const summary = `${unit}${who}: ${state.ActiveState ?? '?'} (${state.SubState ?? '?'}), load ${state.LoadState ?? '?'}, result ${state.Result ?? '?'}`
   if (verdict === 'active') return { status: 'passed', output: summary, state }
+  if (verdict === 'exited')
+    return { status: 'passed', output: `${summary} — a oneshot: it ran without failing`, state }
   if (state.ActiveState === undefined) {
     return {
       status: 'failed',
@@ -186,15 +199,15 @@ export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Prom
   const specs: CheckSpec[] = checks.services.map((s) => ({
     name: serviceName(s),
     timeoutMs: s.timeoutMs,
-    file: s.file,
-    line: s.line,
+    ...origin(s),
     unit: s.user === undefined ? s.unit : undefined,
     run: (env) =>
       unitActive(
         env,
         s.unit,
         s.user,
-        s.user === undefined && systemUnits.length > 1 ? firstLook(env, s.unit) : undefined
+        s.user === undefined && systemUnits.length > 1 ? firstLook(env, s.unit) : undefined,
+        s.mayExit === true
       )
   }))
   const docker = checks.docker
@@ -213,8 +226,7 @@ export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Prom
     specs.push({
       name: 'docker daemon answers',
       timeoutMs: docker.timeoutMs,
-      file: docker.file,
-      line: docker.line,
+      ...origin(docker),
       run: async (env) => {
         for (const u of docker.users) {
           const r = await userRun(env, u.name)
@@ -228,8 +240,7 @@ export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Prom
       specs.push({
         name: `docker as ${u.name} (no sudo)`,
         timeoutMs: docker.timeoutMs,
-        file: u.file,
-        line: u.line,
+        ...origin(u),
         run: (env) => userRun(env, u.name)
       })
     }

@@ -11,7 +11,14 @@ import {
 } from '../ssh/guest.js'
 import type { ChecksConfig, SystemSpec } from './model.js'
 import type { SectionParser } from './reader.js'
-import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
+import {
+  noSection,
+  origin,
+  runChecks,
+  type CheckEnv,
+  type CheckOutcome,
+  type RunContext
+} from './run.js'
 import { runContext, type BootEnd, type StageUnit } from './unit.js'
 /** Failed units described in detail (the list names all of them). */
 const MAX_UNITS_DETAILED = 8
@@ -146,8 +153,7 @@ export async function systemStage(
     {
       name: 'system state',
       timeoutMs: spec.timeoutMs + 60_000,
-      file: spec.file,
-      line: spec.line,
+      ...origin(spec),
       run: async (env) =>
         (detail = await systemState(
           env,

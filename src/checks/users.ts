@@ -4,7 +4,14 @@ import { shellQuote } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
 import type { ChecksConfig, UserSpec } from './model.js'
 import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
-import { noSection, runChecks, type CheckEnv, type CheckOutcome, type RunContext } from './run.js'
+import {
+  noSection,
+  origin,
+  runChecks,
+  type CheckEnv,
+  type CheckOutcome,
+  type RunContext
+} from './run.js'
 import { DEFAULTS_LABEL, DEFAULT_USER, runContext, type StageUnit } from './unit.js'
 
 export interface Account {
@@ -95,8 +102,7 @@ export async function usersStage(ctx: RunContext, checks: ChecksConfig): Promise
     checks.users.map((u) => ({
       name: `user ${u.name}`,
       timeoutMs: u.timeoutMs,
-      file: u.file,
-      line: u.line,
+      ...origin(u),
       run: (env) => checkUser(env, u, usingDefaults)
     }))
   )

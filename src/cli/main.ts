@@ -182,6 +182,7 @@ async function runValidation(run: CliRun, out: Out): Promise<number> {
         ...(built !== undefined
           ? {
               packagePath: built.packagePath,
+              declared: built.declared,
               buildMs: built.buildMs,
               configuration: flake?.configuration
             }

@@ -225,15 +225,20 @@ export function packagePathResolver(i: {
       path = undefined
     }
     if (typeof path === 'string' && STORE_PATH.test(path)) return path
-    const errors = r.stderr
-      .split('\n')
-      .filter((l) => l.trim() !== '' && !/^warning: /.test(l))
-      .slice(-3)
-      .join('\n')
+    const errors = nixErrorLines(r.stderr)
     throw new Error(
       `cannot evaluate ${what} (to realise it in the VM): ${r.code === 0 ? `not a store path: ${r.stdout.trim()}` : errors || `exit ${r.code ?? r.signal ?? '?'}`}`
     )
   })
+}
+
+/** The last lines of Nix's stderr that are not warnings: what an evaluation error says. */
+export function nixErrorLines(stderr: string, n = 3): string {
+  return stderr
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !/^warning: /.test(l))
+    .slice(-n)
+    .join('\n')
 }
 
 function lastLog(lines: string[]): string {

@@ -6,6 +6,8 @@ import { InputError, ValidationFailure } from '../util/errors.js'
 import type { Logger } from '../util/log.js'
 import type { GuestSystem } from '../vm/system.js'
 import { buildRunner, packagePathResolver } from './build.js'
+import { evaluateSpec, type DeclaredSpec } from './spec.js'
+import { ARTIFACT_PATTERN } from '../report/artifacts.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 import { spawnExecutor } from './exec.js'
 import { findOnPath, gatherHostFacts, nixRunOptions, type HostFacts } from './facts.js'
@@ -58,6 +60,8 @@ export interface CliBuild {
   buildMs: number
   /** The network stage's package evaluator (same flake, same Nix options). */
   packagePath: PackagePathResolver
+  /** What the configuration declares, evaluated while it built (docs/derived-checks.md). */
+  declared: Promise<DeclaredSpec>
   /** Removes the work dir (ephemeral key, result link). */
   cleanup(): Promise<void>
 }
@@ -66,13 +70,12 @@ export interface CliBuild {
  * The files of an earlier run, removed before the build so a failed build's report lists only its
  * own (validate() clears the same names, except build.log, when it starts).
  */
-const STALE =
-  /^(report\.json|console\.log|console-attempt-\d+\.log|junit\.xml|summary\.md|journal.*\.txt|screenshot-.*\.png|qemu-stderr\.log|build\.log)$/
+const STALE = (name: string): boolean => name === 'build.log' || ARTIFACT_PATTERN.test(name)
 
 async function clearStaleArtifacts(outDir: string): Promise<void> {
   await mkdir(outDir, { recursive: true })
   for (const name of await readdir(outDir))
-    if (STALE.test(name)) await rm(join(outDir, name), { force: true })
+    if (STALE(name)) await rm(join(outDir, name), { force: true })
 }
 
 /** Lines worth a progress line; the rest of the build log goes to --verbose and build.log. */
@@ -112,6 +115,15 @@ export async function buildForCli(
     logHostFacts(o, facts, emulation, options)
     o.logger.stageStart('build')
     const started = Date.now()
+    const declared = evaluateSpec({
+      target: o.target,
+      sshUser: o.sshUser,
+      sshPublicKey: key.publicKey,
+      hostSystem: facts.hostSystem ?? o.system,
+      ...(options.length > 0 ? { options } : {}),
+      signal: o.signal
+    })
+    declared.catch(() => undefined) // awaited (and reported) by the run
     try {
       const built = await buildRunner({
         target: o.target,
@@ -136,7 +148,15 @@ export async function buildForCli(
       })
       const { runner, storePath, buildMs } = built
       return {
-        build: { runner, sshKey: key.privateKeyPath, storePath, buildMs, packagePath, cleanup }
+        build: {
+          runner,
+          sshKey: key.privateKeyPath,
+          storePath,
+          buildMs,
+          packagePath,
+          declared,
+          cleanup
+        }
       }
     } catch (err) {
       if (!(err instanceof ValidationFailure)) throw err

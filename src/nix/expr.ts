@@ -3,6 +3,9 @@ import { NIX_FEATURES } from './conf.js'
 import type { FlakeTarget } from './flakeref.js'
 
 /**
+ * The head of every expression that reads the user's configuration: the configuration chosen by
+ * name and the one module this tool adds, ending in `else` before the body.
+ *
  * The expression `nix build --impure --expr` evaluates. Inputs arrive as --argstr values (never
  * spliced into the text), so nothing a user writes can change the expression.
  *
@@ -14,7 +17,7 @@ import type { FlakeTarget } from './flakeref.js'
  * from the host's package set, so the VM runs with the host's QEMU under TCG (qemu-vm.nix then
  * picks the full `qemu`, which has every system emulator).
  */
-export const BUILD_EXPRESSION = `{ flakeRef, configuration, sshUser, sshPublicKey, hostSystem }:
+export const CONFIGURATION_PROLOGUE = `{ flakeRef, configuration, sshUser, sshPublicKey, hostSystem }:
 let
   flake = builtins.getFlake flakeRef;
   configurations = flake.nixosConfigurations or { };
@@ -39,7 +42,9 @@ let
 in
 if !(base ? extendModules) then
   throw "nixos-vm-validate: nixosConfigurations.\${configuration} has no extendModules (is it made by nixpkgs.lib.nixosSystem?)"
-else
+else`
+
+export const BUILD_EXPRESSION = `${CONFIGURATION_PROLOGUE}
   (base.extendModules { modules = [ validation ]; }).config.system.build.vm
 `
 
@@ -115,7 +120,7 @@ export function nixBuildArgv(i: BuildArgvInput): string[] {
 }
 
 /** `--argstr NAME VALUE` for each input of an expression (never spliced into its text). */
-function argstrs(values: Record<string, string>): string[] {
+export function argstrs(values: Record<string, string>): string[] {
   return Object.entries(values).flatMap(([k, v]) => ['--argstr', k, v])
 }
 
@@ -150,12 +155,8 @@ export function packagePathArgv(i: {
   /** The `nix` the run uses; nix-instantiate is taken from beside it. */
   nix?: string
 }): string[] {
-  const nix = i.nix ?? 'nix'
-  const instantiate = nix.includes('/')
-    ? nix.slice(0, nix.lastIndexOf('/') + 1) + 'nix-instantiate'
-    : 'nix-instantiate'
   return [
-    instantiate,
+    nixInstantiate(i.nix),
     ...NIX_FEATURES,
     '--eval',
     '--json',
@@ -168,4 +169,11 @@ export function packagePathArgv(i: {
       attribute: i.attribute
     })
   ]
+}
+
+/** nix-instantiate from beside the `nix` the run uses. */
+export function nixInstantiate(nix = 'nix'): string {
+  return nix.includes('/')
+    ? nix.slice(0, nix.lastIndexOf('/') + 1) + 'nix-instantiate'
+    : 'nix-instantiate'
 }

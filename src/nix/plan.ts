@@ -4,6 +4,7 @@ import { planEmulation, type EmulationPlan } from './binfmt.js'
 import { renderConf, type ConfLine } from './conf.js'
 import { renderCommand, type Step } from './exec.js'
 import { nixBuildArgv, validationModuleText, BUILD_EXPRESSION } from './expr.js'
+import { SPEC_EXPRESSION, specArgv } from './spec.js'
 import { nixRunOptions, type HostFacts } from './facts.js'
 import type { FlakeTarget } from './flakeref.js'
 import { planNixSetup, type NixSetupInput } from './install.js'
@@ -131,6 +132,13 @@ function buildSection(p: NixPlanInput, emulation: EmulationPlan): PlanSection {
     ...(p.cache !== undefined ? { extraSubstituters: [localSubstituter(p.cache.dir)] } : {})
   })
   const shown = argv.map((a) => (a === BUILD_EXPRESSION ? '<expression>' : a))
+  const specShown = specArgv({
+    target: p.target,
+    sshUser: p.sshUser,
+    sshPublicKey: '<ephemeral ed25519 public key>',
+    hostSystem: f.hostSystem,
+    options: nixRunOptions(f)
+  }).map((a) => (a === SPEC_EXPRESSION ? '<spec expression>' : a))
   return {
     title: 'Build',
     lines: [
@@ -145,7 +153,8 @@ function buildSection(p: NixPlanInput, emulation: EmulationPlan): PlanSection {
         : []),
       `$ ${renderCommand({ argv: shown, why: '' })}`,
       `<expression>: let cfg = (builtins.getFlake flakeRef).nixosConfigurations.\${configuration}.extendModules { modules = [ <module above> ]; }; in cfg.config.system.build.vm`,
-      `runner: ${outLink}/bin/run-*-vm; log: ${join(p.outDir, 'build.log')}; a failure is build-failed with the file and line Nix names`
+      `runner: ${outLink}/bin/run-*-vm; log: ${join(p.outDir, 'build.log')}; a failure is build-failed with the file and line Nix names`,
+      `beside the build, what the configuration declares (units, users, Home Manager files, packages, hostname, …) becomes checks (docs/derived-checks.md): $ ${renderCommand({ argv: specShown, why: '' })}`
     ]
   }
 }

@@ -3,6 +3,7 @@ import { InputError } from '../util/errors.js'
 import type { StageName } from '../report/model.js'
 import type { AccelChoice, Accelerator, GuestSystem } from '../vm/system.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
+import type { DeclaredSpec } from '../nix/spec.js'
 
 /** The engine's input for one validation run (made from a RunRequest by engineOptions, request.ts). */
 export interface ValidateOptions {
@@ -43,6 +44,11 @@ export interface ValidateOptions {
    * substitution checks by `package`. Memoized (memoResolver); started while the VM boots.
    */
   packagePath?: PackagePathResolver
+  /**
+   * What the flake's configuration declares (a flake run), evaluated beside the build: the
+   * checks derived from it join the checks file's (docs/derived-checks.md).
+   */
+  declared?: Promise<DeclaredSpec>
   /** Called once the runner is started (the action saves the pid for its post step). */
   onStarted?: (info: { pid: number; workDir: string }) => void
 }

@@ -195,6 +195,7 @@ export type RunPlace = Pick<ValidateOptions, 'runner' | 'sshKey' | 'outDir' | 'l
       | 'buildMs'
       | 'configuration'
       | 'packagePath'
+      | 'declared'
       | 'workRoot'
       | 'onStarted'
     >

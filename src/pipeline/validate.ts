@@ -4,6 +4,8 @@ import { bootPhase, chooseAccelerator } from './boot.js'
 import type { ValidateOptions } from './options.js'
 import { RunState } from './run-state.js'
 import { StageScheduler } from './scheduler.js'
+import { deriveChecks, withDerived } from '../spec/derive.js'
+import { errorMessage } from '../util/errors.js'
 
 /**
  * One validation run: boot → ssh → check stages → teardown. Never throws past a stage: every
@@ -14,7 +16,7 @@ import { StageScheduler } from './scheduler.js'
 export async function validate(o: ValidateOptions): Promise<Report> {
   const run = await RunState.open(o)
   try {
-    const checks = await loadChecks(o.checksFile, o.stages)
+    const checks = await withDeclared(run, await loadChecks(o.checksFile, o.stages))
     prefetchPackages(o, checks)
     const accel = await chooseAccelerator(run)
     const sshWait = await bootPhase(run, accel, o.stages.includes('ssh'))
@@ -30,4 +32,24 @@ function prefetchPackages(o: ValidateOptions, checks: ChecksConfig): void {
   if (!o.stages.includes('network') || o.packagePath === undefined) return
   for (const s of checks.network?.substitute ?? [])
     if (s.package !== undefined) o.packagePath(s.package).catch(() => undefined)
+}
+
+/**
+ * The checks file's (or default) checks, plus those the flake's configuration implies. A spec
+ * that could not be evaluated is said in the log and the report; the run goes on with the rest.
+ */
+async function withDeclared(run: RunState, checks: ChecksConfig): Promise<ChecksConfig> {
+  if (run.o.declared === undefined) return checks
+  const exclude = checks.derived?.exclude.map((e) => e.name) ?? []
+  try {
+    const merged = withDerived(checks, deriveChecks(await run.o.declared), exclude)
+    run.report.declared = { checks: merged.added, excluded: exclude }
+    run.log.info(`checks derived from the configuration: ${merged.added}`)
+    return merged.checks
+  } catch (err) {
+    const error = errorMessage(err)
+    run.report.declared = { checks: 0, excluded: exclude, error }
+    run.log.warning(`no checks derived from the configuration: ${error}`)
+    return checks
+  }
 }

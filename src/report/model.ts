@@ -15,6 +15,28 @@ export interface CheckResult {
   line?: number
   /** The systemd unit the evidence is about (its journal is saved on failure). */
   unit?: string
+  /** What the NixOS configuration declared, for a check derived from it (docs/derived-checks.md). */
+  declared?: Declared
+}
+
+/** The checks derived from the flake's configuration (docs/derived-checks.md). */
+export interface DeclaredSummary {
+  /** Derived checks that joined the run. */
+  checks: number
+  /** The checks file's `derived.exclude`. */
+  excluded: string[]
+  /** Why nothing could be derived (the evaluation failed). */
+  error?: string
+}
+
+/** One declaration of the configuration a derived check stands for. */
+export interface Declared {
+  /** The option path (`users.users.alice`, `systemd.services.sshd`). */
+  option: string
+  /** The declared value in a few words (`groups users, wheel, docker`). */
+  value: string
+  /** The file of the flake that declares it, when the module system says. */
+  file?: string
 }
 
 export interface StageResult {
@@ -93,6 +115,8 @@ export interface Report {
   hostSystem: string
   runner?: string
   configuration?: string
+  /** A flake run: the checks derived from what its configuration declares. */
+  declared?: DeclaredSummary
   conclusion: 'success' | 'failure'
   failure: Failure | null
   timings: {

@@ -100,9 +100,52 @@ export function timeline(r: Report): string {
   ].join('\n')
 }
 
-/** "tests/vm/checks.yml:32" for a check declared in a file, else ''. */
+/**
+ * "tests/vm/checks.yml:32" for a check declared in a checks file; the option path (and the
+ * flake's file) for one derived from the configuration; else ''.
+ */
 export function checkLocation(c: CheckResult): string {
-  return c.file !== undefined ? `${c.file}${c.line !== undefined ? `:${c.line}` : ''}` : ''
+  if (c.file !== undefined) return `${c.file}${c.line !== undefined ? `:${c.line}` : ''}`
+  if (c.declared !== undefined)
+    return `${c.declared.option}${c.declared.file !== undefined ? ` (${c.declared.file})` : ''}`
+  return ''
+}
+
+const firstLine = (text: string): string => text.split('\n').find((l) => l.trim() !== '') ?? ''
+
+/**
+ * What the configuration declared against what the VM had: the derived checks, those that
+ * differ first and open, the rest folded. '' for a run without derived checks.
+ */
+export function declaredTable(r: Report): string {
+  const rows = r.stages.flatMap((s) => s.checks.filter((c) => c.declared !== undefined))
+  const d = r.declared
+  if (d?.error !== undefined)
+    return `### Declared vs found\n\nNothing could be derived from the configuration: ${escapeMarkdown(clip(d.error, 600))}\n`
+  if (rows.length === 0) return ''
+  const row = (c: CheckResult): string =>
+    `| ${ICON[c.status] ?? ''} | ${escapeMarkdown(c.declared?.option ?? '')} | ${escapeMarkdown(clip(c.declared?.value ?? '', 120))} | ${escapeMarkdown(clip(firstLine(c.output), 160))} |`
+  const head = ['| | Option | Declared | Found |', '| --- | --- | --- | --- |']
+  const differ = rows.filter((c) => c.status === 'failed')
+  const rest = rows.filter((c) => c.status !== 'failed')
+  const parts = [
+    '### Declared vs found',
+    '',
+    `${rows.length} item${rows.length > 1 ? 's' : ''} the configuration declares: ${rest.length} found as declared, ${differ.length} missing or different${d !== undefined && d.excluded.length > 0 ? ` (excluded: ${escapeMarkdown(d.excluded.join(', '))})` : ''}.`,
+    ''
+  ]
+  if (differ.length > 0) parts.push(...head, ...differ.map(row), '')
+  if (rest.length > 0)
+    parts.push(
+      '<details><summary>Found as declared</summary>',
+      '',
+      ...head,
+      ...rest.map(row),
+      '',
+      '</details>',
+      ''
+    )
+  return parts.join('\n')
 }
 
 /** Every check of every stage (collapsed per stage; failed stages open). */
@@ -116,7 +159,7 @@ function checksList(stages: StageResult[]): string {
     )
     parts.push('| | Check | Time | Declared at | Output |', '| --- | --- | --- | --- | --- |')
     for (const c of s.checks) {
-      const first = c.output.split('\n').find((l) => l.trim() !== '') ?? ''
+      const first = firstLine(c.output)
       parts.push(
         `| ${ICON[c.status] ?? ''} | ${escapeMarkdown(c.name)} | ${formatDuration(c.durationMs)} | ${escapeMarkdown(checkLocation(c))} | ${escapeMarkdown(clip(first, 160))} |`
       )
@@ -184,6 +227,8 @@ export function renderSummary(r: Report, o: SummaryOptions = {}): string {
         ''
       )
   }
+  const declared = declaredTable(r)
+  if (declared !== '') parts.push(declared)
   const failing = r.stages.flatMap((s) =>
     s.checks.filter((c) => c.status === 'failed').map((c) => ({ s, c }))
   )

@@ -1,7 +1,0 @@
-import { createRequire as __nvvCreateRequire } from 'node:module';
-import { fileURLToPath as __nvvFileURLToPath } from 'node:url';
-import { dirname as __nvvDirname } from 'node:path';
-const require = __nvvCreateRequire(import.meta.url);
-const __nvv_filename = __nvvFileURLToPath(import.meta.url);
-const __nvv_dirname = __nvvDirname(__nvv_filename);
-import{context,getOctokit}from"./chunk-NPJO3LED.js";import"./chunk-MXOBRGIO.js";export{context,getOctokit};
