@@ -2,7 +2,8 @@ import { describe, expect, it } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
 import { DEFAULT_USER, defaultChecks } from '../../src/checks/defaults.js'
 import { trimOutput } from '../../src/checks/run.js'
-import { STAGES } from '../../src/report/model.js'
+import { STAGE_UNITS } from '../../src/checks/registry.js'
+import { STAGES } from '../../src/checks/stages.js'
 import {
   WaitTimeout,
   asUserCommand as asUser,
@@ -115,7 +116,9 @@ describe('defaultChecks', () => {
 
   it('has every expectation compile and every stage a section', () => {
     for (const p of d.packages) expect(() => new RegExp(p.expect ?? '', 'm')).not.toThrow()
-    expect(STAGES.filter((s) => s !== 'boot' && s !== 'ssh')).toEqual([
+    // boot and ssh, then the registry's check stages in its order (these in this order, at least).
+    expect(STAGES).toEqual(['boot', 'ssh', ...STAGE_UNITS.map((u) => u.name)])
+    const known = [
       'system',
       'services',
       'users',
@@ -124,7 +127,9 @@ describe('defaultChecks', () => {
       'network',
       'performance',
       'e2e'
-    ])
+    ]
+    expect(STAGES.filter((s) => known.includes(s))).toEqual(known)
+    for (const u of STAGE_UNITS) expect(Object.keys(u.sections).length).toBeGreaterThan(0)
   })
 })
 

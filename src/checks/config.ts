@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, relative } from 'node:path'
 import { InputError, errorMessage } from '../util/errors.js'
-import type { StageName } from '../report/model.js'
-import type { ChecksConfig } from './model.js'
+import type { ChecksConfig, StageName } from './registry.js'
 import { defaultChecks } from './defaults.js'
 import { parseChecks } from './schema.js'
 
 export type * from './model.js'
+export type { ChecksConfig } from './registry.js'
 
 /** `path` as annotations and error messages show it: relative to `cwd` when inside it. */
 export function displayPath(path: string, cwd = process.cwd()): string {

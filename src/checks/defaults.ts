@@ -1,5 +1,4 @@
-import type { ChecksConfig } from './model.js'
-import { STAGE_UNITS } from './registry.js'
+import { STAGE_UNITS, type ChecksConfig } from './registry.js'
 import { DEFAULTS_LABEL } from './unit.js'
 
 export { DEFAULTS_LABEL, DEFAULT_USER } from './unit.js'

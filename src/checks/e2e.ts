@@ -6,7 +6,7 @@ import { formatDuration } from '../util/duration.js'
 import type { CheckResult } from '../report/model.js'
 import { shellQuote, type SshSession } from '../ssh/client.js'
 import { Guest, describeExit } from '../ssh/guest.js'
-import type { ChecksConfig, E2eSpec } from './model.js'
+import type { ChecksFile, E2eSection, E2eSpec } from './model.js'
 import type { Node } from 'yaml'
 import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
 import {
@@ -128,7 +128,7 @@ async function runScript(
  */
 export async function e2eStage(
   ctx: RunContext & { outDir: string; copies?: () => Promise<E2eCopies> },
-  checks: ChecksConfig
+  checks: ChecksFile & E2eSection
 ): Promise<CheckResult[]> {
   if (checks.e2e.length === 0) return noSection('e2e', 'e2e section', checks)
   const copies = ctx.copies?.() ?? copyScripts(ctx.guest, checks.e2e)
@@ -209,14 +209,14 @@ function parseScript(s: SectionContext, item: Node, path: string): E2eSpec | und
 }
 
 /** `e2e: [{script, user, timeout}]` */
-const parseE2e: SectionParser = (s, { value }, config) => {
+const parseE2e: SectionParser<E2eSection> = (s, { value }, config) => {
   s.r.seq(value, 'e2e', 'scripts ({script, user, timeout})')?.forEach((item, i) => {
     const spec = parseScript(s, item, `e2e[${i}]`)
     if (spec !== undefined) config.e2e.push(spec)
   })
 }
 
-export const e2eUnit = {
+export const e2eUnit: StageUnit<'e2e', E2eSection, typeof E2E_TIMEOUTS> = {
   name: 'e2e',
   sections: { e2e: parseE2e },
   fileBase: () => ({ e2e: [] }),
@@ -224,4 +224,4 @@ export const e2eUnit = {
   timeouts: E2E_TIMEOUTS,
   afterBootEnd: true,
   run: (ctx) => e2eStage({ ...runContext(ctx, 'e2e'), copies: ctx.e2eCopies }, ctx.checks)
-} satisfies StageUnit
+}

@@ -2,7 +2,7 @@ import type { Node } from 'yaml'
 import type { CheckResult } from '../report/model.js'
 import { shellQuote } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
-import type { ChecksConfig, HomeManagerSpec } from './model.js'
+import type { ChecksFile, HomeManagerSection, HomeManagerSpec } from './model.js'
 import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
 import {
   noSection,
@@ -50,7 +50,7 @@ async function homeFile(env: CheckEnv, user: string, path: string): Promise<Chec
  */
 export async function homeManagerStage(
   ctx: RunContext,
-  checks: ChecksConfig
+  checks: ChecksFile & HomeManagerSection
 ): Promise<CheckResult[]> {
   if (checks.homeManager.length === 0) {
     return noSection('home-manager', 'homeManager section', checks)
@@ -146,14 +146,18 @@ function parseEntry(s: SectionContext, item: Node, path: string): HomeManagerSpe
 }
 
 /** `homeManager: [{user, files, timeout}]` */
-const parseHomeManager: SectionParser = (s, { value }, config) => {
+const parseHomeManager: SectionParser<HomeManagerSection> = (s, { value }, config) => {
   s.r.seq(value, 'homeManager', 'entries ({user, files})')?.forEach((item, i) => {
     const spec = parseEntry(s, item, `homeManager[${i}]`)
     if (spec !== undefined) config.homeManager.push(spec)
   })
 }
 
-export const homeManagerStageUnit = {
+export const homeManagerStageUnit: StageUnit<
+  'home-manager',
+  HomeManagerSection,
+  typeof HOME_MANAGER_TIMEOUTS
+> = {
   name: 'home-manager',
   sections: { homeManager: parseHomeManager },
   fileBase: () => ({ homeManager: [] }),
@@ -164,4 +168,4 @@ export const homeManagerStageUnit = {
   timeouts: HOME_MANAGER_TIMEOUTS,
   afterBootEnd: true,
   run: (ctx) => homeManagerStage(runContext(ctx, 'home-manager'), ctx.checks)
-} satisfies StageUnit
+}

@@ -98,28 +98,58 @@ export interface E2eSpec extends Located {
   timeoutMs: number
 }
 
-/** The checks file model (tests/vm/checks.yml), or the built-in defaults. */
 /** The checks file's word on the checks derived from the configuration (docs/derived-checks.md). */
 export interface DerivedSpec extends Located {
   /** Check names or option paths (a prefix turns off everything under it). */
   exclude: (Located & { name: string })[]
 }
 
-export interface ChecksConfig {
+/**
+ * What every checks config carries besides the stages' sections: which file it came from, and
+ * what it says of the derived checks. The whole config (ChecksConfig, registry.ts) is this and
+ * every stage's section.
+ */
+export interface ChecksFile {
   /** Absolute path of the checks file; undefined for the built-in defaults. */
   source?: string
   /** How errors and annotations name the file (repo-relative when inside the repo). */
   label: string
   /** `derived: { exclude: [...] }`: checks derived from the configuration that are turned off. */
   derived?: DerivedSpec
+}
+
+// Each stage's part of the checks config (its sections), named in its unit (StageUnit).
+
+export interface SystemSection {
   system?: SystemSpec
+}
+
+export interface ServicesSection {
   services: ServiceSpec[]
   docker?: DockerSpec
+}
+
+export interface UsersSection {
   users: UserSpec[]
+}
+
+export interface HomeManagerSection {
   homeManager: HomeManagerSpec[]
+}
+
+export interface PackagesSection {
   packages: CommandSpec[]
   commands: CommandSpec[]
+}
+
+export interface NetworkSection {
   network?: NetworkSpec
+}
+
+export interface PerformanceSection {
   performance?: PerformanceSpec
+}
+
+export interface E2eSection {
   e2e: E2eSpec[]
 }

@@ -3,7 +3,7 @@ import type { CheckResult } from '../report/model.js'
 import { shellQuote } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
 import { Deadline } from '../util/time.js'
-import type { ChecksConfig, NetworkSpec, SubstituteSpec } from './model.js'
+import type { ChecksFile, NetworkSection, NetworkSpec, SubstituteSpec } from './model.js'
 import type { Entry, SectionContext, SectionParser } from './reader.js'
 import {
   noSection,
@@ -107,7 +107,7 @@ function oneAtATime(): <T>(task: () => Promise<T>) => Promise<T> {
  */
 export async function networkStage(
   ctx: RunContext,
-  checks: ChecksConfig,
+  checks: ChecksFile & NetworkSection,
   packagePath?: PackagePathResolver
 ): Promise<CheckResult[]> {
   const n = checks.network
@@ -212,7 +212,7 @@ function parseSubstitute(s: SectionContext, item: Node, path: string): Substitut
 }
 
 /** `network: {resolve, urls, substitute, timeout}` */
-const parseNetwork: SectionParser = (s, { value }, config) => {
+const parseNetwork: SectionParser<NetworkSection> = (s, { value }, config) => {
   const r = s.r
   const m = r.map(value, 'network', ['resolve', 'urls', 'substitute', 'timeout'])
   if (m === undefined) return
@@ -244,7 +244,7 @@ const parseNetwork: SectionParser = (s, { value }, config) => {
   } satisfies NetworkSpec
 }
 
-export const networkUnit = {
+export const networkUnit: StageUnit<'network', NetworkSection, typeof NETWORK_TIMEOUTS> = {
   name: 'network',
   sections: { network: parseNetwork },
   fileBase: () => ({}),
@@ -268,4 +268,4 @@ export const networkUnit = {
   timeouts: NETWORK_TIMEOUTS,
   afterBootEnd: true,
   run: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks, ctx.settings.packagePath)
-} satisfies StageUnit
+}

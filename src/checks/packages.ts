@@ -4,7 +4,7 @@ import type { CheckResult } from '../report/model.js'
 import { formatDuration } from '../util/duration.js'
 import { shellQuote, type ExecResult } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
-import type { ChecksConfig, CommandSpec } from './model.js'
+import type { ChecksFile, PackagesSection, CommandSpec } from './model.js'
 import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
 import {
   noSection,
@@ -120,7 +120,10 @@ export function batchOutcome(
  * one user run as one batch (batchCommand); users' batches, and a user's single command, run
  * concurrently.
  */
-export async function packagesStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
+export async function packagesStage(
+  ctx: RunContext,
+  checks: ChecksFile & PackagesSection
+): Promise<CheckResult[]> {
   const all = [...checks.packages, ...checks.commands]
   if (all.length === 0) return noSection('packages', 'packages or commands section', checks)
   const groups = new Map<string | undefined, CommandSpec[]>()
@@ -185,7 +188,7 @@ function parseCommand(s: SectionContext, item: Node, path: string): CommandSpec 
 }
 
 /** `packages:` and `commands:`, the same list of commands. */
-function commandList(section: 'packages' | 'commands'): SectionParser {
+function commandList(section: 'packages' | 'commands'): SectionParser<PackagesSection> {
   return (s, { value }, config) => {
     s.r.seq(value, section, 'commands ({name, run, expect, user, timeout})')?.forEach((item, i) => {
       const spec = parseCommand(s, item, `${section}[${i}]`)
@@ -199,7 +202,7 @@ function defaultCommand(name: string, run: string, expect: string): CommandSpec 
   return { name, run, expect, user: DEFAULT_USER, timeoutMs: PACKAGES_TIMEOUTS.command }
 }
 
-export const packagesUnit = {
+export const packagesUnit: StageUnit<'packages', PackagesSection, typeof PACKAGES_TIMEOUTS> = {
   name: 'packages',
   sections: { packages: commandList('packages'), commands: commandList('commands') },
   fileBase: () => ({ packages: [], commands: [] }),
@@ -216,4 +219,4 @@ export const packagesUnit = {
   timeouts: PACKAGES_TIMEOUTS,
   afterBootEnd: false,
   run: (ctx) => packagesStage(runContext(ctx, 'packages'), ctx.checks)
-} satisfies StageUnit
+}

@@ -1,7 +1,7 @@
 import { formatDuration } from '../util/duration.js'
 import { Deadline } from '../util/time.js'
 import type { BootAnalysis, CheckResult, Report } from '../report/model.js'
-import type { ChecksConfig, PerformanceBudget, PerformanceSpec } from './model.js'
+import type { ChecksFile, PerformanceSection, PerformanceBudget, PerformanceSpec } from './model.js'
 import type { ExecResult } from '../ssh/client.js'
 import { combined, describeExit, lastAttempt, type Guest } from '../ssh/guest.js'
 import type { SectionParser } from './reader.js'
@@ -352,7 +352,7 @@ function evidenceResults(m: Measured, boot: BootAnalysis): CheckResult[] {
  */
 export async function performanceStage(
   ctx: RunContext & { report: Report },
-  checks: ChecksConfig
+  checks: ChecksFile & PerformanceSection
 ): Promise<CheckResult[]> {
   const p = checks.performance ?? { timeoutMs: PERFORMANCE_TIMEOUTS.performance, lines: {} }
   const at = (key?: PerformanceBudget): Pick<CheckResult, 'file' | 'line'> => {
@@ -389,7 +389,7 @@ const DURATION_BUDGETS = {
 } as const
 
 /** `performance: {bootTime, kernel, initrd, userspace, sshReady, memoryUsedMiB, timeout}` */
-const parsePerformance: SectionParser = (s, { key, value }, config) => {
+const parsePerformance: SectionParser<PerformanceSection> = (s, { key, value }, config) => {
   const m = s.r.map(value, 'performance', [
     ...Object.keys(DURATION_BUDGETS),
     'memoryUsedMiB',
@@ -415,7 +415,11 @@ const parsePerformance: SectionParser = (s, { key, value }, config) => {
   config.performance = p
 }
 
-export const performanceUnit = {
+export const performanceUnit: StageUnit<
+  'performance',
+  PerformanceSection,
+  typeof PERFORMANCE_TIMEOUTS
+> = {
   name: 'performance',
   sections: { performance: parsePerformance },
   // It names nothing guest-specific: without the section it runs and only records.
@@ -433,4 +437,4 @@ export const performanceUnit = {
   timeouts: PERFORMANCE_TIMEOUTS,
   afterBootEnd: true,
   run: (ctx) => performanceStage(runContext(ctx, 'performance'), ctx.checks)
-} satisfies StageUnit
+}

@@ -1,7 +1,6 @@
 import { LineCounter, isMap, isScalar, isSeq, type Node, type Pair } from 'yaml'
 import { errorMessage } from '../util/errors.js'
 import { parseDuration } from '../util/duration.js'
-import type { ChecksConfig } from './model.js'
 
 /** Patterns shared by several sections. */
 export const USER_NAME = /^[a-z_][a-z0-9_.-]*\$?$/i
@@ -229,5 +228,9 @@ export class SectionContext {
   }
 }
 
-/** One top-level section of the checks file: reads its entry into the config. */
-export type SectionParser = (s: SectionContext, entry: Entry, config: ChecksConfig) => void
+/** One top-level section of the checks file: reads its entry into its stage's part of the config. */
+export type SectionParser<Section extends object = object> = (
+  s: SectionContext,
+  entry: Entry,
+  config: Section
+) => void

@@ -1,15 +1,14 @@
 import { LineCounter, isScalar, parseDocument, type Node } from 'yaml'
 import { InputError } from '../util/errors.js'
-import type { ChecksConfig } from './model.js'
 import { MAX_ERRORS, Reader, SectionContext, type SectionParser } from './reader.js'
-import { DEFAULT_TIMEOUTS, STAGE_UNITS } from './registry.js'
+import { DEFAULT_TIMEOUTS, STAGE_UNITS, type ChecksConfig } from './registry.js'
 
 export { DEFAULT_TIMEOUTS }
 
 /** Top-level sections of a checks file (every one optional), each owned by its stage. */
 export const SECTIONS: readonly string[] = STAGE_UNITS.flatMap((u) => Object.keys(u.sections))
 
-const PARSERS = new Map<string, SectionParser>(
+const PARSERS = new Map<string, SectionParser<ChecksConfig>>(
   STAGE_UNITS.flatMap((u) => Object.entries(u.sections))
 )
 

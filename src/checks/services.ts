@@ -2,7 +2,7 @@ import { isScalar } from 'yaml'
 import type { CheckResult } from '../report/model.js'
 import type { ExecResult } from '../ssh/client.js'
 import { JOURNAL_LINES, combined, describeExit, lastAttempt } from '../ssh/guest.js'
-import type { ChecksConfig, DockerSpec, ServiceSpec } from './model.js'
+import type { ChecksFile, ServicesSection, DockerSpec, ServiceSpec } from './model.js'
 import { UNIT_NAME, USER_NAME, type SectionParser } from './reader.js'
 import {
   noSection,
@@ -181,7 +181,10 @@ function serviceName(s: ServiceSpec): string {
 }
 
 /** Stage `services`: the services section and the docker section. */
-export async function servicesStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
+export async function servicesStage(
+  ctx: RunContext,
+  checks: ChecksFile & ServicesSection
+): Promise<CheckResult[]> {
   // The system units' first look is one command for all of them; a unit still starting is then
   // polled on its own.
   const systemUnits = [
@@ -255,7 +258,7 @@ export const SERVICES_TIMEOUTS = { service: 60_000, docker: 60_000 } as const
 const SERVICE_KEYS = ['unit', 'user', 'timeout']
 
 /** `services: [unit | {unit, user, timeout}]` */
-const parseServices: SectionParser = (s, { value }, config) => {
+const parseServices: SectionParser<ServicesSection> = (s, { value }, config) => {
   const r = s.r
   r.seq(value, 'services', 'units (a unit name or {unit, user, timeout})')?.forEach((item, i) => {
     const path = `services[${i}]`
@@ -284,7 +287,7 @@ const parseServices: SectionParser = (s, { value }, config) => {
 }
 
 /** `docker: {users, timeout}` */
-const parseDocker: SectionParser = (s, { key, value }, config) => {
+const parseDocker: SectionParser<ServicesSection> = (s, { key, value }, config) => {
   const m = s.r.map(value, 'docker', ['users', 'timeout'])
   if (m === undefined) return
   const users = m.has('users')
@@ -297,7 +300,7 @@ const parseDocker: SectionParser = (s, { key, value }, config) => {
   } satisfies DockerSpec
 }
 
-export const servicesUnit = {
+export const servicesUnit: StageUnit<'services', ServicesSection, typeof SERVICES_TIMEOUTS> = {
   name: 'services',
   sections: { services: parseServices, docker: parseDocker },
   fileBase: () => ({ services: [] }),
@@ -311,4 +314,4 @@ export const servicesUnit = {
   timeouts: SERVICES_TIMEOUTS,
   afterBootEnd: true,
   run: (ctx) => servicesStage(runContext(ctx, 'services'), ctx.checks)
-} satisfies StageUnit
+}

@@ -1,8 +1,12 @@
-import type { StageName } from '../report/model.js'
-import { STAGE_UNITS } from './registry.js'
-import type { CheckStageName, StageRunner } from './unit.js'
+import { STAGE_UNITS, type ChecksConfig, type CheckStageName, type StageName } from './registry.js'
+import type { StageContext as UnitContext, StageRunner as UnitRunner } from './unit.js'
 
-export type { CheckStageName, StageContext, StageRunner, StageSettings } from './unit.js'
+export { STAGES, type CheckStageName, type StageName } from './registry.js'
+export type { StageSettings } from './unit.js'
+
+/** What the pipeline gives a check stage: the whole checks config (each stage reads its part). */
+export type StageContext = UnitContext<ChecksConfig>
+export type StageRunner = UnitRunner<ChecksConfig>
 
 /**
  * Stages that judge the booted system start once the boot has ended and the system stage found it
@@ -18,7 +22,6 @@ export const AFTER_BOOT_END: ReadonlySet<StageName> = new Set(
 )
 
 /** Each check stage's runner, by name (from the registry). */
-export const CHECK_STAGES = Object.fromEntries(STAGE_UNITS.map((u) => [u.name, u.run])) as Record<
-  CheckStageName,
-  StageRunner
->
+export const CHECK_STAGES = Object.fromEntries(
+  STAGE_UNITS.map((u): [CheckStageName, StageRunner] => [u.name, u.run])
+) as Record<CheckStageName, StageRunner>

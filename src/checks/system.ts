@@ -9,7 +9,7 @@ import {
   journalCommand,
   type JournalQuery
 } from '../ssh/guest.js'
-import type { ChecksConfig, SystemSpec } from './model.js'
+import type { ChecksFile, SystemSection, SystemSpec } from './model.js'
 import type { SectionParser } from './reader.js'
 import {
   noSection,
@@ -143,7 +143,7 @@ function perUnitBudget(text: string, max = 4000): string {
 /** Stage `system`: the state check, then one failed check per failed unit. */
 export async function systemStage(
   ctx: RunContext,
-  checks: ChecksConfig,
+  checks: ChecksFile & SystemSection,
   bootEnd?: BootEnd
 ): Promise<CheckResult[]> {
   const spec = checks.system
@@ -181,8 +181,13 @@ export async function systemStage(
 /** Per-check timeouts of this stage when the file gives none. */
 export const SYSTEM_TIMEOUTS = { system: 5 * 60_000 } as const
 
+/** How long the end of the boot is waited for: the system section's timeout, else the default. */
+export function systemTimeoutMs(checks: SystemSection): number {
+  return checks.system?.timeoutMs ?? SYSTEM_TIMEOUTS.system
+}
+
 /** `system: { timeout }` */
-const parseSystem: SectionParser = (s, { key, value }, config) => {
+const parseSystem: SectionParser<SystemSection> = (s, { key, value }, config) => {
   const m = s.r.map(value, 'system', ['timeout'])
   if (m === undefined) return
   config.system = {
@@ -191,7 +196,7 @@ const parseSystem: SectionParser = (s, { key, value }, config) => {
   } satisfies SystemSpec
 }
 
-export const systemUnit = {
+export const systemUnit: StageUnit<'system', SystemSection, typeof SYSTEM_TIMEOUTS> = {
   name: 'system',
   sections: { system: parseSystem },
   // It names nothing guest-specific, so it runs with its defaults when the file leaves it out.
@@ -200,4 +205,4 @@ export const systemUnit = {
   timeouts: SYSTEM_TIMEOUTS,
   afterBootEnd: false,
   run: (ctx) => systemStage(runContext(ctx, 'system'), ctx.checks, ctx.bootEnd)
-} satisfies StageUnit
+}

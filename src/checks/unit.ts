@@ -1,10 +1,10 @@
-import type { CheckResult, Report, StageName } from '../report/model.js'
+import type { CheckResult, Report } from '../report/model.js'
 import type { ExecResult } from '../ssh/client.js'
 import type { Guest } from '../ssh/guest.js'
 import { formatDuration } from '../util/duration.js'
 import type { Logger } from '../util/log.js'
 import type { Deadline } from '../util/time.js'
-import type { ChecksConfig } from './model.js'
+import type { ChecksFile } from './model.js'
 import type { SectionParser } from './reader.js'
 import type { RunContext } from './run.js'
 import type { PackagePathResolver } from './substitute.js'
@@ -13,8 +13,6 @@ import type { PackagePathResolver } from './substitute.js'
 export const DEFAULT_USER = 'baleen'
 
 export const DEFAULTS_LABEL = 'built-in default checks'
-
-export type CheckStageName = Exclude<StageName, 'boot' | 'ssh'>
 
 /** The few run settings the stages need (the run request carries them). */
 export interface StageSettings {
@@ -36,11 +34,15 @@ export interface E2eCopies {
   scripts: ({ remote: string } | { error: string })[]
 }
 
-export interface StageContext {
+/**
+ * What a check stage runs with. `Section` is what the stage reads of the checks: its own
+ * section(s) (the registry's ChecksConfig holds every stage's, so the pipeline passes that).
+ */
+export interface StageContext<Section extends object = object> {
   /** The booted guest: stages speak only its verbs (ssh/guest.ts). */
   guest: Guest
   settings: StageSettings
-  checks: ChecksConfig
+  checks: ChecksFile & Section
   report: Report
   signal: AbortSignal
   /** Budget of this stage. */
@@ -51,25 +53,33 @@ export interface StageContext {
   e2eCopies: () => Promise<E2eCopies>
 }
 
-export type StageRunner = (ctx: StageContext) => Promise<CheckResult[]>
+export type StageRunner<Section extends object = object> = (
+  ctx: StageContext<Section>
+) => Promise<CheckResult[]>
 
 /**
- * A check stage, whole: its checks-file sections (in file order), what a checks file without
- * them gets and what the built-in defaults hold, its default timeouts, whether it starts only
- * once the boot has ended, and its runner. The registry (registry.ts) lists them in stage order.
+ * A check stage, whole: its name, its checks-file sections (in file order) and their shape
+ * (`Section`: its part of the checks config), what a checks file without them gets and what the
+ * built-in defaults hold, its default timeouts, whether it starts only once the boot has ended,
+ * and its runner. The registry (registry.ts) lists them in stage order and derives the stage
+ * names and the checks config from them.
  */
-export interface StageUnit {
-  name: CheckStageName
-  sections: Record<string, SectionParser>
+export interface StageUnit<
+  Name extends string = string,
+  Section extends object = object,
+  Timeouts extends Readonly<Record<string, number>> = Readonly<Record<string, number>>
+> {
+  name: Name
+  sections: Record<string, SectionParser<Section>>
   /** The config of a checks file that leaves the sections out. */
-  fileBase: () => Partial<ChecksConfig>
+  fileBase: () => Section
   /** This stage's part of the built-in default checks. */
-  defaults: () => Partial<ChecksConfig>
+  defaults: () => Section
   /** Per-check timeouts when the file gives none (milliseconds). */
-  timeouts: Readonly<Record<string, number>>
+  timeouts: Timeouts
   /** Starts once the boot has ended and the system stage found it healthy (see stages.ts). */
   afterBootEnd: boolean
-  run: StageRunner
+  run: StageRunner<Section>
 }
 
 /** What a stage's checks run with: the guest, the budget, and a debug line per result. */

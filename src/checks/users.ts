@@ -2,7 +2,7 @@ import type { Node } from 'yaml'
 import type { CheckResult } from '../report/model.js'
 import { shellQuote } from '../ssh/client.js'
 import { combined, describeExit } from '../ssh/guest.js'
-import type { ChecksConfig, UserSpec } from './model.js'
+import type { ChecksFile, UsersSection, UserSpec } from './model.js'
 import { USER_NAME, type SectionContext, type SectionParser } from './reader.js'
 import {
   noSection,
@@ -94,7 +94,10 @@ async function checkUser(
 }
 
 /** Stage `users`: accounts, groups, shells, homes. */
-export async function usersStage(ctx: RunContext, checks: ChecksConfig): Promise<CheckResult[]> {
+export async function usersStage(
+  ctx: RunContext,
+  checks: ChecksFile & UsersSection
+): Promise<CheckResult[]> {
   if (checks.users.length === 0) return noSection('users', 'users section', checks)
   const usingDefaults = checks.source === undefined
   return runChecks(
@@ -144,14 +147,14 @@ function parseUser(s: SectionContext, item: Node, path: string): UserSpec | unde
 }
 
 /** `users: [{name, groups, shell, home, timeout}]` */
-const parseUsers: SectionParser = (s, { value }, config) => {
+const parseUsers: SectionParser<UsersSection> = (s, { value }, config) => {
   s.r.seq(value, 'users', 'users ({name, groups, shell, home})')?.forEach((item, i) => {
     const spec = parseUser(s, item, `users[${i}]`)
     if (spec !== undefined) config.users.push(spec)
   })
 }
 
-export const usersUnit = {
+export const usersUnit: StageUnit<'users', UsersSection, typeof USERS_TIMEOUTS> = {
   name: 'users',
   sections: { users: parseUsers },
   fileBase: () => ({ users: [] }),
@@ -162,4 +165,4 @@ export const usersUnit = {
   timeouts: USERS_TIMEOUTS,
   afterBootEnd: false,
   run: (ctx) => usersStage(runContext(ctx, 'users'), ctx.checks)
-} satisfies StageUnit
+}

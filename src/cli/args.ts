@@ -1,7 +1,7 @@
 import { isAbsolute, resolve } from 'node:path'
 import { InputError } from '../util/errors.js'
 import { InputErrorCollector } from '../util/input-errors.js'
-import { STAGES } from '../report/model.js'
+import { STAGES } from '../checks/stages.js'
 import { parseSystem, type GuestSystem } from '../vm/system.js'
 import type { SshKeyWording } from '../nix/sshkey.js'
 import { DEFAULT_CHECKS_FILE } from '../pipeline/preflight.js'

@@ -1,6 +1,6 @@
 import type { Logger } from '../util/log.js'
 import { InputError } from '../util/errors.js'
-import type { StageName } from '../report/model.js'
+import type { StageName } from '../checks/stages.js'
 import type { AccelChoice, Accelerator, GuestSystem } from '../vm/system.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 import type { DeclaredSpec } from '../nix/spec.js'

@@ -2,7 +2,7 @@ import { accessSync, constants } from 'node:fs'
 import { hostSystem, type Accelerator, type GuestSystem } from '../vm/system.js'
 import { buildQemuOpts, tcgCpuOverride } from '../vm/qemu-opts.js'
 import { DEFAULT_BOOT_RETRIES } from './options.js'
-import type { StageName } from '../report/model.js'
+import type { StageName } from '../checks/stages.js'
 
 export interface PlanInput {
   runner?: string

@@ -1,7 +1,7 @@
 import { InputError } from '../util/errors.js'
 import type { InputErrorCollector } from '../util/input-errors.js'
 import { parseDuration } from '../util/duration.js'
-import { STAGES, type StageName } from '../report/model.js'
+import { STAGES, type StageName } from '../checks/stages.js'
 import { parseAccel, type AccelChoice, type GuestSystem } from '../vm/system.js'
 import type { CheckedSshKey } from '../nix/sshkey.js'
 import { parseBootRetries, type ValidateOptions } from './options.js'

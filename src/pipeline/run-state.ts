@@ -6,6 +6,7 @@ import { formatDuration } from '../util/duration.js'
 import { newReport, type CheckResult, type Report, type StageResult } from '../report/model.js'
 import { failureOf } from '../report/failure.js'
 import { addSkippedStages, prepareOutDir, stageOrder, writeArtifacts } from '../report/artifacts.js'
+import { STAGES } from '../checks/stages.js'
 import type { SshSession } from '../ssh/client.js'
 import { journalCommand } from '../ssh/guest.js'
 import type { Machine } from '../vm/machine.js'
@@ -88,7 +89,7 @@ export class RunState {
     // Stages that run at once may both fail: the report names the earliest in stage order.
     const report = this.report
     const first = report.failure === null
-    if (first || stageOrder(stage.name) < stageOrder(report.failure?.stage ?? '')) {
+    if (first || stageOrder(stage.name, STAGES) < stageOrder(report.failure?.stage ?? '', STAGES)) {
       report.failure = failure
     }
     this.log.stageEnd(stage.name, 'failed', stage.durationMs)
@@ -112,7 +113,7 @@ export class RunState {
     if (this.machine !== undefined) await this.stopMachine(this.machine)
     await rm(this.workDir, { recursive: true, force: true }).catch(() => undefined)
     const report = this.report
-    addSkippedStages(report, this.o.stages)
+    addSkippedStages(report, this.o.stages, STAGES)
     report.conclusion = report.failure === null ? 'success' : 'failure'
     // A retried boot never passes silently: the report says the leg was flaky.
     if (report.bootAttempts !== undefined) report.flaky = report.conclusion === 'success'

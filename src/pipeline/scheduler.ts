@@ -1,18 +1,18 @@
 import { ValidationFailure } from '../util/errors.js'
 import { Deadline } from '../util/time.js'
-import type { CheckResult, StageName } from '../report/model.js'
+import type { CheckResult } from '../report/model.js'
 import type { ExecResult, SshSession } from '../ssh/client.js'
 import { Guest } from '../ssh/guest.js'
 import {
   AFTER_BOOT_END,
   CHECK_STAGES,
   type CheckStageName,
-  type StageContext
+  type StageContext,
+  type StageName
 } from '../checks/stages.js'
 import { CHECK_CONCURRENCY } from '../checks/run.js'
 import type { ChecksConfig } from '../checks/config.js'
-import { DEFAULT_TIMEOUTS } from '../checks/schema.js'
-import { waitForBootEnd } from '../checks/system.js'
+import { systemTimeoutMs, waitForBootEnd } from '../checks/system.js'
 import { copyE2eScripts, type E2eCopies } from '../checks/e2e.js'
 import type { SshWait } from './boot.js'
 import type { RunState } from './run-state.js'
@@ -97,10 +97,7 @@ export class StageScheduler {
   }
 
   private systemBudgetMs(): number {
-    return Math.min(
-      this.checks.system?.timeoutMs ?? DEFAULT_TIMEOUTS.system,
-      this.run.o.stageTimeoutMs
-    )
+    return Math.min(systemTimeoutMs(this.checks), this.run.o.stageTimeoutMs)
   }
 
   private async checkStage(name: CheckStageName): Promise<void> {
@@ -156,7 +153,7 @@ export class StageScheduler {
 }
 
 function isCheckStage(name: StageName): name is CheckStageName {
-  return name !== 'boot' && name !== 'ssh'
+  return Object.hasOwn(CHECK_STAGES, name)
 }
 
 /** A stage with failed checks fails as check-failed, naming them and citing the first. */

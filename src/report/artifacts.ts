@@ -1,6 +1,6 @@
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { STAGES, type Report, type StageName } from './model.js'
+import type { Report } from './model.js'
 import { renderJunit, renderSummary } from './render.js'
 
 /** Files a run writes into its output directory; stale ones from an earlier run are removed first. */
@@ -25,19 +25,29 @@ export async function writeArtifacts(outDir: string, report: Report): Promise<vo
   await writeFile(join(outDir, 'summary.md'), renderSummary(report))
 }
 
-/** A stage's place in the report (STAGES order); names outside it sort last. */
-export function stageOrder(name: string): number {
-  const i = (STAGES as readonly string[]).indexOf(name)
-  return i < 0 ? STAGES.length : i
+/**
+ * A stage's place in the report: its index in `order` (every stage in run order, STAGES of the
+ * check registry); names outside it sort last.
+ */
+export function stageOrder(name: string, order: readonly string[]): number {
+  const i = order.indexOf(name)
+  return i < 0 ? order.length : i
 }
 
-/** Every requested stage appears in the report: those that never started as skipped, with why. */
-export function addSkippedStages(report: Report, requested: readonly StageName[]): void {
+/**
+ * Every requested stage appears in the report: those that never started as skipped, with why.
+ * The stages are then sorted by `order` (see stageOrder).
+ */
+export function addSkippedStages(
+  report: Report,
+  requested: readonly string[],
+  order: readonly string[]
+): void {
   const present = new Set(report.stages.map((s) => s.name))
   const why = report.failure !== null ? `not run: ${report.failure.stage} failed` : 'not run'
   for (const name of requested) {
     if (present.has(name)) continue
     report.stages.push({ name, status: 'skipped', durationMs: 0, checks: [], message: why })
   }
-  report.stages.sort((a, b) => stageOrder(a.name) - stageOrder(b.name))
+  report.stages.sort((a, b) => stageOrder(a.name, order) - stageOrder(b.name, order))
 }

@@ -142,20 +142,6 @@ export interface Report {
   startedAt: string
 }
 
-export const STAGES = [
-  'boot',
-  'ssh',
-  'system',
-  'services',
-  'users',
-  'home-manager',
-  'packages',
-  'network',
-  'performance',
-  'e2e'
-] as const
-export type StageName = (typeof STAGES)[number]
-
 export function firstFailedCheck(stage: StageResult): CheckResult | undefined {
   return stage.checks.find((c) => c.status === 'failed')
 }
