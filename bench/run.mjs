@@ -24,7 +24,11 @@
 //      (BENCH_FLOOD_MIB, default 1024, of lines, then as much without a newline) and exits, vs
 //      the same runner writing to /dev/null: MiB/s, start to verdict.
 //
-// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D,E,F picks parts.
+//   G. the configuration's spec (derived checks): the build step of tests/fixtures/flake#fixture
+//      alone (nix build with a fresh key, as every run has) vs the same build with the spec's
+//      evaluation beside it, as the CLI and the action run them; wall time until both are done.
+//
+// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D,E,F,G picks parts.
 import { execFileSync, spawn } from 'node:child_process'
 import {
   cpSync,
@@ -45,7 +49,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist/cli/index.js')
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
-const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D,E,F').split(',')
+const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D,E,F,G').split(',')
 
 function guest(arch, variant = 'ok') {
   const out = execFileSync(
@@ -610,6 +614,70 @@ if (ONLY.includes('F')) {
       `${row.name}: ${mib} MiB\n  the runner alone: ${rate(median(bare))} MiB/s\n  through the CLI: ${row.mibPerSecond} MiB/s (start to verdict)\n  ratio = ${row.ratio.toFixed(3)}\n`
     )
   }
+  rmSync(work, { recursive: true, force: true })
+}
+
+if (ONLY.includes('G')) {
+  // The argv builders themselves (src/nix/expr.ts, spec.ts), bundled for this run by esbuild.
+  const { build } = await import('esbuild')
+  const work = mkdtempSync(join(tmpdir(), 'nvv-bench-g-'))
+  const entry = join(work, 'argv.mjs')
+  await build({
+    stdin: {
+      contents:
+        "export { nixBuildArgv } from './src/nix/expr.ts'\nexport { specArgv } from './src/nix/spec.ts'\n",
+      resolveDir: ROOT,
+      loader: 'ts'
+    },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    outfile: entry,
+    logLevel: 'error'
+  })
+  const { nixBuildArgv, specArgv } = await import(entry)
+  cpSync(join(ROOT, 'tests/fixtures/flake'), join(work, 'flake'), { recursive: true })
+  const target = { flakeRef: join(work, 'flake'), configuration: 'fixture', display: 'fixture' }
+  const env = {
+    ...process.env,
+    NVV_FIXTURE_GUEST: x86.dir,
+    NIX_CONFIG: 'substituters =\nsandbox = false\nbuild-users-group =\n'
+  }
+  const run = (argv) =>
+    new Promise((done, fail) => {
+      const child = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] })
+      let err = ''
+      child.stderr.on('data', (d) => (err += d))
+      child.on('close', (code) => (code === 0 ? done() : fail(new Error(`${argv[0]}: ${err}`))))
+    })
+  const argvs = (i) => {
+    // A fresh key per run: the runner is rebuilt, as on every real run.
+    const key = `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${String(Date.now()).padStart(20, '0')}${i} bench`
+    const common = { target, sshUser: 'root', sshPublicKey: key, hostSystem: 'x86_64-linux' }
+    return {
+      build: nixBuildArgv({ ...common, outLink: join(work, `result-${i}`) }),
+      spec: specArgv(common)
+    }
+  }
+  await run(argvs('warm').build) // the fixture's system derivation, built once for all runs
+  const alone = []
+  const beside = []
+  for (let i = 0; i < RUNS; i++) {
+    let t = process.hrtime.bigint()
+    await run(argvs(`a${i}`).build)
+    alone.push(Number(process.hrtime.bigint() - t) / 1e6)
+    const a = argvs(`b${i}`)
+    t = process.hrtime.bigint()
+    await Promise.all([run(a.build), run(a.spec)])
+    beside.push(Number(process.hrtime.bigint() - t) / 1e6)
+  }
+  line(
+    'G. the build step of a flake run: nix build alone vs with the spec evaluated beside it',
+    alone,
+    'nix build',
+    beside,
+    'nix build + spec'
+  )
   rmSync(work, { recursive: true, force: true })
 }
 

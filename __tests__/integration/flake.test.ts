@@ -20,6 +20,7 @@ import {
   type ServedCache
 } from '../support/binary-cache.js'
 import { buildGuest, holdGuest } from '../support/guests.js'
+import type { Report } from '../../src/report/model.js'
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '../..')
 const cli = process.env.NVV_CLI ?? join(root, 'dist/cli/index.js')
@@ -338,5 +339,125 @@ describe('vm-automation validate --flake (real nix build, real boot)', () => {
       rootAuthorizedKeys: 'ssh-ed25519 AAAA test'
     })
     expect(evalVm('fixture')).toMatchObject({ system: 'x86_64-linux', guestSystem: 'x86_64-linux' })
+  })
+})
+
+describe('checks derived from the configuration (real Nix, real guest; docs/derived-checks.md)', () => {
+  interface Check {
+    name: string
+    status: string
+    output: string
+    declared?: { option: string; value: string }
+  }
+  const derivedRun = async (
+    configuration: string
+  ): Promise<{ r: CliRun; report: Report; derived: Check[] }> => {
+    const out = join(tmp, `out-${configuration}`)
+    // No checks file (the working directory has none): the generic defaults and the derived.
+    const r = await runCli(
+      [
+        'validate',
+        '--flake',
+        `${join(tmp, 'flake')}#${configuration}`,
+        '--system',
+        'x86_64-linux',
+        '--stages',
+        'boot,ssh,system,services,users,home-manager,packages',
+        '--out',
+        out,
+        '--accel',
+        'tcg',
+        '--boot-timeout',
+        '8m'
+      ],
+      nixEnv()
+    )
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report
+    const derived = report.stages.flatMap((s) => s.checks as Check[]).filter((c) => c.declared)
+    return { r, report, derived }
+  }
+
+  it('the fixture: every declared item is found, each check marked with its option', async () => {
+    const { r, report, derived } = await derivedRun('fixture')
+    if (r.code !== 0)
+      throw new Error(`exit ${r.code}\n${r.stderr}\n${JSON.stringify(report.failure, null, 2)}`)
+    const byOption = Object.fromEntries(derived.map((c) => [`${c.declared?.option} ${c.name}`, c]))
+    expect(Object.keys(byOption).sort()).toEqual([
+      'environment.systemPackages curl on the PATH',
+      'environment.systemPackages make on the PATH',
+      'environment.systemPackages vim on the PATH',
+      'home-manager.users.baleen.home.file baleen: ~/.config/nvv/home-manager',
+      'home-manager.users.baleen.home.file home-manager-baleen.service',
+      'networking.firewall.allowedTCPPorts TCP port 22 listening',
+      'networking.hostName hostname',
+      'systemd.services.docker docker.service',
+      'systemd.services.sshd sshd.service',
+      'systemd.sockets.docker docker.socket',
+      'time.timeZone time zone',
+      'users.users.baleen user baleen',
+      'users.users.baleen.extraGroups docker as baleen (no sudo)',
+      'users.users.baleen.packages git on the PATH of baleen',
+      'virtualisation.docker.enable docker daemon answers'
+    ])
+    expect(derived.filter((c) => c.status !== 'passed')).toEqual([])
+    expect(report.declared).toEqual({ checks: 13, excluded: [] })
+    const summary = await readFile(join(tmp, 'out-fixture', 'summary.md'), 'utf8')
+    expect(summary).toContain('### Declared vs found')
+    expect(summary).toContain(
+      '13 items the configuration declares: 13 found as declared, 0 missing'
+    )
+  })
+
+  it('the mismatched variant fails, naming each option and what the VM had', async () => {
+    const { r, report, derived } = await derivedRun('fixture-mismatch')
+    expect(r.code).toBe(1)
+    const failed = derived
+      .filter((c) => c.status === 'failed')
+      .map((c) => [c.declared?.option, c.name, c.output.split('\n')[0]])
+    expect(failed).toEqual([
+      [
+        'systemd.services.nvv-declared-only',
+        'nvv-declared-only.service',
+        'nvv-declared-only.service does not exist on the guest (LoadState=not-found)'
+      ],
+      ['users.users.baleen', 'user baleen', expect.stringMatching(/wheel/)],
+      ['users.users.baleen.packages', 'rg on the PATH of baleen', expect.any(String)],
+      [
+        'networking.firewall.allowedTCPPorts',
+        'TCP port 8080 listening',
+        'nothing listens on TCP port 8080'
+      ]
+    ])
+    expect(report.failure?.kind).toBe('check-failed')
+    const summary = await readFile(join(tmp, 'out-fixture-mismatch', 'summary.md'), 'utf8')
+    expect(summary).toMatch(
+      /\| ❌ \| users.users.baleen \| groups baleen, sudo, docker, wheel.*\| baleen is not in group wheel/
+    )
+  })
+
+  it('an unseen healthy guest with no checks file and no flake passes the default stages', async () => {
+    const g = buildGuest('x86_64')
+    const out = join(tmp, 'out-generic')
+    const r = await runCli([
+      'validate',
+      '--runner',
+      g.runner,
+      '--ssh-key',
+      g.sshKey,
+      '--system',
+      g.system,
+      '--out',
+      out,
+      '--accel',
+      'tcg',
+      '--boot-timeout',
+      '8m'
+    ])
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as Report
+    if (r.code !== 0)
+      throw new Error(`exit ${r.code}\n${r.stderr}\n${JSON.stringify(report.failure, null, 2)}`)
+    expect(report.conclusion).toBe('success')
+    expect(report.declared).toBeUndefined()
+    expect(JSON.stringify(report.stages)).not.toContain('baleen')
   })
 })

@@ -62,8 +62,11 @@ describe('the repository checks file (tests/vm/checks.yml)', () => {
   })
 
   it('keeps the section names the structure test knows', () => {
-    // Every stage's sections in registry order; these, at least, in this order.
-    expect([...SECTIONS]).toEqual(STAGE_UNITS.flatMap((u) => Object.keys(u.sections)))
+    // Every stage's sections in registry order, then the file's own (derived); these, at least.
+    expect([...SECTIONS]).toEqual([
+      ...STAGE_UNITS.flatMap((u) => Object.keys(u.sections)),
+      'derived'
+    ])
     const known = [
       'system',
       'services',
@@ -74,7 +77,8 @@ describe('the repository checks file (tests/vm/checks.yml)', () => {
       'commands',
       'network',
       'performance',
-      'e2e'
+      'e2e',
+      'derived'
     ]
     expect(SECTIONS.filter((s) => known.includes(s))).toEqual(known)
   })
@@ -172,6 +176,17 @@ describe('parseChecks', () => {
     )
     expect(errorOf('performance:\n  memoryUsedMiB: lots\n').message).toMatch(
       /^checks\.yml:2: performance\.memoryUsedMiB: expected a positive number, got "lots"$/
+    )
+  })
+
+  it('reads derived.exclude: check names and option paths, with their lines', () => {
+    const c = parse('derived:\n  exclude:\n    - users.users.alice\n    - TCP port 22 listening\n')
+    expect(c.derived?.exclude).toEqual([
+      { name: 'users.users.alice', file: 'checks.yml', line: 3 },
+      { name: 'TCP port 22 listening', file: 'checks.yml', line: 4 }
+    ])
+    expect(() => parse('derived:\n  include: [x]\n')).toThrow(
+      'checks.yml:2: derived: unknown key "include" (did you mean "exclude"?) (allowed keys: exclude)'
     )
   })
 

@@ -135,7 +135,9 @@ describe('checks derived from the spec', () => {
       home: '/home/alice',
       declared: { option: 'users.users.alice', value: expect.stringContaining('wheel, docker') }
     })
-    expect(d.docker?.users).toEqual([{ name: 'alice' }])
+    expect(d.docker?.users.map((u) => [u.name, u.declared?.option])).toEqual([
+      ['alice', 'users.users.alice.extraGroups']
+    ])
   })
 
   it('looks programs up on the PATH of who declared them, never runs them', () => {
@@ -155,7 +157,7 @@ describe('checks derived from the spec', () => {
     const d = deriveChecks(spec)
     expect(d.commands.map((c) => [c.name, c.run, c.expect])).toEqual([
       ['hostname', 'hostname', '^atlas$'],
-      ['time zone', 'readlink -f /etc/localtime', '/Europe/Berlin$'],
+      ['time zone', 'readlink /etc/localtime', '/Europe/Berlin$'],
       ['TCP port 22 listening', listeningCommand(22), '^listening on '],
       ['TCP port 8080 listening', listeningCommand(8080), '^listening on ']
     ])
@@ -185,6 +187,7 @@ describe('parseDeclaredSpec', () => {
 describe('withDerived', () => {
   const base = (): ChecksConfig => ({
     label: 'checks.yml',
+    source: '/repo/checks.yml',
     services: [{ unit: 'sshd.service', timeoutMs: 1000, file: 'checks.yml', line: 3 }],
     users: [],
     homeManager: [],
@@ -199,9 +202,17 @@ describe('withDerived', () => {
     expect(sshd).toEqual([{ unit: 'sshd.service', timeoutMs: 1000, file: 'checks.yml', line: 3 }])
     expect(checks.users.map((u) => u.name)).toEqual(['alice'])
     expect(checks.docker?.declared?.option).toBe('virtualisation.docker.enable')
+    // Every derived service but sshd (the file has it), alice, her home, docker, the packages
+    // and the probes.
     expect(added).toBe(
-      checks.services.length - 1 + 1 + 1 + checks.packages.length + checks.commands.length + 1
+      checks.services.length - 1 + 1 + 1 + 1 + checks.packages.length + checks.commands.length
     )
+    // Without a checks file, the derived entry replaces the default's (marked as declared).
+    const onDefaults = withDerived({ ...base(), source: undefined }, deriveChecks(spec), [])
+    expect(onDefaults.checks.services.filter((s) => s.unit === 'sshd.service')).toHaveLength(1)
+    expect(
+      onDefaults.checks.services.find((s) => s.unit === 'sshd.service')?.declared
+    ).toBeDefined()
   })
 
   it('turns derived checks off by name, by option, or by option prefix', () => {

@@ -3,13 +3,11 @@ import { homeFileCommand, homeManagerStageUnit } from '../../src/checks/home-man
 import { checksOf as parsed } from '../fixtures/guest.js'
 
 describe('home-manager unit', () => {
-  it("owns the homeManager section, starts after the boot, defaults to baleen's activation", () => {
+  it('owns the homeManager section, starts after the boot, defaults to nobody', () => {
     expect(Object.keys(homeManagerStageUnit.sections)).toEqual(['homeManager'])
     expect(homeManagerStageUnit.timeouts).toEqual({ homeManager: 2 * 60_000 })
     expect(homeManagerStageUnit.afterBootEnd).toBe(true)
-    expect(homeManagerStageUnit.defaults()).toEqual({
-      homeManager: [{ user: 'baleen', files: [], timeoutMs: 2 * 60_000 }]
-    })
+    expect(homeManagerStageUnit.defaults()).toEqual({ homeManager: [] })
   })
 
   it('reads {user, files} with files relative to the home, never leaving it', () => {

@@ -29,20 +29,11 @@ describe('network', () => {
 })
 
 describe('network unit', () => {
-  it('owns the network section, starts after the boot, defaults to the public cache and hello', () => {
+  it('owns the network section, starts after the boot, and is asked for by a checks file only', () => {
     expect(Object.keys(networkUnit.sections)).toEqual(['network'])
     expect(networkUnit.timeouts).toEqual({ network: 30_000, substitute: 3 * 60_000 })
     expect(networkUnit.afterBootEnd).toBe(true)
-    expect(networkUnit.defaults()).toEqual({
-      network: {
-        resolve: [{ name: 'cache.nixos.org' }],
-        urls: [{ url: 'https://cache.nixos.org/nix-cache-info' }],
-        substitute: [
-          { package: 'hello', run: 'bin/hello', expect: '^Hello, world!$', timeoutMs: 3 * 60_000 }
-        ],
-        timeoutMs: 30_000
-      }
-    })
+    expect(networkUnit.defaults()).toEqual({})
     expect(parsed('users: []\n').network).toBeUndefined()
   })
 

@@ -101,26 +101,13 @@ describe('judgeCommand', () => {
 })
 
 describe('packages unit', () => {
-  it('owns packages and commands, and defaults to baleen’s tools', () => {
+  it('owns packages and commands, and defaults to the hostname alone', () => {
     expect(Object.keys(packagesUnit.sections)).toEqual(['packages', 'commands'])
     expect(packagesUnit.timeouts).toEqual({ command: 60_000 })
     expect(packagesUnit.afterBootEnd).toBe(false)
-    const tool = (name: string, run: string, expect: string): object => ({
-      name,
-      run,
-      expect,
-      user: 'baleen',
-      timeoutMs: 60_000
-    })
     expect(packagesUnit.defaults()).toEqual({
-      packages: [
-        tool('git', 'git --version', '^git version'),
-        tool('vim', 'vim --version', '^VIM - Vi IMproved'),
-        tool('make', 'make --version', '^GNU Make'),
-        tool('gcc', 'gcc --version', '^gcc'),
-        tool('curl', 'curl --version', '^curl ')
-      ],
-      commands: []
+      packages: [],
+      commands: [{ name: 'hostname', run: 'hostname', expect: '\\S', timeoutMs: 60_000 }]
     })
   })
 

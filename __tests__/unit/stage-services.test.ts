@@ -1,5 +1,4 @@
 import { describe, expect, it } from '@jest/globals'
-import { defaultChecks } from '../../src/checks/defaults.js'
 import { parseChecks } from '../../src/checks/schema.js'
 import { FakeSsh, ROOT, guestOf, stageCtx as ctx } from '../fixtures/guest.js'
 import {
@@ -18,6 +17,10 @@ const unitStateCommand = (unit: string, user: string | undefined, sshUser: strin
 const unitStatesCommand = (units: string[]): string =>
   systemctlShowCommand(units, STATE_PROPS, undefined, 'root')
 
+/** sshd and docker, and docker for baleen: the shape of tests/vm/checks.yml's first sections. */
+const TWO_UNITS_AND_DOCKER = (): ReturnType<typeof parsed> =>
+  parsed('services: [sshd.service, docker.service]\ndocker: { users: [baleen] }\n')
+
 describe('services stage', () => {
   it('asks all units at once, polls the one still activating, then docker as each user', async () => {
     const block = (active: string): string =>
@@ -33,7 +36,7 @@ describe('services stage', () => {
         }
       return { code: 1 }
     })
-    const results = await servicesStage(ctx(ssh), defaultChecks())
+    const results = await servicesStage(ctx(ssh), TWO_UNITS_AND_DOCKER())
     expect(results.map((r) => [r.name, r.status])).toEqual([
       ['sshd.service', 'passed'],
       ['docker.service', 'passed'],
@@ -90,7 +93,7 @@ describe('services stage', () => {
         }
       return { code: 1 }
     })
-    const results = await servicesStage(ctx(ssh), defaultChecks())
+    const results = await servicesStage(ctx(ssh), TWO_UNITS_AND_DOCKER())
     const docker = results.find((r) => r.name === 'docker.service')
     expect(docker).toMatchObject({ status: 'failed', unit: 'docker.service' })
     expect(docker?.output).toMatch(
@@ -184,16 +187,12 @@ describe('services: systemd units', () => {
 })
 
 describe('services unit', () => {
-  it('owns services and docker, starts after the boot, defaults to sshd, docker and baleen', () => {
+  it('owns services and docker, starts after the boot, defaults to sshd alone', () => {
     expect(Object.keys(servicesUnit.sections)).toEqual(['services', 'docker'])
     expect(servicesUnit.timeouts).toEqual({ service: 60_000, docker: 60_000 })
     expect(servicesUnit.afterBootEnd).toBe(true)
     expect(servicesUnit.defaults()).toEqual({
-      services: [
-        { unit: 'sshd.service', timeoutMs: 60_000 },
-        { unit: 'docker.service', timeoutMs: 60_000 }
-      ],
-      docker: { users: [{ name: 'baleen' }], timeoutMs: 60_000 }
+      services: [{ unit: 'sshd.service', timeoutMs: 60_000 }]
     })
   })
 

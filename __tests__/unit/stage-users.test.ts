@@ -1,18 +1,15 @@
 import { describe, expect, it } from '@jest/globals'
-import { defaultChecks } from '../../src/checks/defaults.js'
 import { FakeSsh, stageCtx as ctx } from '../fixtures/guest.js'
 import { accountCommand, parseAccount, userProblems, usersStage } from '../../src/checks/users.js'
 import { usersUnit } from '../../src/checks/users.js'
 import { checksOf as parsed } from '../fixtures/guest.js'
 
 describe('users stage', () => {
-  it('defaults explain themselves when the guest has no baleen', async () => {
-    const ssh = new FakeSsh(() => ({ code: 2, stderr: 'no such user: baleen' }))
-    const [r] = await usersStage(ctx(ssh), defaultChecks())
+  it('a missing user fails naming the user and what the guest said', async () => {
+    const ssh = new FakeSsh(() => ({ code: 2, stderr: 'no such user: alice' }))
+    const [r] = await usersStage(ctx(ssh), parsed('users: [{ name: alice }]\n'))
     expect(r.status).toBe('failed')
-    expect(r.output).toMatch(
-      /the built-in default checks assume the user baleen; set checks to a file/
-    )
+    expect(r.output).toBe('user alice: exit 2\nno such user: alice')
   })
 })
 
@@ -61,13 +58,11 @@ describe('users', () => {
 })
 
 describe('users unit', () => {
-  it('owns the users section and defaults to baleen in the docker group', () => {
+  it('owns the users section and defaults to nobody', () => {
     expect(Object.keys(usersUnit.sections)).toEqual(['users'])
     expect(usersUnit.timeouts).toEqual({ user: 30_000 })
     expect(usersUnit.afterBootEnd).toBe(false)
-    expect(usersUnit.defaults()).toEqual({
-      users: [{ name: 'baleen', groups: ['docker'], timeoutMs: 30_000 }]
-    })
+    expect(usersUnit.defaults()).toEqual({ users: [] })
   })
 
   it('reads {name, groups, shell, home, timeout}', () => {

@@ -14,7 +14,7 @@ import {
   type RunContext
 } from './run.js'
 import { unitActive } from './services.js'
-import { DEFAULT_USER, runContext, type StageUnit } from './unit.js'
+import { runContext, type StageUnit } from './unit.js'
 
 export function homeManagerUnit(user: string): string {
   return `home-manager-${user}.service`
@@ -46,7 +46,8 @@ async function homeFile(env: CheckEnv, user: string, path: string): Promise<Chec
 
 /**
  * Stage `home-manager`: home-manager-USER.service finished successfully, then the files exist in
- * the user's home. A guest without the unit skips the entry, saying so.
+ * the user's home. A guest without the unit skips the entry, saying so (unless the configuration
+ * declared Home Manager for that user: then it fails).
  */
 export async function homeManagerStage(
   ctx: RunContext,
@@ -62,7 +63,8 @@ export async function homeManagerStage(
     unit: homeManagerUnit(h.user),
     run: async (env) => {
       const r = await unitActive(env, homeManagerUnit(h.user), undefined)
-      if (r.state.LoadState === 'not-found') {
+      // A configuration that declares Home Manager for the user promises the unit: missing fails.
+      if (r.state.LoadState === 'not-found' && h.declared === undefined) {
         return {
           status: 'skipped',
           output: `${homeManagerUnit(h.user)} does not exist: this guest does not use Home Manager for ${h.user}`
@@ -161,10 +163,7 @@ export const homeManagerStageUnit: StageUnit<
   name: 'home-manager',
   sections: { homeManager: parseHomeManager },
   fileBase: () => ({ homeManager: [] }),
-  // Skipped when the guest has no home-manager-baleen.service.
-  defaults: () => ({
-    homeManager: [{ user: DEFAULT_USER, files: [], timeoutMs: HOME_MANAGER_TIMEOUTS.homeManager }]
-  }),
+  defaults: () => ({ homeManager: [] }),
   timeouts: HOME_MANAGER_TIMEOUTS,
   afterBootEnd: true,
   run: (ctx) => homeManagerStage(runContext(ctx, 'home-manager'), ctx.checks)

@@ -248,23 +248,8 @@ export const networkUnit: StageUnit<'network', NetworkSection, typeof NETWORK_TI
   name: 'network',
   sections: { network: parseNetwork },
   fileBase: () => ({}),
-  defaults: () => ({
-    network: {
-      resolve: [{ name: 'cache.nixos.org' }],
-      urls: [{ url: 'https://cache.nixos.org/nix-cache-info' }],
-      // Installing a package outside the closure from the VM's own substituters: evaluated from
-      // the configuration's nixpkgs at build time (a flake run; skipped with a runner alone).
-      substitute: [
-        {
-          package: 'hello',
-          run: 'bin/hello',
-          expect: '^Hello, world!$',
-          timeoutMs: NETWORK_TIMEOUTS.substitute
-        }
-      ],
-      timeoutMs: NETWORK_TIMEOUTS.network
-    }
-  }),
+  // Reaching a cache is not something every VM's configuration promises: a checks file asks.
+  defaults: () => ({}),
   timeouts: NETWORK_TIMEOUTS,
   afterBootEnd: true,
   run: (ctx) => networkStage(runContext(ctx, 'network'), ctx.checks, ctx.settings.packagePath)

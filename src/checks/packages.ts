@@ -14,7 +14,7 @@ import {
   type CheckOutcome,
   type RunContext
 } from './run.js'
-import { DEFAULT_USER, runContext, type StageUnit } from './unit.js'
+import { runContext, type StageUnit } from './unit.js'
 
 /** Passes when the command exits 0 and, if given, `expect` matches stdout + stderr (multi-line). */
 export function judgeCommand(
@@ -197,24 +197,17 @@ function commandList(section: 'packages' | 'commands'): SectionParser<PackagesSe
   }
 }
 
-/** The defaults' tools, run as the default user. */
-function defaultCommand(name: string, run: string, expect: string): CommandSpec {
-  return { name, run, expect, user: DEFAULT_USER, timeoutMs: PACKAGES_TIMEOUTS.command }
-}
-
 export const packagesUnit: StageUnit<'packages', PackagesSection, typeof PACKAGES_TIMEOUTS> = {
   name: 'packages',
   sections: { packages: commandList('packages'), commands: commandList('commands') },
   fileBase: () => ({ packages: [], commands: [] }),
+  // A guest says its name: the one thing every configuration has (the ssh stage already proved
+  // a login works).
   defaults: () => ({
-    packages: [
-      defaultCommand('git', 'git --version', '^git version'),
-      defaultCommand('vim', 'vim --version', '^VIM - Vi IMproved'),
-      defaultCommand('make', 'make --version', '^GNU Make'),
-      defaultCommand('gcc', 'gcc --version', '^gcc'),
-      defaultCommand('curl', 'curl --version', '^curl ')
-    ],
-    commands: []
+    packages: [],
+    commands: [
+      { name: 'hostname', run: 'hostname', expect: '\\S', timeoutMs: PACKAGES_TIMEOUTS.command }
+    ]
   }),
   timeouts: PACKAGES_TIMEOUTS,
   afterBootEnd: false,

@@ -11,8 +11,8 @@ import { usersUnit } from './users.js'
 
 /**
  * The check stages, in stage order (and their sections in checks-file order): the one list.
- * Adding a stage is its module, one line here, and its documentation: the stage names, the
- * checks config and the default timeouts below are derived from it.
+ * Adding a stage is its module, one line here, and its documentation (docs/architecture.md):
+ * the stage names, the checks config and the default timeouts below are derived from it.
  */
 export const STAGE_UNITS = [
   systemUnit,

@@ -1,16 +1,45 @@
 import { LineCounter, isScalar, parseDocument, type Node } from 'yaml'
 import { InputError } from '../util/errors.js'
 import { MAX_ERRORS, Reader, SectionContext, type SectionParser } from './reader.js'
+import type { ChecksFile } from './model.js'
 import { DEFAULT_TIMEOUTS, STAGE_UNITS, type ChecksConfig } from './registry.js'
 
 export { DEFAULT_TIMEOUTS }
 
-/** Top-level sections of a checks file (every one optional), each owned by its stage. */
-export const SECTIONS: readonly string[] = STAGE_UNITS.flatMap((u) => Object.keys(u.sections))
+/**
+ * `derived: { exclude: [...] }`: the checks derived from the flake's configuration that this
+ * file turns off, by check name or option path (docs/derived-checks.md). The one section that
+ * belongs to no stage.
+ */
+const parseDerived: SectionParser<ChecksFile> = (s, { key, value }, config) => {
+  const m = s.r.map(value, 'derived', ['exclude'])
+  if (m === undefined) return
+  const exclude = m.has('exclude')
+    ? s.r.strList(
+        s.value(m, 'exclude'),
+        'derived.exclude',
+        /^\S(.*\S)?$/,
+        'a check name or option path'
+      )
+    : []
+  config.derived = {
+    ...s.at(key),
+    exclude: exclude.map((e) => ({ name: e.value, file: s.file, line: e.line }))
+  }
+}
 
-const PARSERS = new Map<string, SectionParser<ChecksConfig>>(
-  STAGE_UNITS.flatMap((u) => Object.entries(u.sections))
-)
+const FILE_SECTIONS: Record<string, SectionParser<ChecksConfig>> = { derived: parseDerived }
+
+/** Top-level sections of a checks file (every one optional), each owned by its stage. */
+export const SECTIONS: readonly string[] = [
+  ...STAGE_UNITS.flatMap((u) => Object.keys(u.sections)),
+  ...Object.keys(FILE_SECTIONS)
+]
+
+const PARSERS = new Map<string, SectionParser<ChecksConfig>>([
+  ...STAGE_UNITS.flatMap((u) => Object.entries(u.sections)),
+  ...Object.entries(FILE_SECTIONS)
+])
 
 export interface ParseOptions {
   /** Absolute path (recorded in the config). */

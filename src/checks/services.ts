@@ -14,7 +14,7 @@ import {
   type RunContext
 } from './run.js'
 import { unitJournal } from './system.js'
-import { DEFAULT_USER, runContext, type StageUnit } from './unit.js'
+import { runContext, type StageUnit } from './unit.js'
 
 export interface UnitState {
   LoadState?: string
@@ -305,11 +305,7 @@ export const servicesUnit: StageUnit<'services', ServicesSection, typeof SERVICE
   sections: { services: parseServices, docker: parseDocker },
   fileBase: () => ({ services: [] }),
   defaults: () => ({
-    services: [
-      { unit: 'sshd.service', timeoutMs: SERVICES_TIMEOUTS.service },
-      { unit: 'docker.service', timeoutMs: SERVICES_TIMEOUTS.service }
-    ],
-    docker: { users: [{ name: DEFAULT_USER }], timeoutMs: SERVICES_TIMEOUTS.docker }
+    services: [{ unit: 'sshd.service', timeoutMs: SERVICES_TIMEOUTS.service }]
   }),
   timeouts: SERVICES_TIMEOUTS,
   afterBootEnd: true,

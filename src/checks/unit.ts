@@ -9,9 +9,6 @@ import type { SectionParser } from './reader.js'
 import type { RunContext } from './run.js'
 import type { PackagePathResolver } from './substitute.js'
 
-/** The repository's conventional user (users/baleen): the defaults check it explicitly. */
-export const DEFAULT_USER = 'baleen'
-
 export const DEFAULTS_LABEL = 'built-in default checks'
 
 /** The few run settings the stages need (the run request carries them). */

@@ -12,7 +12,7 @@ import {
   type CheckOutcome,
   type RunContext
 } from './run.js'
-import { DEFAULTS_LABEL, DEFAULT_USER, runContext, type StageUnit } from './unit.js'
+import { runContext, type StageUnit } from './unit.js'
 
 export interface Account {
   name: string
@@ -68,22 +68,14 @@ export function accountCommand(name: string): string {
   return `getent passwd ${q} || { echo "no such user: "${q} >&2; exit 2; }; id -nG ${q}`
 }
 
-async function checkUser(
-  env: CheckEnv,
-  spec: UserSpec,
-  usingDefaults: boolean
-): Promise<CheckOutcome> {
+async function checkUser(env: CheckEnv, spec: UserSpec): Promise<CheckOutcome> {
   const r = await env.guest.run(accountCommand(spec.name), { timeoutMs: env.deadline.remaining() })
   const [passwd = '', groups = ''] = r.stdout.split('\n')
   const account = r.code === 0 ? parseAccount(passwd, groups) : undefined
   if (account === undefined) {
-    const hint =
-      usingDefaults && spec.name === DEFAULT_USER
-        ? `\nthe ${DEFAULTS_LABEL} assume the user ${DEFAULT_USER}; set checks to a file (tests/vm/checks.yml) naming this guest's users`
-        : ''
     return {
       status: 'failed',
-      output: `user ${spec.name}: ${describeExit(r)}\n${combined(r)}${hint}`
+      output: `user ${spec.name}: ${describeExit(r)}\n${combined(r)}`
     }
   }
   const problems = userProblems(spec, account)
@@ -99,14 +91,13 @@ export async function usersStage(
   checks: ChecksFile & UsersSection
 ): Promise<CheckResult[]> {
   if (checks.users.length === 0) return noSection('users', 'users section', checks)
-  const usingDefaults = checks.source === undefined
   return runChecks(
     ctx,
     checks.users.map((u) => ({
       name: `user ${u.name}`,
       timeoutMs: u.timeoutMs,
       ...origin(u),
-      run: (env) => checkUser(env, u, usingDefaults)
+      run: (env) => checkUser(env, u)
     }))
   )
 }
@@ -160,7 +151,7 @@ export const usersUnit: StageUnit<'users', UsersSection, typeof USERS_TIMEOUTS> 
   fileBase: () => ({ users: [] }),
   // Group wheel (NixOS) vs sudo (Debian) differs by distribution, so only docker is required.
   defaults: () => ({
-    users: [{ name: DEFAULT_USER, groups: ['docker'], timeoutMs: USERS_TIMEOUTS.user }]
+    users: []
   }),
   timeouts: USERS_TIMEOUTS,
   afterBootEnd: false,

@@ -5,16 +5,11 @@ import type { AccelChoice, Accelerator, GuestSystem } from '../vm/system.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 import type { DeclaredSpec } from '../nix/spec.js'
 
-/** The engine's input for one validation run (made from a RunRequest by engineOptions, request.ts). */
-export interface ValidateOptions {
-  /** Runner script (`result/bin/run-<host>-vm`), absolute. */
-  runner: string
-  system: GuestSystem
-  sshKey: string
+/** The settings both front ends parse alike (pipeline/request.ts parses them). */
+export interface RunSettings {
   sshUser: string
   guestSshPort: number
   stages: StageName[]
-  outDir: string
   bootTimeoutMs: number
   silenceTimeoutMs: number
   sshTimeoutMs: number
@@ -29,6 +24,15 @@ export interface ValidateOptions {
    */
   bootRetries?: number
   cpu?: string
+}
+
+/** The engine's input for one validation run (made from a RunRequest by engineOptions, request.ts). */
+export interface ValidateOptions extends RunSettings {
+  /** Runner script (`result/bin/run-<host>-vm`), absolute. */
+  runner: string
+  system: GuestSystem
+  sshKey: string
+  outDir: string
   checksFile?: string
   configuration?: string
   /** Scratch space (RUNNER_TEMP on GitHub). */

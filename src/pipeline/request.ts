@@ -2,9 +2,9 @@ import { InputError } from '../util/errors.js'
 import type { InputErrorCollector } from '../util/input-errors.js'
 import { parseDuration } from '../util/duration.js'
 import { STAGES, type StageName } from '../checks/stages.js'
-import { parseAccel, type AccelChoice, type GuestSystem } from '../vm/system.js'
+import { parseAccel, type GuestSystem } from '../vm/system.js'
 import type { CheckedSshKey } from '../nix/sshkey.js'
-import { parseBootRetries, type ValidateOptions } from './options.js'
+import { parseBootRetries, type RunSettings, type ValidateOptions } from './options.js'
 
 /**
  * The defaults of the settings both front ends share, spelled as the CLI flags and action.yml's
@@ -45,23 +45,7 @@ export interface Spelling {
   notExecutable(setting: SettingName, path: string): string
 }
 
-/** The settings both front ends parse alike. */
-export interface RunSettings {
-  sshUser: string
-  guestSshPort: number
-  stages: StageName[]
-  bootTimeoutMs: number
-  silenceTimeoutMs: number
-  sshTimeoutMs: number
-  /** Budget of one check stage. */
-  stageTimeoutMs: number
-  /** Whole run (0: none). */
-  timeoutMs: number
-  accel: AccelChoice
-  /** Restarts of a boot silent before userspace; undefined: 1 under TCG, 0 with KVM. */
-  bootRetries?: number
-  cpu?: string
-}
+export type { RunSettings } from './options.js'
 
 /**
  * Everything a run needs, whichever front end asked for it: checked settings, the files they

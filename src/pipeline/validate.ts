@@ -11,7 +11,8 @@ import { errorMessage } from '../util/errors.js'
  * One validation run: boot → ssh → check stages → teardown. Never throws past a stage: every
  * failure is classified into the report, and teardown (screenshot, QEMU stopped, artifacts written)
  * runs on every path. The phases: boot.ts (accelerator, runner, console, retries), scheduler.ts
- * (ssh and check stages), run-state.ts (failures, evidence, teardown) and report/artifacts.ts.
+ * (ssh and check stages), run-state.ts (failures, evidence, teardown) and report/artifacts.ts;
+ * docs/architecture.md draws the whole flow.
  */
 export async function validate(o: ValidateOptions): Promise<Report> {
   const run = await RunState.open(o)

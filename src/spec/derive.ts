@@ -131,7 +131,7 @@ function systemProbes(spec: DeclaredSpec): WithDeclared<CommandSpec>[] {
     )
   if (spec.timeZone !== null)
     probes.push(
-      probe('time zone', 'readlink -f /etc/localtime', `/${escapeRegExp(spec.timeZone)}$`, {
+      probe('time zone', 'readlink /etc/localtime', `/${escapeRegExp(spec.timeZone)}$`, {
         option: 'time.timeZone',
         value: spec.timeZone
       })
@@ -160,7 +160,13 @@ function dockerCheck(spec: DeclaredSpec): DerivedChecks['docker'] {
   if (!spec.containers.docker) return undefined
   const members = spec.users.filter((u) => u.groups.includes('docker')).map((u) => u.name)
   return {
-    users: members.map((name) => ({ name })),
+    users: members.map((name) => ({
+      name,
+      declared: {
+        option: `users.users.${name}.extraGroups`,
+        value: 'docker (uses the daemon without sudo)'
+      }
+    })),
     timeoutMs: DEFAULT_TIMEOUTS.docker,
     declared: {
       option: 'virtualisation.docker.enable',
@@ -176,7 +182,7 @@ export function deriveChecks(spec: DeclaredSpec): DerivedChecks {
     users: spec.users.map(userCheck),
     homeManager: spec.homeManager.map((h) => ({
       user: h.user,
-      files: h.files.map((path) => ({ path })),
+      files: h.files.map((path) => ({ path, declared: { option: h.option, value: path } })),
       timeoutMs: DEFAULT_TIMEOUTS.homeManager,
       declared: {
         option: h.option,
@@ -199,9 +205,10 @@ export function excludedBy(exclude: readonly string[], name: string, d: Declared
 }
 
 /**
- * The checks of a run: the checks file's (or the built-in defaults), then the derived ones it
- * does not already have (the file's own entry for the same unit, user or home wins), minus the
- * excluded. Returns the config and how many derived checks joined.
+ * The checks of a run: the checks file's, then the derived ones it does not already have (the
+ * file's own entry for the same unit, user, home or name wins), minus the excluded. Without a
+ * checks file the derived ones replace the built-in defaults they overlap (the configuration's
+ * `hostname` is more than "a hostname"). Returns the config and how many derived checks joined.
  */
 export function withDerived(
   checks: ChecksConfig,
@@ -209,47 +216,32 @@ export function withDerived(
   exclude: readonly string[]
 ): { checks: ChecksConfig; added: number } {
   let added = 0
-  const keep = <T extends Located>(items: T[], name: (t: T) => string, have: Set<string>): T[] =>
-    items.filter((t) => {
-      const n = name(t)
-      const ok = !have.has(n) && (t.declared === undefined || !excludedBy(exclude, n, t.declared))
-      if (ok) added++
-      return ok
-    })
-  const services = keep(
-    derived.services,
-    (s) => s.unit,
-    new Set(checks.services.map((s) => s.unit))
-  )
-  const users = keep(derived.users, (u) => u.name, new Set(checks.users.map((u) => u.name)))
-  const homes = keep(
-    derived.homeManager,
-    (h) => h.user,
-    new Set(checks.homeManager.map((h) => h.user))
-  )
-  const packages = keep(
-    derived.packages,
-    (p) => p.name,
-    new Set(checks.packages.map((p) => p.name))
-  )
-  const commands = keep(
-    derived.commands,
-    (c) => c.name,
-    new Set(checks.commands.map((c) => c.name))
-  )
+  const fromFile = checks.source !== undefined
+  const merge = <T extends Located>(own: T[], more: T[], key: (t: T) => string): T[] => {
+    const wanted = more.filter(
+      (t) => t.declared === undefined || !excludedBy(exclude, key(t), t.declared)
+    )
+    const ownKeys = new Set(own.map(key))
+    const moreKeys = new Set(wanted.map(key))
+    const add = fromFile ? wanted.filter((t) => !ownKeys.has(key(t))) : wanted
+    added += add.length
+    return [...(fromFile ? own : own.filter((t) => !moreKeys.has(key(t)))), ...add]
+  }
+  const d = derived.docker
   const docker =
-    checks.docker ??
-    (derived.docker !== undefined && !excludedBy(exclude, 'docker', derived.docker.declared)
-      ? (added++, derived.docker)
-      : undefined)
+    d !== undefined &&
+    !(fromFile && checks.docker !== undefined) &&
+    !excludedBy(exclude, 'docker', d.declared)
+      ? (added++, d)
+      : checks.docker
   return {
     checks: {
       ...checks,
-      services: [...checks.services, ...services],
-      users: [...checks.users, ...users],
-      homeManager: [...checks.homeManager, ...homes],
-      packages: [...checks.packages, ...packages],
-      commands: [...checks.commands, ...commands],
+      services: merge(checks.services, derived.services, (s) => s.unit),
+      users: merge(checks.users, derived.users, (u) => u.name),
+      homeManager: merge(checks.homeManager, derived.homeManager, (h) => h.user),
+      packages: merge(checks.packages, derived.packages, (p) => p.name),
+      commands: merge(checks.commands, derived.commands, (c) => c.name),
       ...(docker !== undefined ? { docker } : {})
     },
     added
