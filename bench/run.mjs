@@ -621,7 +621,9 @@ if (ONLY.includes('G')) {
   // The argv builders themselves (src/nix/expr.ts, spec.ts), bundled for this run by esbuild.
   const { build } = await import('esbuild')
   const work = mkdtempSync(join(tmpdir(), 'nvv-bench-g-'))
-  const entry = join(work, 'argv.mjs')
+  // Inside the repository, so the packages it imports (left external) resolve from node_modules.
+  mkdirSync(join(ROOT, '.bench'), { recursive: true })
+  const entry = join(ROOT, '.bench', 'g-argv.mjs')
   await build({
     stdin: {
       contents:
@@ -630,6 +632,7 @@ if (ONLY.includes('G')) {
       loader: 'ts'
     },
     bundle: true,
+    packages: 'external',
     platform: 'node',
     format: 'esm',
     outfile: entry,

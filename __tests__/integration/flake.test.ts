@@ -404,7 +404,7 @@ describe('checks derived from the configuration (real Nix, real guest; docs/deri
     const summary = await readFile(join(tmp, 'out-fixture', 'summary.md'), 'utf8')
     expect(summary).toContain('### Declared vs found')
     expect(summary).toContain(
-      '13 items the configuration declares: 13 found as declared, 0 missing'
+      '15 items the configuration declares: 15 found as declared, 0 missing'
     )
   })
 
@@ -413,21 +413,31 @@ describe('checks derived from the configuration (real Nix, real guest; docs/deri
     expect(r.code).toBe(1)
     const failed = derived
       .filter((c) => c.status === 'failed')
-      .map((c) => [c.declared?.option, c.name, c.output.split('\n')[0]])
+      .map((c) => [c.declared?.option, c.name, c.output])
     expect(failed).toEqual([
       [
-        'systemd.services.nvv-declared-only',
-        'nvv-declared-only.service',
-        'nvv-declared-only.service does not exist on the guest (LoadState=not-found)'
+        'users.users.baleen',
+        'user baleen',
+        expect.stringMatching(
+          /^baleen is not in group wheel \(groups: baleen sudo docker\)\nbaleen: uid 1000/
+        )
       ],
-      ['users.users.baleen', 'user baleen', expect.stringMatching(/wheel/)],
-      ['users.users.baleen.packages', 'rg on the PATH of baleen', expect.any(String)],
+      [
+        'users.users.baleen.packages',
+        'rg on the PATH of baleen',
+        expect.stringMatching(/^\$ command -v rg .*\nexit 1/s)
+      ],
       [
         'networking.firewall.allowedTCPPorts',
         'TCP port 8080 listening',
-        'nothing listens on TCP port 8080'
+        expect.stringContaining('nothing listens on TCP port 8080')
       ]
     ])
+    // The stages after the boot's end do not run once a stage failed (the declared-only unit is
+    // judged by the unit tests of the services stage and of the derivation).
+    expect(report.stages.find((st) => st.name === 'services')?.message).toBe(
+      'not run: users failed'
+    )
     expect(report.failure?.kind).toBe('check-failed')
     const summary = await readFile(join(tmp, 'out-fixture-mismatch', 'summary.md'), 'utf8')
     expect(summary).toMatch(

@@ -155,19 +155,37 @@ export function packagePathArgv(i: {
   /** The `nix` the run uses; nix-instantiate is taken from beside it. */
   nix?: string
 }): string[] {
+  return evalArgv({
+    nix: i.nix,
+    options: i.options,
+    expression: PACKAGE_PATH_EXPRESSION,
+    args: {
+      flakeRef: i.target.flakeRef,
+      configuration: i.target.configuration,
+      attribute: i.attribute
+    }
+  })
+}
+
+/** `nix-instantiate --eval --json` of an expression whose inputs are --argstr values. */
+export function evalArgv(i: {
+  nix?: string
+  options?: [string, string][]
+  /** Force the whole value (a record, not one string). */
+  strict?: boolean
+  expression: string
+  args: Record<string, string>
+}): string[] {
   return [
     nixInstantiate(i.nix),
     ...NIX_FEATURES,
     '--eval',
+    ...(i.strict === true ? ['--strict'] : []),
     '--json',
     ...(i.options ?? []).flatMap(([k, v]) => ['--option', k, v]),
     '--expr',
-    PACKAGE_PATH_EXPRESSION,
-    ...argstrs({
-      flakeRef: i.target.flakeRef,
-      configuration: i.target.configuration,
-      attribute: i.attribute
-    })
+    i.expression,
+    ...argstrs(i.args)
   ]
 }
 

@@ -1,8 +1,7 @@
 import { InputError } from '../util/errors.js'
 import { nixErrorLines } from './build.js'
 import { spawnExecutor, type Executor } from './exec.js'
-import { NIX_FEATURES } from './conf.js'
-import { CONFIGURATION_PROLOGUE, argstrs, nixInstantiate } from './expr.js'
+import { CONFIGURATION_PROLOGUE, evalArgv } from './expr.js'
 import type { FlakeTarget } from './flakeref.js'
 
 /**
@@ -179,23 +178,19 @@ export function specArgv(i: {
   options?: [string, string][]
   nix?: string
 }): string[] {
-  return [
-    nixInstantiate(i.nix),
-    ...NIX_FEATURES,
-    '--eval',
-    '--strict',
-    '--json',
-    ...(i.options ?? []).flatMap(([k, v]) => ['--option', k, v]),
-    '--expr',
-    SPEC_EXPRESSION,
-    ...argstrs({
+  return evalArgv({
+    nix: i.nix,
+    options: i.options,
+    strict: true,
+    expression: SPEC_EXPRESSION,
+    args: {
       flakeRef: i.target.flakeRef,
       configuration: i.target.configuration,
       sshUser: i.sshUser,
       sshPublicKey: i.sshPublicKey,
       hostSystem: i.hostSystem
-    })
-  ]
+    }
+  })
 }
 
 const isString = (v: unknown): v is string => typeof v === 'string'

@@ -123,8 +123,11 @@ export function declaredTable(r: Report): string {
   if (d?.error !== undefined)
     return `### Declared vs found\n\nNothing could be derived from the configuration: ${escapeMarkdown(clip(d.error, 600))}\n`
   if (rows.length === 0) return ''
+  // What the VM had: the output's first line that is not the command's own echo (`$ cmd`).
+  const found = (c: CheckResult): string =>
+    c.output.split('\n').find((l) => l.trim() !== '' && !l.startsWith('$ ')) ?? firstLine(c.output)
   const row = (c: CheckResult): string =>
-    `| ${ICON[c.status] ?? ''} | ${escapeMarkdown(c.declared?.option ?? '')} | ${escapeMarkdown(clip(c.declared?.value ?? '', 120))} | ${escapeMarkdown(clip(firstLine(c.output), 160))} |`
+    `| ${ICON[c.status] ?? ''} | ${escapeMarkdown(c.declared?.option ?? '')} | ${escapeMarkdown(clip(c.declared?.value ?? '', 120))} | ${escapeMarkdown(clip(found(c), 160))} |`
   const head = ['| | Option | Declared | Found |', '| --- | --- | --- | --- |']
   const differ = rows.filter((c) => c.status === 'failed')
   const rest = rows.filter((c) => c.status !== 'failed')
