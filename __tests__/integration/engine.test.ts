@@ -78,7 +78,9 @@ describe.each(['x86_64', 'aarch64'] as const)('ok guest (%s)', (arch) => {
       /<testsuite name="ssh" tests="1" failures="0"/
     )
     expect(readFileSync(artifact(run, 'summary.md'), 'utf8')).toMatch(/VM validation passed/)
-    expect(run.stderr).toMatch(/accelerator: tcg/)
+    // The log says the guest ran under TCG: chosen so, or (when this host's KVM passes the probe
+    // and then stalls the guest) restarted so by the KVM watchdog.
+    expect(run.stderr).toMatch(/accelerator: tcg|restarting the guest under TCG/)
   })
 })
 
