@@ -104,8 +104,7 @@ export async function homeManagerStage(
           status: 'skipped',
           durationMs: 0,
           output: `not checked: ${homeManagerUnit(h.user)} does not exist`,
-          ...(f.file !== undefined ? { file: f.file } : {}),
-          ...(f.line !== undefined ? { line: f.line } : {})
+          ...origin(f)
         })
         continue
       }

@@ -169,15 +169,18 @@ in
 }
 `
 
-/** argv of the spec's evaluation (no shell; inputs as --argstr, as the build's). */
-export function specArgv(i: {
+/** What the spec's evaluation reads: the build's own inputs and Nix options. */
+export interface SpecInput {
   target: FlakeTarget
   sshUser: string
   sshPublicKey: string
   hostSystem: string
   options?: [string, string][]
   nix?: string
-}): string[] {
+}
+
+/** argv of the spec's evaluation (no shell; inputs as --argstr, as the build's). */
+export function specArgv(i: SpecInput): string[] {
   return evalArgv({
     nix: i.nix,
     options: i.options,
@@ -248,16 +251,9 @@ export function parseDeclaredSpec(text: string): DeclaredSpec {
  * Evaluates the spec beside the build (same flake, key, host and Nix options; nothing built).
  * Rejects with Nix's own last error lines when the configuration cannot be read.
  */
-export async function evaluateSpec(i: {
-  target: FlakeTarget
-  sshUser: string
-  sshPublicKey: string
-  hostSystem: string
-  options?: [string, string][]
-  nix?: string
-  signal?: AbortSignal
-  exec?: Executor
-}): Promise<DeclaredSpec> {
+export async function evaluateSpec(
+  i: SpecInput & { signal?: AbortSignal; exec?: Executor }
+): Promise<DeclaredSpec> {
   const exec = i.exec ?? spawnExecutor()
   const argv = specArgv(i)
   const r = await exec.run(
