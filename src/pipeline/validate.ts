@@ -17,11 +17,12 @@ import { errorMessage } from '../util/errors.js'
 export async function validate(o: ValidateOptions): Promise<Report> {
   const run = await RunState.open(o)
   try {
-    const checks = await withDeclared(run, await loadChecks(o.checksFile, o.stages))
+    const checks = await loadChecks(o.checksFile, o.stages)
     prefetchPackages(o, checks)
     const accel = await chooseAccelerator(run)
     const sshWait = await bootPhase(run, accel, o.stages.includes('ssh'))
-    await new StageScheduler(run, checks).runAll(sshWait)
+    // The derived checks are first needed by the stages: the boot never waits for the spec.
+    await new StageScheduler(run, await withDeclared(run, checks)).runAll(sshWait)
   } catch (err) {
     run.failSetup(err)
   }
