@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 export type Arch = 'x86_64' | 'aarch64'
-export type Variant = 'ok' | 'panic' | 'hang' | 'emergency' | 'no-sshd' | 'failed-unit'
+export type Variant = 'ok' | 'panic' | 'hang' | 'emergency' | 'no-sshd' | 'failed-unit' | 'slow'
 
 export interface Guest {
   dir: string
