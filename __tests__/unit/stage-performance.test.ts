@@ -1,7 +1,12 @@
 import { describe, expect, it } from '@jest/globals'
 import { parseChecks } from '../../src/checks/schema.js'
 import { FakeSsh, ROOT, stageCtx as ctx } from '../fixtures/guest.js'
-import { EVIDENCE_COMMAND, performanceStage } from '../../src/checks/performance.js'
+import {
+  EVIDENCE_COMMAND,
+  PROBE_COMMAND,
+  PROBE_TRIES,
+  performanceStage
+} from '../../src/checks/performance.js'
 import { CRITICAL_CHAIN_HEADER } from '../../src/checks/unit-times.js'
 import { performanceUnit } from '../../src/checks/performance.js'
 import { checksOf as parsed } from '../fixtures/guest.js'
@@ -41,6 +46,9 @@ describe('performance stage', () => {
         }
       if (c === 'systemd-analyze time 2>&1')
         return n < 2 ? { code: 1, stdout: notFinished } : { stdout: finished }
+      if (c === 'true') return { delayMs: [30, 10, 20, 50, 40][n - 1] }
+      if (c === PROBE_COMMAND)
+        return { stdout: '@@nvv-probe@@ 310 90\n@@nvv-probe@@ 300 120\n@@nvv-probe@@ 900 100\n' }
       return { code: 1 }
     })
     const c = ctx(ssh)
@@ -49,8 +57,20 @@ describe('performance stage', () => {
       EVIDENCE_COMMAND,
       'systemd-analyze time 2>&1',
       'systemd-analyze time 2>&1',
-      EVIDENCE_COMMAND
+      EVIDENCE_COMMAND,
+      ...Array<string>(PROBE_TRIES.ssh).fill('true'),
+      PROBE_COMMAND
     ])
+    // Medians: of the round trips (measured, so a few ms late) and of the guest's own numbers.
+    expect(c.report.responsiveness).toMatchObject({ cpuProbeMs: 310, diskProbeMs: 100 })
+    expect(c.report.responsiveness?.sshRoundTripMs).toBeGreaterThanOrEqual(30)
+    expect(c.report.responsiveness?.sshRoundTripMs).toBeLessThan(40)
+    expect(results.find((r) => r.name === 'responsiveness')).toMatchObject({
+      status: 'passed',
+      output: expect.stringMatching(
+        /^SSH round trip \d+ms · CPU probe 310ms · disk probe 100ms \(medians\)$/
+      )
+    })
     expect(c.report.boot).toEqual({
       kernelMs: 3094,
       userspaceMs: 32_116,
@@ -89,7 +109,13 @@ describe('performance stage after the boot', () => {
     }))
     const c = ctx(ssh)
     const results = await performanceStage(c, checks)
-    expect(ssh.calls).toEqual([EVIDENCE_COMMAND])
+    expect(ssh.calls).toEqual([
+      EVIDENCE_COMMAND,
+      ...Array<string>(PROBE_TRIES.ssh).fill('true'),
+      PROBE_COMMAND
+    ])
+    // A guest whose probe prints nothing usable still gives its SSH round trip.
+    expect(Object.keys(c.report.responsiveness ?? {})).toEqual(['sshRoundTripMs'])
     expect(results.find((r) => r.name === 'systemd-analyze time')).toMatchObject({
       status: 'failed',
       output: expect.stringMatching(/^systemd-analyze time: exit 127 \(command not found\)\n/)

@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path'
 import * as core from '@actions/core'
 import { InputError } from '../util/errors.js'
+import { parsePerfSettings, PERF_SETTING_DEFAULTS, type PerfSettings } from '../perf/settings.js'
 import { InputErrorCollector } from '../util/input-errors.js'
 import type { SshKeySource, SshKeyWording } from '../nix/sshkey.js'
 import { DEFAULT_NIX_VERSION } from '../nix/install.js'
@@ -43,7 +44,10 @@ export const INPUT_NAMES = [
   'extra-trusted-public-keys',
   'cachix-cache',
   'cachix-auth-token',
-  'cache'
+  'cache',
+  'perf-baseline',
+  'perf-threshold',
+  'perf-regression'
 ] as const
 export type InputName = (typeof INPUT_NAMES)[number]
 
@@ -62,7 +66,10 @@ export const INPUT_DEFAULTS: Partial<Record<InputName, string>> = {
   'pr-comment': 'false',
   'dry-run': 'false',
   'nix-installer-version': DEFAULT_NIX_VERSION,
-  cache: 'true'
+  cache: 'true',
+  'perf-baseline': PERF_SETTING_DEFAULTS.baseline,
+  'perf-threshold': PERF_SETTING_DEFAULTS.threshold,
+  'perf-regression': PERF_SETTING_DEFAULTS.regression
 }
 
 /** The action's inputs that are run settings, by the name the settings table gives them. */
@@ -121,6 +128,8 @@ export interface ActionInputs extends RunSettings {
   prComment: boolean
   dryRun: boolean
   nix: NixInputs
+  /** perf-baseline, perf-threshold, perf-regression (docs/performance-history.md). */
+  perf: PerfSettings
 }
 
 /** The inputs once their files are checked too (readInputs): with the run's request. */
@@ -236,8 +245,21 @@ function collectInputs(
     prComment:
       errors.check('pr-comment', () => parseBool('pr-comment', raw('pr-comment'))) ?? false,
     dryRun: errors.check('dry-run', () => parseBool('dry-run', raw('dry-run'))) ?? false,
-    nix: nixInputs(raw, errors)
+    nix: nixInputs(raw, errors),
+    perf: perfInputs(raw, errors)
   }
+}
+
+function perfInputs(raw: Raw, errors: InputErrorCollector): PerfSettings {
+  return parsePerfSettings(
+    {
+      'perf-baseline': raw.optional('perf-baseline'),
+      'perf-threshold': raw.optional('perf-threshold'),
+      'perf-regression': raw.optional('perf-regression')
+    },
+    (n) => `input "${n}"`,
+    (n, fn) => errors.check(n, fn)
+  )
 }
 
 function systemInput(raw: Raw, env: ParseEnv, errors: InputErrorCollector): GuestSystem {

@@ -18,6 +18,8 @@ import { engineOptions } from '../pipeline/request.js'
 import { onStopSignals } from '../pipeline/cancel.js'
 import { openSshKey, type SshKey } from '../nix/sshkey.js'
 import { buildVmRunner, type RunnerBuild } from './nix.js'
+import { actionPerf } from './perf-cache.js'
+import { actionsCacheClient } from '../nix/actions-cache.js'
 import { dryRunOutputs, planDryRun, type DryRun } from './plan.js'
 import { githubClientFor, publish, startActionCheckRun } from './publish.js'
 import { bareReport } from '../report/model.js'
@@ -246,8 +248,18 @@ async function runValidation(leg: Leg, onKey: (key: SshKey) => void): Promise<Re
         outDir: plan.outDir,
         configuration: inputs.configuration,
         ...(built !== undefined
-          ? { packagePath: built.packagePath, declared: built.declared }
+          ? {
+              packagePath: built.packagePath,
+              declared: built.declared,
+              closureBytes: built.closureBytes
+            }
           : {}),
+        perf: actionPerf(inputs.perf, {
+          tempRoot,
+          subject: plan.subject,
+          log: (m) => logger.info(m),
+          client: actionsCacheClient()
+        }),
         workRoot: tempRoot,
         logger,
         signal,

@@ -51,6 +51,7 @@ export interface RunnerBuild {
   /** The key the built VM authorizes (the input's, else an ephemeral one). */
   sshKey: string
   buildMs: number
+  closureBytes?: number
   /** The network stage's package evaluator (same flake, same Nix options). */
   packagePath: PackagePathResolver
   /** What the configuration declares, evaluated while it built (docs/derived-checks.md). */
@@ -303,6 +304,7 @@ export async function buildVmRunner(inputs: ActionInputs, ctx: BuildContext): Pr
     runner: built.runner,
     sshKey,
     buildMs: built.buildMs,
+    closureBytes: built.closureBytes,
     declared,
     packagePath: packagePathResolver({
       target,

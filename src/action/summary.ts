@@ -163,7 +163,7 @@ export function checkRunOutput(r: Report, c: SummaryContext): CheckRunOutput {
   const where = `${r.configuration ?? (r.runner !== undefined ? runnerHostName(r.runner) : 'VM')} (${r.system}${r.emulated ? ', emulated' : ''})`
   const title =
     r.conclusion === 'success'
-      ? `Passed: ${where}${r.timings.bootMs !== undefined ? `, booted in ${formatDuration(r.timings.bootMs)}` : ''} (${r.accelerator})`
+      ? `Passed: ${where}${r.timings.bootMs !== undefined ? `, booted in ${formatDuration(r.timings.bootMs)}` : ''} (${r.accelerator})${slower(r)}`
       : f !== null
         ? failureKind(f.kind).title(f, where)
         : `Failed: ${where}`
@@ -186,6 +186,14 @@ export function checkRunOutput(r: Report, c: SummaryContext): CheckRunOutput {
     text.push(`Artifact: ${escapeMarkdown(c.artifactNote)}`, '')
   if (c.runUrl !== undefined) text.push(`[Workflow run](${c.runUrl})`)
   return { title, summary, text: text.join('\n') }
+}
+
+/** A passed run's title note on what regressed (perf-regression: warn). */
+function slower(r: Report): string {
+  const names = r.perf?.regressions ?? []
+  return names.length > 0
+    ? ` — slower than ${r.perf?.baseline ?? 'its base'}: ${names.join(', ')}`
+    : ''
 }
 
 /** The sticky PR comment: conclusion, stage table, failure, links (the marker is added by the caller). */

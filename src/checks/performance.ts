@@ -1,6 +1,6 @@
 import { formatDuration } from '../util/duration.js'
 import { Deadline } from '../util/time.js'
-import type { BootAnalysis, CheckResult, Report } from '../report/model.js'
+import type { BootAnalysis, CheckResult, Report, Responsiveness } from '../report/model.js'
 import type { ChecksFile, PerformanceSection, PerformanceBudget, PerformanceSpec } from './model.js'
 import type { ExecResult } from '../ssh/client.js'
 import { combined, describeExit, lastAttempt, type Guest } from '../ssh/guest.js'
@@ -345,6 +345,71 @@ function evidenceResults(m: Measured, boot: BootAnalysis): CheckResult[] {
   ]
 }
 
+const MARK_PROBE = '@@nvv-probe@@'
+/** Tries of each probe; the median counts. */
+export const PROBE_TRIES = { ssh: 5, guest: 3 } as const
+
+/**
+ * A fixed shell loop (CPU) and an 8 MiB write synced to /var/tmp (disk), each timed by the guest's
+ * own clock in milliseconds, PROBE_TRIES.guest times: one line `@@nvv-probe@@ <cpu> <disk>` each.
+ */
+export const PROBE_COMMAND = `for k in ${Array.from({ length: PROBE_TRIES.guest }, (_, i) => i + 1).join(' ')}; do t0=$(date +%s%N); i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; t1=$(date +%s%N); f=/var/tmp/.nvv-probe-$$; dd if=/dev/zero of=$f bs=1M count=8 conv=fsync 2>/dev/null; t2=$(date +%s%N); rm -f $f; echo "${MARK_PROBE} $(( (t1-t0)/1000000 )) $(( (t2-t1)/1000000 ))"; done`
+
+const middle = (xs: number[]): number | undefined => {
+  if (xs.length === 0) return undefined
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)]
+}
+
+/** The probe lines' medians (a guest without `date +%N` or dd gives none). */
+export function parseProbes(stdout: string): Pick<Responsiveness, 'cpuProbeMs' | 'diskProbeMs'> {
+  const rows = [...stdout.matchAll(new RegExp(`^${MARK_PROBE} (\\d+) (\\d+)$`, 'gm'))]
+  const cpu = middle(rows.map((m) => Number(m[1])))
+  const disk = middle(rows.map((m) => Number(m[2])))
+  return {
+    ...(cpu !== undefined ? { cpuProbeMs: cpu } : {}),
+    ...(disk !== undefined ? { diskProbeMs: disk } : {})
+  }
+}
+
+/**
+ * Responsiveness, the third measure of the guest's performance: the median round trip of `true`
+ * over the open SSH session, and the guest-timed CPU and disk probes. Evidence, not a verdict.
+ */
+async function responsiveness(
+  guest: Guest,
+  deadline: Deadline
+): Promise<{ result: CheckResult; found: Responsiveness }> {
+  const started = Date.now()
+  const trips: number[] = []
+  for (let i = 0; i < PROBE_TRIES.ssh && deadline.remaining() > 1000; i++) {
+    const r = await guest.run('true', { timeoutMs: Math.min(10_000, deadline.remaining()) })
+    if (r.code === 0) trips.push(r.durationMs)
+  }
+  const probe = await guest.run(PROBE_COMMAND, {
+    timeoutMs: Math.min(60_000, Math.max(1000, deadline.remaining()))
+  })
+  const sshRoundTripMs = middle(trips)
+  const found: Responsiveness = {
+    ...(sshRoundTripMs !== undefined ? { sshRoundTripMs } : {}),
+    ...parseProbes(probe.stdout)
+  }
+  const parts = [
+    found.sshRoundTripMs !== undefined
+      ? `SSH round trip ${formatDuration(found.sshRoundTripMs)}`
+      : '',
+    found.cpuProbeMs !== undefined ? `CPU probe ${formatDuration(found.cpuProbeMs)}` : '',
+    found.diskProbeMs !== undefined ? `disk probe ${formatDuration(found.diskProbeMs)}` : ''
+  ].filter(Boolean)
+  const result = evidenceResult(
+    'responsiveness',
+    Date.now() - started,
+    parts.length > 0 ? `${parts.join(' · ')} (medians)` : undefined,
+    `no probe answered: ${describeExit(probe)}\n${trimOutput(combined(probe), 500)}`
+  )
+  return { result, found }
+}
+
 /**
  * Stage `performance`: waits (bounded) until systemd reports the boot finished, records the
  * phases, the 10 slowest units, the critical chain and the memory in use into `report.boot`
@@ -367,9 +432,12 @@ export async function performanceStage(
   const timeMs = Date.now() - started
   const boot: BootAnalysis = ctx.report.boot ?? {}
   ctx.report.boot = boot
+  const probed = await responsiveness(ctx.guest, ctx.deadline)
+  if (Object.keys(probed.found).length > 0) ctx.report.responsiveness = probed.found
   const results: CheckResult[] = [
     { ...timeResult(m, boot, timeMs, p.timeoutMs), ...at() },
-    ...evidenceResults(m, boot)
+    ...evidenceResults(m, boot),
+    probed.result
   ]
   for (const b of judgeBudgets(budgetChecks(p, boot, ctx.report.timings.sshReadyMs))) {
     results.push({ name: b.name, status: b.status, durationMs: 0, output: b.output, ...at(b.key) })

@@ -5,6 +5,7 @@ import { STAGES } from '../checks/stages.js'
 import { parseSystem, type GuestSystem } from '../vm/system.js'
 import type { SshKeyWording } from '../nix/sshkey.js'
 import { DEFAULT_CHECKS_FILE } from '../pipeline/preflight.js'
+import { parsePerfSettings, PERF_SETTING_DEFAULTS, type PerfSettings } from '../perf/settings.js'
 import {
   parseRunSettings,
   RUN_DEFAULTS,
@@ -39,6 +40,11 @@ Boots a NixOS VM runner (result/bin/run-<host>-vm) with QEMU and validates it.
   --timeout D            whole run, default none
   --accel MODE           auto (prove KVM, else TCG), kvm, tcg; default ${D.accel}
   --cpu MODEL            QEMU -cpu override (default: max,pauth=off for aarch64 under TCG)
+  --perf-history DIR     compare the run with the earlier runs kept in DIR (one history per
+                         configuration, system and accelerator), then add it there
+  --perf-threshold P     a metric worse by more than P percent (and beyond the history's own
+                         spread) is a regression; default ${PERF_SETTING_DEFAULTS.threshold}
+  --perf-regression M    warn (default) or fail: what a regression does to the exit code
   --dry-run              print the plan, boot nothing
   --verbose              debug lines
 Durations: 90 (seconds), 90s, 10m, 1m30s, 500ms.
@@ -54,6 +60,9 @@ export interface CliOptions extends RunSettings {
   outDir: string
   dryRun: boolean
   verbose: boolean
+  /** `--perf-history DIR`, absolute. */
+  perfHistory?: string
+  perf: PerfSettings
 }
 
 const VALUE_FLAGS = [
@@ -73,7 +82,10 @@ const VALUE_FLAGS = [
   'stage-timeout',
   'timeout',
   'accel',
-  'cpu'
+  'cpu',
+  'perf-history',
+  'perf-threshold',
+  'perf-regression'
 ] as const
 const BOOL_FLAGS = ['dry-run', 'verbose', 'help'] as const
 
@@ -113,7 +125,8 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
     system: 'x86_64-linux',
     outDir: resolve(cwd, RUN_DEFAULTS.out),
     dryRun: false,
-    verbose: false
+    verbose: false,
+    perf: parsePerfSettings({}, (n) => `--${n}`)
   })
   if (command === undefined || command === 'help' || command === '--help' || command === '-h')
     return other('help')
@@ -161,6 +174,24 @@ function readFlags(
   return { values, bools }
 }
 
+/** `--perf-history DIR` and its settings (a bad one recorded, its default used meanwhile). */
+function perfOptions(
+  values: Map<string, string>,
+  abs: (p: string) => string,
+  errors: InputErrorCollector
+): Pick<CliOptions, 'perfHistory' | 'perf'> {
+  const dir = values.get('perf-history')
+  const perf = parsePerfSettings(
+    {
+      'perf-threshold': values.get('perf-threshold'),
+      'perf-regression': values.get('perf-regression')
+    },
+    (n) => `--${n}`,
+    (n, fn) => errors.check(n, fn)
+  )
+  return { perf, ...(dir !== undefined ? { perfHistory: abs(dir) } : {}) }
+}
+
 /** The options of `validate`: what it needs, then the settings shared with the action. */
 function validateOptions(
   values: Map<string, string>,
@@ -194,6 +225,7 @@ function validateOptions(
     checksFile: checks !== undefined ? abs(checks) : undefined,
     outDir: abs(values.get('out') ?? RUN_DEFAULTS.out),
     dryRun: bools.has('dry-run'),
-    verbose: bools.has('verbose')
+    verbose: bools.has('verbose'),
+    ...perfOptions(values, abs, errors)
   }
 }

@@ -25,6 +25,7 @@ import { TOOL_VERSION } from '../version.js'
 import { CLI_SPELLING, USAGE, collectArgs, type CliOptions } from './args.js'
 import { cliLogger } from './logger.js'
 import { bareReport } from '../report/model.js'
+import { directoryStore } from '../perf/store.js'
 
 export const EXIT_OK = 0
 export const EXIT_FAILED = 1
@@ -179,11 +180,21 @@ async function runValidation(run: CliRun, out: Out): Promise<number> {
         signal: controller.signal,
         startedAt,
         onStarted: (info) => (workDir = info.workDir),
+        ...(opts.perfHistory !== undefined
+          ? {
+              perf: {
+                store: directoryStore(opts.perfHistory),
+                thresholdPct: opts.perf.thresholdPct,
+                regression: opts.perf.regression
+              }
+            }
+          : {}),
         ...(built !== undefined
           ? {
               packagePath: built.packagePath,
               declared: built.declared,
               buildMs: built.buildMs,
+              closureBytes: built.closureBytes,
               configuration: flake?.configuration
             }
           : {})

@@ -9,6 +9,7 @@ import { nixBuildArgv, packagePathArgv } from './expr.js'
 import { STORE_PATH, memoResolver, type PackagePathResolver } from '../checks/substitute.js'
 import type { FlakeTarget } from './flakeref.js'
 import { summarizeNixError } from './errors.js'
+import { closureInfoCommand, parseClosureInfo } from './cache.js'
 
 export interface BuildRunnerInput {
   target: FlakeTarget
@@ -44,6 +45,8 @@ export interface BuildRunnerResult {
   outLink: string
   logFile: string
   buildMs: number
+  /** NAR bytes of the runner's closure (undefined when `nix path-info` could not say). */
+  closureBytes?: number
   argv: string[]
 }
 
@@ -133,6 +136,20 @@ function buildFailure(
   )
 }
 
+/** The closure's NAR bytes (`nix path-info --json --recursive`), for the performance history. */
+async function closureSize(i: BuildRunnerInput, storePath: string): Promise<number | undefined> {
+  const exec = i.exec ?? spawnExecutor()
+  const r = await exec
+    .run(closureInfoCommand(storePath, i.nix ?? 'nix', i.options ?? []), {
+      timeoutMs: 60_000,
+      ...(i.signal !== undefined ? { signal: i.signal } : {})
+    })
+    .catch(() => undefined)
+  if (r?.code !== 0) return undefined
+  const paths = parseClosureInfo(r.stdout)
+  return paths.length > 0 ? paths.reduce((a, p) => a + p.narSize, 0) : undefined
+}
+
 /** The built store path (from --json, else the out-link) and its runner. */
 async function builtRunner(
   i: BuildRunnerInput,
@@ -190,7 +207,15 @@ export async function buildRunner(i: BuildRunnerInput): Promise<BuildRunnerResul
     throw new ValidationFailure('cancelled', 'the build was cancelled')
   if (result.code !== 0) throw buildFailure(i, result, logged, buildMs, logFile)
   const built = await builtRunner(i, result.stdout, outLink)
-  return { ...built, outLink, logFile, buildMs, argv }
+  const closureBytes = await closureSize(i, built.storePath)
+  return {
+    ...built,
+    outLink,
+    logFile,
+    buildMs,
+    ...(closureBytes !== undefined ? { closureBytes } : {}),
+    argv
+  }
 }
 
 /**

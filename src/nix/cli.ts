@@ -58,6 +58,7 @@ export interface CliBuild {
   sshKey: string
   storePath: string
   buildMs: number
+  closureBytes?: number
   /** The network stage's package evaluator (same flake, same Nix options). */
   packagePath: PackagePathResolver
   /** What the configuration declares, evaluated while it built (docs/derived-checks.md). */
@@ -146,13 +147,14 @@ export async function buildForCli(
         ...(options.length > 0 ? { options } : {}),
         signal: o.signal
       })
-      const { runner, storePath, buildMs } = built
+      const { runner, storePath, buildMs, closureBytes } = built
       return {
         build: {
           runner,
           sshKey: key.privateKeyPath,
           storePath,
           buildMs,
+          closureBytes,
           packagePath,
           declared,
           cleanup

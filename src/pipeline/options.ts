@@ -4,6 +4,7 @@ import type { StageName } from '../checks/stages.js'
 import type { AccelChoice, Accelerator, GuestSystem } from '../vm/system.js'
 import type { PackagePathResolver } from '../checks/substitute.js'
 import type { DeclaredSpec } from '../nix/spec.js'
+import type { PerfOptions } from '../perf/apply.js'
 
 /** The settings both front ends parse alike (pipeline/request.ts parses them). */
 export interface RunSettings {
@@ -43,6 +44,10 @@ export interface ValidateOptions extends RunSettings {
   /** Time already spent before the VM part (e.g. the Nix build), counted in totalMs. */
   startedAt?: number
   buildMs?: number
+  /** NAR bytes of the built VM's closure. */
+  closureBytes?: number
+  /** Compare the run with its history and record it (docs/performance-history.md). */
+  perf?: PerfOptions
   /**
    * Store path of a package of the configuration's own nixpkgs (a flake run): the network stage's
    * substitution checks by `package`. Memoized (memoResolver); started while the VM boots.

@@ -177,6 +177,8 @@ export type RunPlace = Pick<ValidateOptions, 'runner' | 'sshKey' | 'outDir' | 'l
       | 'signal'
       | 'startedAt'
       | 'buildMs'
+      | 'closureBytes'
+      | 'perf'
       | 'configuration'
       | 'packagePath'
       | 'declared'

@@ -5,6 +5,7 @@ import { ValidationFailure, toFailure } from '../util/errors.js'
 import { formatDuration } from '../util/duration.js'
 import { newReport, type CheckResult, type Report, type StageResult } from '../report/model.js'
 import { failureOf } from '../report/failure.js'
+import { applyPerf } from '../perf/apply.js'
 import { addSkippedStages, prepareOutDir, stageOrder, writeArtifacts } from '../report/artifacts.js'
 import { STAGES } from '../checks/stages.js'
 import type { SshSession } from '../ssh/client.js'
@@ -54,6 +55,7 @@ export class RunState {
       configuration: o.configuration
     })
     report.timings.buildMs = o.buildMs
+    if (o.closureBytes !== undefined) report.closureBytes = o.closureBytes
     const workDir = await mkdtemp(join(o.workRoot ?? tmpdir(), 'nvv-'))
     return new RunState(o, t0, report, workDir)
   }
@@ -118,6 +120,7 @@ export class RunState {
     // A retried boot never passes silently: the report says the leg was flaky.
     if (report.bootAttempts !== undefined) report.flaky = report.conclusion === 'success'
     report.timings.totalMs = Date.now() - this.t0
+    if (this.o.perf !== undefined) await applyPerf(report, this.o.perf, this.log)
     await writeArtifacts(this.o.outDir, report)
     return report
   }

@@ -40,6 +40,11 @@ export const FAILURE_TABLE: Readonly<Record<FailureKind, FailureKindRow>> = {
   'ssh-auth': FAILED,
   'check-failed': { ...FAILED, annotation: 'checks-file' },
   'stage-timeout': FAILED,
+  // perf-regression: fail (docs/performance-history.md): the run passed, but slower than its base.
+  'perf-regression': {
+    ...FAILED,
+    title: (f, where) => `Performance regression: ${f.check ?? f.message} (${where})`
+  },
   cancelled: {
     conclusion: 'cancelled',
     annotation: null,

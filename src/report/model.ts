@@ -1,6 +1,7 @@
 import type { FailureKind } from '../util/errors.js'
 import { hostSystem, type Accelerator, type GuestSystem } from '../vm/system.js'
 import { TOOL_VERSION } from '../version.js'
+import type { PerfComparison } from '../perf/model.js'
 
 export type Status = 'passed' | 'failed' | 'skipped'
 
@@ -71,6 +72,16 @@ export interface BootAnalysis {
   memoryUsedMiB?: number
 }
 
+/** The performance stage's probes of a booted guest (medians of a few tries). */
+export interface Responsiveness {
+  /** A trivial command (`true`) over the open SSH session, there and back. */
+  sshRoundTripMs?: number
+  /** A fixed shell loop in the guest, timed by the guest's clock. */
+  cpuProbeMs?: number
+  /** Writing and syncing a small file in the guest's /var/tmp, timed by the guest's clock. */
+  diskProbeMs?: number
+}
+
 /** Why one boot attempt failed (the failure it would have been reported as). */
 export interface BootAttemptFailure {
   kind: FailureKind
@@ -130,6 +141,12 @@ export interface Report {
     buildMs?: number
   }
   boot?: BootAnalysis
+  /** NAR bytes of the VM's closure (a flake run). */
+  closureBytes?: number
+  /** How quickly the booted guest answers (the performance stage). */
+  responsiveness?: Responsiveness
+  /** This run against its base's history (docs/performance-history.md). */
+  perf?: PerfComparison
   /**
    * Every start of the VM, present only when the boot was retried (boot-retries): a silence before
    * userspace stopped a VM and a fresh one was started.

@@ -1,3 +1,4 @@
+import { perfSection } from '../perf/render.js'
 import { formatDuration } from '../util/duration.js'
 import { cutMarkdown, escapeMarkdown, fence, sliceCharsEnd } from '../util/markdown.js'
 import type { CheckResult, Report, StageResult } from './model.js'
@@ -232,6 +233,7 @@ export function renderSummary(r: Report, o: SummaryOptions = {}): string {
   }
   const declared = declaredTable(r)
   if (declared !== '') parts.push(declared)
+  if (r.perf !== undefined) parts.push(perfSection(r.perf))
   const failing = r.stages.flatMap((s) =>
     s.checks.filter((c) => c.status === 'failed').map((c) => ({ s, c }))
   )

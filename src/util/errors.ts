@@ -10,6 +10,7 @@ export const FAILURE_KINDS = [
   'ssh-auth',
   'check-failed',
   'stage-timeout',
+  'perf-regression',
   'cancelled',
   'tool-error'
 ] as const
