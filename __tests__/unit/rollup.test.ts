@@ -216,6 +216,23 @@ describe('collectRollUp', () => {
     )
   })
 
+  it('/emulated and /native tell two legs of one configuration and system apart', () => {
+    const [, emulated] = threeLegs()
+    expect(parseLegs('demo-aarch64/aarch64-linux/emulated')).toEqual([
+      {
+        entry: 'demo-aarch64/aarch64-linux/emulated',
+        configuration: 'demo-aarch64',
+        system: 'aarch64-linux',
+        emulated: true
+      }
+    ])
+    const r = collectRollUp(
+      [emulated],
+      parseLegs('demo-aarch64/aarch64-linux/emulated, aarch64-linux/native')
+    )
+    expect(r.missing.map((m) => m.entry)).toEqual(['aarch64-linux/native'])
+  })
+
   it('without the legs input only what was found counts: all passed is a success', () => {
     const r = collectRollUp(threeLegs().slice(0, 2))
     expect(r.conclusion).toBe('success')

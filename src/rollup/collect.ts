@@ -24,40 +24,46 @@ export interface ExpectedLeg {
   entry: string
   configuration?: string
   system: string
+  /** `…/emulated` or `…/native`: only a leg that does (not) emulate its guest meets it. */
+  emulated?: boolean
 }
 
 const SYSTEM_RE = /^[a-z0-9_]+-(linux|darwin)$/
 const CONFIGURATION_RE = /^[A-Za-z0-9_][A-Za-z0-9_.'+-]*$/
+const HOW: Record<string, boolean> = { emulated: true, native: false }
+
+/** One entry: `[configuration/]system[/emulated|/native]`; undefined when it is not that. */
+function parseLeg(entry: string): ExpectedLeg | undefined {
+  const parts = entry.split('/')
+  const how = parts.length > 1 ? HOW[parts[parts.length - 1]] : undefined
+  if (how !== undefined) parts.pop()
+  if (parts.length > 2) return undefined
+  const [configuration, system] = parts.length === 2 ? parts : [undefined, parts[0]]
+  if (!SYSTEM_RE.test(system)) return undefined
+  if (configuration !== undefined && !CONFIGURATION_RE.test(configuration)) return undefined
+  return {
+    entry,
+    system,
+    ...(configuration !== undefined ? { configuration } : {}),
+    ...(how !== undefined ? { emulated: how } : {})
+  }
+}
 
 /**
- * The `legs` input: `system` or `configuration/system` entries, separated by newlines or commas.
- * Throws an Error naming each bad entry.
+ * The `legs` input: `system` or `configuration/system` entries (optionally ending `/emulated` or
+ * `/native`), separated by newlines or commas. Throws an Error naming each bad entry.
  */
 export function parseLegs(text: string): ExpectedLeg[] {
   const entries = text
     .split(/[\n,]/)
     .map((e) => e.trim())
     .filter((e) => e !== '' && !e.startsWith('#'))
-  const bad: string[] = []
-  const legs = entries.flatMap((entry): ExpectedLeg[] => {
-    const [a, b, ...rest] = entry.split('/')
-    const configuration = b !== undefined ? a : undefined
-    const system = b ?? a
-    if (
-      rest.length > 0 ||
-      !SYSTEM_RE.test(system) ||
-      (configuration !== undefined && !CONFIGURATION_RE.test(configuration))
-    ) {
-      bad.push(entry)
-      return []
-    }
-    return [{ entry, system, ...(configuration !== undefined ? { configuration } : {}) }]
-  })
+  const bad = entries.filter((e) => parseLeg(e) === undefined)
   if (bad.length > 0)
     throw new Error(
-      `${bad.map((e) => JSON.stringify(e)).join(', ')} ${bad.length > 1 ? 'are' : 'is'} not a leg; allowed values: "system" or "configuration/system" entries (e.g. x86_64-linux, my-host/aarch64-linux), separated by newlines or commas`
+      `${bad.map((e) => JSON.stringify(e)).join(', ')} ${bad.length > 1 ? 'are' : 'is'} not a leg; allowed values: "system" or "configuration/system" entries, optionally ending "/emulated" or "/native" (e.g. x86_64-linux, my-host/aarch64-linux/emulated), separated by newlines or commas`
     )
-  return legs
+  return entries.map((e) => parseLeg(e) as ExpectedLeg)
 }
 
 const ARCH = '(?:aarch64|x86_64|arm64|amd64|i686|riscv64)'
@@ -168,6 +174,7 @@ function latestAttempts(artifacts: CollectedArtifact[]): CollectedArtifact[] {
 
 function matches(e: ExpectedLeg, l: RollUpLeg): boolean {
   if (e.system !== l.system) return false
+  if (e.emulated !== undefined && e.emulated !== l.emulated) return false
   return e.configuration === undefined || e.configuration === l.configuration
 }
 

@@ -36,10 +36,11 @@ export interface RollUpLeg {
 
 /** A leg the `legs` input expects that uploaded no artifact (cancelled, timed out, runner lost). */
 export interface MissingLeg {
-  /** The entry as listed: `x86_64-linux` or `my-host/x86_64-linux`. */
+  /** The entry as listed: `x86_64-linux`, `my-host/x86_64-linux`, `my-host/aarch64-linux/emulated`. */
   entry: string
   configuration?: string
   system: string
+  emulated?: boolean
 }
 
 export type DifferenceKind = 'check' | 'package' | 'boot-time'
