@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { RollUpInputs } from '../../src/action/inputs.js'
 import { readMode, readRollUpInputs } from '../../src/action/inputs.js'
-import { ROLL_UP_MARKER, runRollUp } from '../../src/action/rollup.js'
+import { ROLL_UP_MARKER, runRollUp, type ArtifactDownloader } from '../../src/action/rollup.js'
 import { createGitHubClient, type GitHubClient } from '../../src/github/client.js'
 import type { RunContext } from '../../src/github/context.js'
 import type { HomeConsistency } from '../../src/home/model.js'
@@ -260,6 +260,44 @@ describe('mode: roll-up against the loopback artifact service and GitHub API', (
     expect(api.comments).toHaveLength(1)
     expect(api.operations().filter((o) => o === 'issues/create-comment')).toHaveLength(1)
     expect(api.operations().filter((o) => o === 'issues/update-comment')).toHaveLength(1)
+  })
+})
+
+describe('mode: roll-up with an injected artifact client', () => {
+  it('a download that fails is a failed leg saying why; other artifacts are not downloaded', async () => {
+    const downloaded: number[] = []
+    const fake: ArtifactDownloader = {
+      listArtifacts: () =>
+        Promise.resolve({
+          artifacts: [
+            { name: 'vm-validation-demo-x86_64-x86_64-linux-1', id: 1 },
+            { name: 'coverage', id: 2 }
+          ]
+        }),
+      downloadArtifact: (id) => {
+        downloaded.push(id)
+        return Promise.reject(new Error('blob storage answered 503'))
+      }
+    }
+    const r = await runRollUp({
+      inputs: inputs('x86_64-linux'),
+      ctx: ctx(),
+      artifacts: fake,
+      github,
+      tempRoot: work
+    })
+    expect(downloaded).toEqual([1])
+    expect(r.missing).toEqual([])
+    expect(r.legs[0]).toMatchObject({
+      configuration: 'demo-x86_64',
+      system: 'x86_64-linux',
+      conclusion: 'failure',
+      failure: 'no report: download failed: blob storage answered 503'
+    })
+    expect(stdout.join('')).toContain(
+      '::warning::roll-up: artifact "vm-validation-demo-x86_64-x86_64-linux-1" (id 1) not read: blob storage answered 503'
+    )
+    expect([...api.checkRuns.values()].map((c) => c.conclusion)).toEqual(['failure'])
   })
 })
 
