@@ -1,8 +1,9 @@
 /**
  * A loopback Actions artifact service, the part @actions/artifact (v2+ API) talks to: the Twirp
- * JSON endpoints CreateArtifact / FinalizeArtifact under ACTIONS_RESULTS_URL, and the signed blob
- * URL it hands out, served by the same server the way Azure Blob Storage takes a block blob
- * (`comp=block` parts then `comp=blocklist`, or one PUT).
+ * JSON endpoints CreateArtifact / FinalizeArtifact / ListArtifacts / GetSignedArtifactURL under
+ * ACTIONS_RESULTS_URL, and the signed blob URL it hands out, served by the same server the way
+ * Azure Blob Storage takes a block blob (`comp=block` parts then `comp=blocklist`, or one PUT) and
+ * gives it back (GET). A request field the v6 client does not send is an error.
  */
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -21,7 +22,17 @@ export interface StoredArtifact {
   blockPuts: number
   /** Names inside the uploaded zip. */
   files: string[]
+  createdAt: Date
 }
+
+/** The fields each Twirp request may carry (proto names, as the client's toJson writes them). */
+const REQUEST_FIELDS: Record<string, string[]> = {
+  CreateArtifact: ['name', 'expires_at', 'version', 'mime_type'],
+  FinalizeArtifact: ['name', 'size', 'hash'],
+  ListArtifacts: ['name_filter', 'id_filter'],
+  GetSignedArtifactURL: ['name']
+}
+const BACKEND_IDS = ['workflow_run_backend_id', 'workflow_job_run_backend_id']
 
 /** An unsigned JWT whose `scp` claim carries the backend ids, as the runner's token does. */
 export function runtimeToken(): string {
@@ -65,6 +76,10 @@ export class FakeArtifactService extends LoopbackServer {
         this.blob(url, raw, req, res)
         return
       }
+      if (req.method === 'GET' && url.pathname.startsWith('/devstoreaccount1/artifacts/')) {
+        this.download(url, res)
+        return
+      }
       json(404, { msg: `not implemented by the fake: ${req.method} ${url.pathname}` })
     } catch (err) {
       this.errors.push(String(err))
@@ -77,6 +92,19 @@ export class FakeArtifactService extends LoopbackServer {
     body: Record<string, unknown>,
     json: (s: number, b: unknown) => void
   ): void {
+    const allowed = REQUEST_FIELDS[method]
+    if (allowed === undefined) {
+      json(404, { code: 'bad_route', msg: `no method ${method}` })
+      return
+    }
+    const unknown = Object.keys(body).filter(
+      (k) => !allowed.includes(k) && !BACKEND_IDS.includes(k)
+    )
+    if (unknown.length > 0) {
+      this.errors.push(`${method}: unknown request fields ${unknown.join(', ')}`)
+      json(400, { code: 'malformed', msg: `unknown fields ${unknown.join(', ')}` })
+      return
+    }
     const name = String(body.name ?? '')
     for (const [k, want] of [
       ['workflow_run_backend_id', RUN_BACKEND_ID],
@@ -98,10 +126,10 @@ export class FakeArtifactService extends LoopbackServer {
         name,
         createRequest: body,
         blockPuts: 0,
-        files: []
+        files: [],
+        createdAt: new Date()
       })
-      const signed = `${this.base}/devstoreaccount1/artifacts/${encodeURIComponent(name)}.zip?sv=2023-01-03&se=2099-01-01&sig=fakesig`
-      json(200, { ok: true, signed_upload_url: signed })
+      json(200, { ok: true, signed_upload_url: this.signedUrl(name) })
       return
     }
     if (method === 'FinalizeArtifact') {
@@ -123,13 +151,79 @@ export class FakeArtifactService extends LoopbackServer {
       json(200, { ok: true, artifact_id: String(a.id) })
       return
     }
-    json(404, { code: 'bad_route', msg: `no method ${method}` })
+    if (method === 'ListArtifacts') {
+      json(200, { artifacts: this.list(body) })
+      return
+    }
+    const a = this.artifacts.get(name)
+    if (a?.finalizeRequest === undefined) {
+      json(404, { code: 'not_found', msg: `no finalized artifact named ${name}` })
+      return
+    }
+    json(200, { signed_url: this.signedUrl(name) })
+  }
+
+  private signedUrl(name: string): string {
+    return `${this.base}/devstoreaccount1/artifacts/${encodeURIComponent(name)}.zip?sv=2023-01-03&se=2099-01-01&sig=fakesig`
+  }
+
+  /** ListArtifacts: the finalized artifacts of the run, filtered by name or id as asked. */
+  private list(body: Record<string, unknown>): Record<string, unknown>[] {
+    return [...this.artifacts.values()]
+      .filter((a) => a.finalizeRequest !== undefined && a.data !== undefined)
+      .filter((a) => body.name_filter === undefined || a.name === body.name_filter)
+      .filter((a) => body.id_filter === undefined || String(a.id) === String(body.id_filter))
+      .map((a) => ({
+        workflow_run_backend_id: RUN_BACKEND_ID,
+        workflow_job_run_backend_id: JOB_BACKEND_ID,
+        database_id: String(a.id),
+        name: a.name,
+        size: String(a.data?.length ?? 0),
+        created_at: a.createdAt.toISOString(),
+        digest: `sha256:${createHash('sha256')
+          .update(a.data ?? Buffer.alloc(0))
+          .digest('hex')}`
+      }))
+  }
+
+  /**
+   * An artifact stored as if a job had uploaded it (a zip made elsewhere): listed and downloaded
+   * like one the client uploaded.
+   */
+  store(name: string, zip: Buffer): StoredArtifact {
+    const a: StoredArtifact = {
+      id: this.nextId++,
+      name,
+      createRequest: { name },
+      finalizeRequest: { name, size: String(zip.length) },
+      data: zip,
+      blockPuts: 0,
+      files: zipEntries(zip),
+      createdAt: new Date()
+    }
+    this.artifacts.set(name, a)
+    return a
+  }
+
+  /** The GET of a signed download URL: the stored zip, as Blob Storage serves it. */
+  private download(url: URL, res: ServerResponse): void {
+    const a = this.artifacts.get(blobName(url))
+    if (a?.data === undefined || url.searchParams.get('sig') !== 'fakesig') {
+      this.errors.push(`blob GET of ${url.pathname} refused (unknown artifact or unsigned URL)`)
+      res.writeHead(a === undefined ? 404 : 403)
+      res.end()
+      return
+    }
+    res.writeHead(200, {
+      'content-type': 'application/zip',
+      'content-length': String(a.data.length),
+      'x-ms-blob-type': 'BlockBlob'
+    })
+    res.end(a.data)
   }
 
   private blob(url: URL, raw: Buffer, req: IncomingMessage, res: ServerResponse): void {
-    const name = decodeURIComponent(
-      url.pathname.replace('/devstoreaccount1/artifacts/', '').replace(/\.zip$/, '')
-    )
+    const name = blobName(url)
     const a = this.artifacts.get(name)
     const created = (): void => {
       res.writeHead(201, {
@@ -179,6 +273,13 @@ export class FakeArtifactService extends LoopbackServer {
     res.writeHead(400)
     res.end()
   }
+}
+
+/** The artifact a blob URL names. */
+function blobName(url: URL): string {
+  return decodeURIComponent(
+    url.pathname.replace('/devstoreaccount1/artifacts/', '').replace(/\.zip$/, '')
+  )
 }
 
 /** File names in a zip's central directory. */

@@ -7,7 +7,7 @@ import ts from 'typescript'
 
 const SRC = resolve('src')
 const MAX_FUNCTION_LINES = 80
-const ENGINE = ['pipeline', 'vm', 'ssh', 'checks', 'report']
+const ENGINE = ['pipeline', 'vm', 'ssh', 'checks', 'report', 'rollup']
 const FRONT_ENDS = ['action', 'cli']
 
 function sourceFiles(dir: string): string[] {

@@ -9,6 +9,7 @@ import { hostSystem, parseSystem, SYSTEMS, type GuestSystem } from '../vm/system
 import { FORBIDDEN_ARTIFACT_NAME_CHARS } from '../github/artifact.js'
 import { parseFlakeTarget } from '../nix/flakeref.js'
 import { preflight } from '../pipeline/preflight.js'
+import { parseLegs, type ExpectedLeg } from '../rollup/collect.js'
 import {
   parseRunSettings,
   RUN_DEFAULTS,
@@ -47,7 +48,9 @@ export const INPUT_NAMES = [
   'cache',
   'perf-baseline',
   'perf-threshold',
-  'perf-regression'
+  'perf-regression',
+  'mode',
+  'legs'
 ] as const
 export type InputName = (typeof INPUT_NAMES)[number]
 
@@ -69,8 +72,13 @@ export const INPUT_DEFAULTS: Partial<Record<InputName, string>> = {
   cache: 'true',
   'perf-baseline': PERF_SETTING_DEFAULTS.baseline,
   'perf-threshold': PERF_SETTING_DEFAULTS.threshold,
-  'perf-regression': PERF_SETTING_DEFAULTS.regression
+  'perf-regression': PERF_SETTING_DEFAULTS.regression,
+  mode: 'validate'
 }
+
+/** What the action does: validate one leg (boot a VM), or roll the run's legs up (docs/rollup.md). */
+export const MODES = ['validate', 'roll-up'] as const
+export type Mode = (typeof MODES)[number]
 
 /** The action's inputs that are run settings, by the name the settings table gives them. */
 const RUN_INPUTS = [
@@ -389,6 +397,52 @@ function nixInputs(raw: Raw, errors: InputErrorCollector): NixInputs {
 }
 
 export const actionInputReader: InputReader = (name) => core.getInput(name)
+
+/** The `mode` input, read before anything else: it says which inputs matter. */
+export function readMode(read: InputReader = actionInputReader): Mode {
+  const value = rawReader(read)('mode')
+  if (!(MODES as readonly string[]).includes(value))
+    throw new InputError(
+      `input "mode": "${value}" is not allowed; allowed values: ${MODES.join(', ')}`
+    )
+  return value as Mode
+}
+
+/** The inputs of `mode: roll-up`; the others (configuration, system, …) are not read. */
+export interface RollUpInputs {
+  mode: 'roll-up'
+  /** The legs the matrix runs; each without an artifact is missing. Empty: what was found. */
+  legs: ExpectedLeg[]
+  githubToken?: string
+  checkName?: string
+  prComment: boolean
+}
+
+/** Reads and checks the roll-up's inputs; every problem thrown together as one InputErrors. */
+export function readRollUpInputs(read: InputReader = actionInputReader): RollUpInputs {
+  const raw = rawReader(read)
+  const token = raw.optional('github-token')
+  if (token !== undefined) core.setSecret(token)
+  const errors = new InputErrorCollector()
+  const legs =
+    errors.check('legs', () => {
+      try {
+        return parseLegs(raw('legs'))
+      } catch (err) {
+        throw new InputError(`input "legs": ${err instanceof Error ? err.message : String(err)}`)
+      }
+    }) ?? []
+  const prComment =
+    errors.check('pr-comment', () => parseBool('pr-comment', raw('pr-comment'))) ?? false
+  errors.throwIfAny()
+  return {
+    mode: 'roll-up',
+    legs,
+    githubToken: token !== undefined && !UNEVALUATED_EXPRESSION.test(token) ? token : undefined,
+    checkName: raw.optional('check-name'),
+    prComment
+  }
+}
 
 /**
  * Reads every input once: parses them, masks the secrets, checks the files they name and the

@@ -12,7 +12,13 @@ import { errorMessage, InputError, toFailure, ValidationFailure } from '../util/
 import { InputErrors } from '../util/input-errors.js'
 import { killAllGroupsSync } from '../vm/process.js'
 import { outDirFor, runIdentity, type RunIdentity } from './identity.js'
-import { readInputs, type CheckedInputs } from './inputs.js'
+import {
+  readInputs,
+  readMode,
+  readRollUpInputs,
+  type CheckedInputs,
+  type RollUpInputs
+} from './inputs.js'
 import { actionLogger, type ActionLogger } from './logger.js'
 import { engineOptions } from '../pipeline/request.js'
 import { onStopSignals } from '../pipeline/cancel.js'
@@ -24,6 +30,7 @@ import { dryRunOutputs, planDryRun, type DryRun } from './plan.js'
 import { githubClientFor, publish, startActionCheckRun } from './publish.js'
 import { bareReport } from '../report/model.js'
 import { readReport } from './report.js'
+import { runRollUp } from './rollup.js'
 import { saveState, STATE_KEYS, type RunPlan, type StateWriter } from './state.js'
 import { fence, plainConclusion } from './summary.js'
 
@@ -60,13 +67,18 @@ export function inputFailure(err: unknown): string {
 
 async function runMain(): Promise<void> {
   const ctx = readRunContext()
-  let inputs: CheckedInputs
+  let inputs: CheckedInputs | RollUpInputs
   try {
     // Every input (and the files and flake they name) checked at once; all errors together.
-    inputs = await readInputs()
+    inputs = readMode() === 'roll-up' ? readRollUpInputs() : await readInputs()
   } catch (err) {
     // Bad input: nothing has started (no VM, no check run, no artifact).
     core.setFailed(inputFailure(err))
+    return
+  }
+  // The matrix's verdict from its legs' artifacts: nothing boots (docs/rollup.md).
+  if ('mode' in inputs) {
+    await runRollUp({ inputs, ctx })
     return
   }
   const id = runIdentity(inputs, ctx)

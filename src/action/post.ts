@@ -41,7 +41,7 @@ async function finish(read?: StateReader): Promise<void> {
   const st = loadState(read)
   if (st.plan === undefined) {
     core.info(
-      'post: nothing to finish (main started no validation: bad input, a dry run, or it was stopped before)'
+      'post: nothing to finish (main started no validation: bad input, a dry run, a roll-up, or it was stopped before)'
     )
     return
   }
