@@ -9,6 +9,8 @@ NPM ?= npm
 CLI ?= dist/cli/index.js
 CHECKS ?= tests/vm/checks.yml
 OUT ?= vm-validation
+# Earlier local runs, one history per configuration, system and accelerator (docs/performance-history.md).
+PERF_HISTORY ?= $(OUT)/perf-history
 NIX_FLAGS ?= --extra-experimental-features 'nix-command flakes'
 
 help:
@@ -33,11 +35,11 @@ help:
 
 test-vm-aarch64: require-nix require-cli
 	$(NODE) $(CLI) validate --flake '.#nixos-vm-aarch64' --system aarch64-linux \
-		--checks $(CHECKS) --out $(OUT)/aarch64
+		--checks $(CHECKS) --out $(OUT)/aarch64 --perf-history $(PERF_HISTORY)
 
 test-vm-x86_64: require-nix require-cli
 	$(NODE) $(CLI) validate --flake '.#nixos-vm-x86_64' --system x86_64-linux \
-		--checks $(CHECKS) --out $(OUT)/x86_64
+		--checks $(CHECKS) --out $(OUT)/x86_64 --perf-history $(PERF_HISTORY)
 
 test-vm-all: require-nix require-cli
 	$(MAKE) -j2 test-vm-aarch64 test-vm-x86_64

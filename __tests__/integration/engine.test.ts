@@ -5,7 +5,16 @@
  */
 import { afterEach, describe, expect, it } from '@jest/globals'
 import { execFileSync } from 'node:child_process'
-import { chmodSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync
+} from 'node:fs'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { PNG } from 'pngjs'
 import {
@@ -51,9 +60,37 @@ function expectPng(path: string): void {
 
 describe.each(['x86_64', 'aarch64'] as const)('ok guest (%s)', (arch) => {
   it('passes boot and ssh, reports the accelerator and writes every artifact', async () => {
-    const run = await validate([...guestArgs(arch, 'ok'), '--stages', 'boot,ssh'])
-    expect(run.code).toBe(0)
+    // A local performance history (--perf-history) of three earlier runs: one booted in 1 s
+    // (this run is a regression on it), whose SSH took hours (this run is an improvement).
+    const history = mkdtempSync(join(tmpdir(), 'nvv-history-'))
+    const key = `nixos-vm-${arch}-linux-tcg`
+    const earlier = (i: number) => ({
+      at: `2026-11-0${i}T00:00:00.000Z`,
+      metrics: { boot: 1000, sshReady: 36_000_000 }
+    })
+    writeFileSync(
+      join(history, `${key}.json`),
+      JSON.stringify({ schemaVersion: 1, key, runs: [1, 2, 3].map(earlier) })
+    )
+    const run = await validate([
+      ...guestArgs(arch, 'ok'),
+      '--stages',
+      'boot,ssh',
+      '--perf-history',
+      history
+    ])
+    expect(run.code).toBe(0) // --perf-regression warn (the default)
     const r = run.report()
+    expect(r.perf).toMatchObject({ baseline: history, baseRuns: 3, recorded: true })
+    const verdict = (id: string) => r.perf?.metrics.find((m) => m.id === id)?.verdict
+    expect([verdict('boot'), verdict('sshReady')]).toEqual(['regression', 'improvement'])
+    expect(run.stderr + run.stdout).toMatch(/performance regression: boot \(login prompt\): /)
+    const kept = JSON.parse(readFileSync(join(history, `${key}.json`), 'utf8')) as {
+      runs: { metrics: Record<string, number> }[]
+    }
+    expect(kept.runs).toHaveLength(4)
+    expect(kept.runs[3].metrics.boot).toBe(r.timings.bootMs)
+    rmSync(history, { recursive: true, force: true })
     expect(r).toMatchObject({
       schemaVersion: 1,
       system: `${arch}-linux`,

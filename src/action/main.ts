@@ -267,7 +267,6 @@ async function runValidation(leg: Leg, onKey: (key: SshKey) => void): Promise<Re
             }
           : {}),
         perf: actionPerf(inputs.perf, {
-          tempRoot,
           subject: plan.subject,
           log: (m) => logger.info(m),
           client: actionsCacheClient()

@@ -1,3 +1,5 @@
+import { rm } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import type { CacheClient } from '../nix/cache.js'
 import { readHistoryFile, writeHistoryFile, type PerfStore } from '../perf/store.js'
@@ -9,11 +11,16 @@ export const PERF_CACHE_PREFIX = 'nvv-perf-v1'
 
 export interface PerfCacheInput {
   client: CacheClient
-  /** Scratch root (RUNNER_TEMP): the history directory must be the same path on every run. */
-  tempRoot: string
   env?: NodeJS.ProcessEnv
   commit?: string
 }
+
+/**
+ * The history directory as the cache is given it. The cache version hashes the paths as given, so
+ * a path under RUNNER_TEMP would tie an entry to one runner's work directory; `~` is expanded by
+ * @actions/cache to this process's home, the same string everywhere (like STORE_CACHE_PATH).
+ */
+export const PERF_CACHE_PATH = '~/.cache/nixos-vm-validate/perf'
 
 /**
  * The branch whose history a run compares with: a pull request's base branch (GITHUB_BASE_REF; a
@@ -39,7 +46,7 @@ export function perfCacheKeys(
 const PULL_REQUEST_EVENTS = new Set(['pull_request', 'pull_request_target'])
 
 /**
- * The action's PerfStore: the history file lives in `<RUNNER_TEMP>/nvv-perf/<key>/` and moves
+ * The action's PerfStore: the history file lives in `~/.cache/nixos-vm-validate/perf/<key>/` and moves
  * through the Actions cache. A run on a branch restores that branch's newest history and saves it
  * again with its own run added (a new key per run: cache entries are immutable); a pull request's
  * run restores its base branch's history and records nothing. docs/performance-history.md.
@@ -48,7 +55,9 @@ export function cachePerfStore(i: PerfCacheInput): PerfStore | undefined {
   const env = i.env ?? process.env
   const branch = baseBranch(env)
   if (branch === undefined) return undefined
-  const dirOf = (key: string): string => join(i.tempRoot, 'nvv-perf', key)
+  const home = env.HOME || homedir()
+  const pathOf = (key: string): string => `${PERF_CACHE_PATH}/${key}`
+  const dirOf = (key: string): string => join(home, PERF_CACHE_PATH.slice(2), key)
   return {
     baseline: branch,
     record: !PULL_REQUEST_EVENTS.has(env.GITHUB_EVENT_NAME ?? ''),
@@ -56,12 +65,14 @@ export function cachePerfStore(i: PerfCacheInput): PerfStore | undefined {
     ref: branch,
     load: async (key) => {
       const { key: cacheKey, restoreKeys } = perfCacheKeys(key, branch, env)
-      const hit = await i.client.restore([dirOf(key)], cacheKey, restoreKeys)
+      // A miss must not leave an earlier job's file (a self-hosted runner keeps HOME).
+      await rm(dirOf(key), { recursive: true, force: true })
+      const hit = await i.client.restore([pathOf(key)], cacheKey, restoreKeys)
       return hit !== undefined ? readHistoryFile(dirOf(key), key) : undefined
     },
     save: async (h) => {
       await writeHistoryFile(dirOf(h.key), h)
-      const id = await i.client.save([dirOf(h.key)], perfCacheKeys(h.key, branch, env).key)
+      const id = await i.client.save([pathOf(h.key)], perfCacheKeys(h.key, branch, env).key)
       if (id === -1)
         throw new Error('the Actions cache did not take the history (see the log above)')
     }
@@ -82,7 +93,6 @@ export function cacheServiceAvailable(env: NodeJS.ProcessEnv): boolean {
 export function actionPerf(
   settings: PerfSettings,
   o: {
-    tempRoot: string
     subject: string
     env?: NodeJS.ProcessEnv
     log: (m: string) => void
@@ -97,7 +107,6 @@ export function actionPerf(
   }
   const store = cachePerfStore({
     client: o.client,
-    tempRoot: o.tempRoot,
     env,
     ...(env.GITHUB_SHA ? { commit: env.GITHUB_SHA } : {})
   })

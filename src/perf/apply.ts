@@ -1,6 +1,6 @@
-import { basename } from 'node:path'
 import type { Failure, Report } from '../report/model.js'
 import { errorMessage } from '../util/errors.js'
+import { runnerHostName } from '../vm/runner.js'
 import type { Logger } from '../util/log.js'
 import { comparePerf } from './compare.js'
 import { emptyHistory, historyKey, PERF_DEFAULTS, withRun } from './history.js'
@@ -39,7 +39,7 @@ export async function applyPerf(r: Report, o: PerfOptions, log: Logger): Promise
     log.info('performance history: the run failed, so it is neither compared nor recorded')
     return
   }
-  const subject = o.subject ?? r.configuration ?? basename(r.runner ?? 'vm')
+  const subject = o.subject ?? r.configuration ?? runnerHostName(r.runner ?? 'vm')
   const key = historyKey({
     subject,
     system: r.system,
