@@ -17,6 +17,8 @@ export interface HomeEvaluation {
   error?: { message: string; file?: string; line?: number }
   /** The activation package was built on its own platform (a macOS leg), when that was tried. */
   built?: { ok: boolean; message?: string }
+  /** The activation package's derivation path: the evaluation forced the whole home (nothing built). */
+  activationDrv?: string
 }
 
 export type HomeDifferenceKind = 'file' | 'package' | 'unavailable' | 'error'
