@@ -11,7 +11,8 @@ import { evaluateHomes, homeError, systemFromName } from '../../src/home/evaluat
 import { parseHomeFlake } from '../../src/home/flake.js'
 import type { HomeConsistency, HomeEvaluation } from '../../src/home/model.js'
 import { renderHomeConsistency } from '../../src/home/render.js'
-import { parseHomeArgs } from '../../src/cli/home.js'
+import { parseHomeArgs, runHomeConsistency } from '../../src/cli/home.js'
+import type { Command, ExecResult, Executor } from '../../src/nix/exec.js'
 import { main as cliMain } from '../../src/cli/main.js'
 
 const LINUX = 'alice@x86_64-linux'
@@ -288,4 +289,61 @@ describe('home-consistency command line', () => {
     },
     60_000
   )
+})
+
+describe('home-consistency --build', () => {
+  const itWithNix = hasNix ? it : it.skip
+  itWithNix("builds the home's activation package and records a failed build", async () => {
+    const commands: string[][] = []
+    const result = (code: number, stdout: string, stderr = ''): ExecResult => ({
+      code,
+      signal: null,
+      stdout,
+      stderr,
+      durationMs: 1
+    })
+    const exec: Executor = {
+      run: (cmd: Command) => {
+        commands.push(cmd.argv)
+        const home = cmd.argv[cmd.argv.indexOf('home') + 1]
+        if (cmd.argv.includes('--eval'))
+          return Promise.resolve(
+            result(
+              0,
+              JSON.stringify({ name: home, system: 'aarch64-darwin', files: [], packages: [] })
+            )
+          )
+        if (cmd.argv.includes('build'))
+          return Promise.resolve(
+            result(1, '', 'error: builder for gcc-14.drv failed with exit code 1')
+          )
+        return Promise.resolve(result(1, ''))
+      }
+    }
+    const outDir = join(dir, 'built')
+    const code = await runHomeConsistency(
+      {
+        flake: { flakeRef: '/f', display: '.' },
+        homes: ['a@aarch64-darwin'],
+        build: ['a@aarch64-darwin'],
+        outDir
+      },
+      () => undefined,
+      exec
+    )
+    expect(code).toBe(1)
+    expect(commands.find((c) => c.includes('build'))).toEqual(
+      expect.arrayContaining(['/f#homeConfigurations."a@aarch64-darwin".activationPackage'])
+    )
+    const json = JSON.parse(
+      readFileSync(join(outDir, 'home-consistency.json'), 'utf8')
+    ) as HomeConsistency
+    expect(json.homes[0]!.built).toEqual({
+      ok: false,
+      message: 'error: builder for gcc-14.drv failed with exit code 1'
+    })
+    expect(json.differences).toEqual([
+      expect.objectContaining({ kind: 'error', item: 'a@aarch64-darwin' })
+    ])
+  })
 })

@@ -1,6 +1,6 @@
 /**
  * One user configuration evaluated as a standalone Home Manager configuration per platform
- * (Linux and Darwin), and what differs between the platforms (docs/rollup.md). Written as
+ * (Linux and Darwin), and what differs between the platforms (docs/home-consistency.md). Written as
  * `home-consistency.json` by `vm-automation home-consistency`; the roll-up reads it from the
  * run's artifacts. Add fields, never rename.
  */
