@@ -47,6 +47,56 @@
       # pkgs.testers.runNixOSTest over a file of tests/vm/: each is `{ vmModules }: <test module>`.
       mkVmTest = pkgs: file: pkgs.testers.runNixOSTest (import file { inherit vmModules; });
 
+      # baleen's home on its own (standalone Home Manager), on every platform it is used on: the
+      # same users/baleen/home.nix the VM imports (docs/home-consistency.md).
+      homeSystems = [
+        "aarch64-darwin"
+        "x86_64-darwin"
+        "aarch64-linux"
+        "x86_64-linux"
+      ];
+      isDarwin = system: lib.hasSuffix "-darwin" system;
+      mkHome =
+        system:
+        home-manager.lib.homeManagerConfiguration {
+          pkgs = nixpkgs.legacyPackages.${system};
+          modules = [
+            ./users/baleen/home.nix
+            {
+              home.username = "baleen";
+              home.homeDirectory = if isDarwin system then "/Users/baleen" else "/home/baleen";
+            }
+          ];
+        };
+
+      # Evaluation only, on Linux: each Darwin home's activation derivation and managed files, as
+      # text without string context, so no Darwin derivation becomes an input of this check.
+      homeDarwinEval =
+        pkgs:
+        let
+          describe =
+            system:
+            let
+              home = self.homeConfigurations."baleen@${system}";
+              files = map (f: f.target) (
+                lib.filter (f: f.enable) (lib.attrValues home.config.home.file)
+              );
+            in
+            "baleen@${system} ${home.activationPackage.drvPath}\n"
+            + lib.concatMapStrings (file: "  ${file}\n") (lib.sort lib.lessThan files);
+          report = builtins.unsafeDiscardStringContext (
+            lib.concatMapStrings describe (lib.filter isDarwin homeSystems)
+          );
+        in
+        pkgs.runCommand "home-darwin-eval"
+          {
+            inherit report;
+            passAsFile = [ "report" ];
+          }
+          ''
+            cp "$reportPath" "$out"
+          '';
+
       # The modules' unit tests (tests/modules/, lib.runTests): both configurations, evaluation only.
       moduleTests = import ./tests/modules {
         inherit lib;
@@ -60,6 +110,11 @@
         nixos-vm-aarch64 = mkVm "aarch64-linux";
         nixos-vm-x86_64 = mkVm "x86_64-linux";
       };
+
+      # `nix build '.#homeConfigurations."baleen@aarch64-darwin".activationPackage'` (on a Mac).
+      homeConfigurations = lib.listToAttrs (
+        map (system: lib.nameValuePair "baleen@${system}" (mkHome system)) homeSystems
+      );
 
       nixosModules.default = {
         imports = vmModules;
@@ -92,6 +147,7 @@
         service-test = mkVmTest pkgs ./tests/vm/service-test.nix;
         integration-test = mkVmTest pkgs ./tests/vm/integration-test.nix;
         module-tests = pkgs.callPackage ./tests/modules/check.nix { tests = moduleTests; };
+        home-darwin-eval = homeDarwinEval pkgs;
       });
 
       # `nix fmt`: nixfmt (the RFC 166 style) over the whole tree.

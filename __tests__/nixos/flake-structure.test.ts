@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url'
 import { parse as parseYaml } from 'yaml'
 import { INPUT_NAMES } from '../../src/action/inputs.js'
 import { SECTIONS } from '../../src/checks/schema.js'
+import { compareHomes } from '../../src/home/compare.js'
+import type { HomeEvaluation } from '../../src/home/model.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '')
 
@@ -243,6 +245,81 @@ describe('NixOS tests', () => {
       .map((f) => f.replace(/\.nix$/, ''))
       .sort()
     expect([...checks.keys()].sort()).toEqual(testFiles)
+  })
+})
+
+type StubHome = {
+  username: string
+  homeDirectory: string
+  system: string
+  packages: string[]
+  files: string[]
+  drv: string
+}
+
+describe('standalone homes (homeConfigurations), against the stubs', () => {
+  const homeSystems = ['aarch64-darwin', 'x86_64-darwin', 'aarch64-linux', 'x86_64-linux']
+  const homes = () =>
+    nixEval(
+      `builtins.mapAttrs (name: h: { ` +
+        `inherit (h.config.home) username homeDirectory; system = h.pkgs.stdenv.hostPlatform.system; ` +
+        `packages = map (p: p.pname) h.config.home.packages; drv = h.activationPackage.drvPath; ` +
+        `files = map (f: f.target) (builtins.filter (f: f.enable) (builtins.attrValues h.config.home.file)); ` +
+        `}) (import ./__tests__/nixos/stubs.nix).flake.homeConfigurations`
+    ) as Record<string, StubHome>
+
+  itWithNix('one home of baleen per platform, in its own package set and home directory', () => {
+    const all = homes()
+    expect(Object.keys(all).sort()).toEqual(homeSystems.map((s) => `baleen@${s}`).sort())
+    for (const system of homeSystems) {
+      const home = all[`baleen@${system}`]
+      const dir = system.endsWith('-darwin') ? '/Users/baleen' : '/home/baleen'
+      expect(home).toMatchObject({
+        system,
+        username: 'baleen',
+        homeDirectory: dir
+      })
+    }
+  })
+
+  itWithNix('home.nix is the same home on Darwin as on Linux: nothing differs', () => {
+    const evaluated: HomeEvaluation[] = Object.entries(homes()).map(([name, h]) => ({
+      name,
+      system: h.system,
+      files: h.files,
+      packages: h.packages.map((p) => ({ name: p, available: true }))
+    }))
+    expect(evaluated[0].files).toContain('.config/git/config')
+    expect(compareHomes(evaluated)).toEqual([])
+  })
+
+  itWithNix(
+    'checks.<linux>.home-darwin-eval lists the Darwin homes without depending on them',
+    () => {
+      for (const system of ['x86_64-linux', 'aarch64-linux']) {
+        const check = nixEval(
+          `let c = (import ./__tests__/nixos/stubs.nix).flake.checks.${system}.home-darwin-eval; ` +
+            `in c // { context = builtins.hasContext c.report; }`
+        ) as { name: string; report: string; script: string; context: boolean }
+        const all = homes()
+        expect(check).toMatchObject({ name: 'home-darwin-eval', context: false })
+        expect(check.script).toContain('cp "$reportPath" "$out"')
+        for (const name of ['baleen@aarch64-darwin', 'baleen@x86_64-darwin']) {
+          const home = all[name]
+          const entry = [name + ' ' + home.drv, ...[...home.files].sort().map((f) => '  ' + f)]
+          expect(check.report).toContain(entry.join('\n') + '\n')
+        }
+        expect(check.report).not.toMatch(/-linux/)
+      }
+    }
+  )
+
+  it('flake.nix builds each with homeManagerConfiguration from users/baleen/home.nix', () => {
+    const flake = read('flake.nix')
+    expect(flake).toMatch(/home-manager\.lib\.homeManagerConfiguration \{/)
+    expect(flake).toContain('./users/baleen/home.nix')
+    expect(flake).toContain('home-darwin-eval = homeDarwinEval pkgs;')
+    expect(flake).toContain('builtins.unsafeDiscardStringContext')
   })
 })
 

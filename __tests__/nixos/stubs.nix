@@ -4,6 +4,11 @@
 # - nixosTest FILE SYSTEM: a file of tests/vm/ as the test driver gets it: its nodes (attribute
 #   name and hostname) and its testScript, called with `nodes` whose VM is this repository's
 #   machine.
+# - flake: flake.nix's outputs with nixpkgs and Home Manager stood in for (only what is read is
+#   evaluated: homeConfigurations and the home-darwin-eval check). homeManagerConfiguration
+#   merges its modules (a function gets pkgs, lib and the merged config), requires what a
+#   standalone home must set (username, homeDirectory, stateVersion), and derives home.file as
+#   below; its activationPackage is an (unbuildable) derivation of the home's system.
 # - nixosConfigurations: the machine as its own modules define it (machines/nixos-vm.nix,
 #   users/baleen/nixos.nix, users/baleen/home.nix, merged), plus the few values NixOS and Home
 #   Manager derive from them (a normal user's home, the files of the enabled programs, EDITOR).
@@ -41,6 +46,16 @@ let
           value
       ) b;
     concatStringsSep = builtins.concatStringsSep;
+    concatMapStrings = f: list: builtins.concatStringsSep "" (map f list);
+    hasSuffix =
+      suffix: s:
+      let
+        n = builtins.stringLength s;
+        k = builtins.stringLength suffix;
+      in
+      n >= k && builtins.substring (n - k) k s == suffix;
+    inherit (builtins) attrValues filter listToAttrs sort lessThan;
+    genAttrs = names: f: builtins.listToAttrs (map (n: nameValuePair n (f n)) names);
     generators.toPretty = _: builtins.toJSON;
     # nixpkgs' lib.runTests, same contract: the failures of the tests whose name starts with "test".
     runTests =
@@ -76,7 +91,12 @@ let
     stdenv.hostPlatform = {
       inherit system;
       isAarch64 = system == "aarch64-linux";
+      isDarwin = lib.hasSuffix "-darwin" system;
+      isLinux = lib.hasSuffix "-linux" system;
     };
+    gcc = package "gcc" { };
+    gnumake = package "gnumake" { };
+    runCommand = name: env: script: env // { inherit name script; };
     bashInteractive = package "bash-interactive" { shellPath = "/bin/bash"; };
     openssh = package "openssh" { };
     busybox = package "busybox" { };
@@ -84,6 +104,101 @@ let
     buildEnv = { name, ... }: package name { };
     dockerTools.buildImage = { name, ... }: package "docker-image-${name}" { };
   };
+
+  # Home Manager's defaults for what the tests read, then the module, then what the enabled
+  # programs write.
+  homeOf =
+    homeModule:
+    let
+      programs = homeModule.programs or { };
+      enabled = program: programs.${program}.enable or false;
+      homeFiles =
+        lib.optionals (enabled "bash") [
+          ".bashrc"
+          ".profile"
+          ".bash_profile"
+        ]
+        ++ lib.optionals (enabled "git") [ ".config/git/config" ]
+        ++ lib.optionals (enabled "neovim") [ ".config/nvim/init.lua" ];
+    in
+    lib.recursiveUpdate
+      (lib.recursiveUpdate {
+        manual = {
+          manpages.enable = true;
+          html.enable = false;
+          json.enable = false;
+        };
+      } homeModule)
+      {
+        home.file = builtins.listToAttrs (
+          map (target: lib.nameValuePair target {
+            enable = true;
+            inherit target;
+          }) homeFiles
+        );
+        home.sessionVariables = if programs.neovim.defaultEditor or false then { EDITOR = "nvim"; } else { };
+      };
+
+  # Module definitions merged the module system's way for what they set here: attribute sets
+  # recursively, lists concatenated.
+  mergeModules =
+    a: b:
+    a
+    // builtins.mapAttrs (
+      name: value:
+      if builtins.isAttrs value && builtins.isAttrs (a.${name} or null) then
+        mergeModules a.${name} value
+      else if builtins.isList value && builtins.isList (a.${name} or null) then
+        a.${name} ++ value
+      else
+        value
+    ) b;
+
+  homeManagerConfiguration =
+    { pkgs, modules }:
+    let
+      load = m: if builtins.isPath m then import m else m;
+      call = m: if builtins.isFunction m then m { inherit pkgs lib config; } else m;
+      merged = builtins.foldl' (acc: m: mergeModules acc (call (load m))) { } modules;
+      config = homeOf merged;
+      system = pkgs.stdenv.hostPlatform.system;
+      required = [
+        (config.home.username or null)
+        (config.home.homeDirectory or null)
+        (config.home.stateVersion or null)
+      ];
+    in
+    assert builtins.all builtins.isString required;
+    {
+      inherit config pkgs;
+      activationPackage = derivation {
+        name = "home-manager-generation";
+        inherit system;
+        builder = "/bin/sh";
+      };
+    };
+
+  flake =
+    let
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+        "x86_64-darwin"
+        "aarch64-darwin"
+      ];
+      outputs = (import ../../flake.nix).outputs {
+        self = outputs;
+        nixpkgs = {
+          inherit lib;
+          legacyPackages = lib.genAttrs systems pkgsFor;
+        };
+        home-manager = {
+          lib = { inherit homeManagerConfiguration; };
+          nixosModules.home-manager = { };
+        };
+      };
+    in
+    outputs;
 
   configurationFor =
     system:
@@ -95,38 +210,7 @@ let
       };
       machine = import ../../machines/nixos-vm.nix args;
       account = import ../../users/baleen/nixos.nix args;
-      homeModule = account.home-manager.users.baleen (args // { config = home; });
-
-      # Home Manager's defaults for what the tests read, then the module, then what the enabled
-      # programs write.
-      programs = homeModule.programs;
-      enabled = program: programs.${program}.enable or false;
-      homeFiles =
-        lib.optionals (enabled "bash") [
-          ".bashrc"
-          ".profile"
-          ".bash_profile"
-        ]
-        ++ lib.optionals (enabled "git") [ ".config/git/config" ]
-        ++ lib.optionals (enabled "neovim") [ ".config/nvim/init.lua" ];
-      home =
-        lib.recursiveUpdate
-          (lib.recursiveUpdate {
-            manual = {
-              manpages.enable = true;
-              html.enable = false;
-              json.enable = false;
-            };
-          } homeModule)
-          {
-            home.file = builtins.listToAttrs (
-              map (target: lib.nameValuePair target {
-                enable = true;
-                inherit target;
-              }) homeFiles
-            );
-            home.sessionVariables = if programs.neovim.defaultEditor or false then { EDITOR = "nvim"; } else { };
-          };
+      home = homeOf (account.home-manager.users.baleen (args // { config = home; }));
 
       config = lib.recursiveUpdate (lib.recursiveUpdate machine.config account) {
         nixosVm.serialConsole = machine.options.nixosVm.serialConsole.default;
@@ -204,6 +288,7 @@ let
 in
 {
   inherit
+    flake
     lib
     nixosConfigurations
     nixosTest

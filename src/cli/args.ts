@@ -2,6 +2,7 @@ import { isAbsolute, resolve } from 'node:path'
 import { InputError } from '../util/errors.js'
 import { InputErrorCollector } from '../util/input-errors.js'
 import { STAGES } from '../checks/stages.js'
+import { HOME_USAGE } from './home.js'
 import { parseSystem, type GuestSystem } from '../vm/system.js'
 import type { SshKeyWording } from '../nix/sshkey.js'
 import { DEFAULT_CHECKS_FILE } from '../pipeline/preflight.js'
@@ -48,7 +49,9 @@ Boots a NixOS VM runner (result/bin/run-<host>-vm) with QEMU and validates it.
   --dry-run              print the plan, boot nothing
   --verbose              debug lines
 Durations: 90 (seconds), 90s, 10m, 1m30s, 500ms.
-Exit codes: 0 every stage passed, 1 a stage failed, 2 bad input (nothing started).`
+Exit codes: 0 every stage passed, 1 a stage failed, 2 bad input (nothing started).
+
+${HOME_USAGE}`
 
 export interface CliOptions extends RunSettings {
   command: 'validate' | 'help' | 'version'
@@ -132,7 +135,9 @@ export function collectArgs(argv: string[], cwd: string, errors: InputErrorColle
     return other('help')
   if (command === 'version' || command === '--version') return other('version')
   if (command !== 'validate')
-    throw new InputError(`unknown command "${command}"; allowed: validate, help, version`)
+    throw new InputError(
+      `unknown command "${command}"; allowed: validate, home-consistency, help, version`
+    )
   const { values, bools } = readFlags(rest, errors)
   if (bools.has('help')) return other('help')
   return validateOptions(values, bools, cwd, errors)

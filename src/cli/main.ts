@@ -24,6 +24,7 @@ import { listBuildLog } from '../nix/report.js'
 import { TOOL_VERSION } from '../version.js'
 import { CLI_SPELLING, USAGE, collectArgs, type CliOptions } from './args.js'
 import { cliLogger } from './logger.js'
+import { HOME_USAGE, parseHomeArgs, runHomeConsistency, type HomeOptions } from './home.js'
 import { bareReport } from '../report/model.js'
 import { directoryStore } from '../perf/store.js'
 
@@ -52,6 +53,7 @@ export async function main(
   argv: string[],
   out: Out = (s) => process.stdout.write(s)
 ): Promise<number> {
+  if (argv[0] === 'home-consistency') return homeCommand(argv.slice(1), out)
   let run: CliRun | 'help' | 'version'
   try {
     run = await readRequest(argv)
@@ -66,6 +68,24 @@ export async function main(
   else if (run.opts.dryRun) out((await dryRunPlan(run)) + '\n')
   else return runValidation(run, out)
   return EXIT_OK
+}
+
+/** `home-consistency`: bad input exits 2 (nothing evaluated), a difference or a failure 1. */
+async function homeCommand(rest: string[], out: Out): Promise<number> {
+  let opts: HomeOptions | 'help'
+  try {
+    opts = parseHomeArgs(rest, process.cwd())
+    if (opts === 'help') {
+      out(HOME_USAGE + '\n')
+      return EXIT_OK
+    }
+    return await runHomeConsistency(opts, out)
+  } catch (err) {
+    process.stderr.write(`error: ${errorMessage(err)}\n`)
+    if (!(err instanceof InputError)) return EXIT_FAILED
+    process.stderr.write(`run "vm-automation home-consistency --help" for usage\n`)
+    return EXIT_INPUT
+  }
 }
 
 /**

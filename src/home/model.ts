@@ -1,6 +1,6 @@
 /**
  * One user configuration evaluated as a standalone Home Manager configuration per platform
- * (Linux and Darwin), and what differs between the platforms (docs/rollup.md). Written as
+ * (Linux and Darwin), and what differs between the platforms (docs/home-consistency.md). Written as
  * `home-consistency.json` by `vm-automation home-consistency`; the roll-up reads it from the
  * run's artifacts. Add fields, never rename.
  */
@@ -17,6 +17,8 @@ export interface HomeEvaluation {
   error?: { message: string; file?: string; line?: number }
   /** The activation package was built on its own platform (a macOS leg), when that was tried. */
   built?: { ok: boolean; message?: string }
+  /** The activation package's derivation path: the evaluation forced the whole home (nothing built). */
+  activationDrv?: string
 }
 
 export type HomeDifferenceKind = 'file' | 'package' | 'unavailable' | 'error'
