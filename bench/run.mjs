@@ -28,7 +28,12 @@
 //      alone (nix build with a fresh key, as every run has) vs the same build with the spec's
 //      evaluation beside it, as the CLI and the action run them; wall time until both are done.
 //
-// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D,E,F,G picks parts.
+//   H. the performance history (docs/performance-history.md): the CLI's boot+ssh+performance on the
+//      x86_64 guest alone vs with --perf-history on a history of 20 earlier runs (restored,
+//      compared, written back), whole process runs; and the share of the performance stage taken
+//      by its responsiveness probes.
+//
+// BENCH_RUNS (default 3) sets runs per measurement; BENCH_ONLY=A,B,C,D,E,F,G,H picks parts.
 import { execFileSync, spawn } from 'node:child_process'
 import {
   cpSync,
@@ -49,7 +54,7 @@ import { fileURLToPath } from 'node:url'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const CLI = join(ROOT, 'dist/cli/index.js')
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
-const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D,E,F,G').split(',')
+const ONLY = (process.env.BENCH_ONLY ?? 'A,B,C,D,E,F,G,H').split(',')
 
 function guest(arch, variant = 'ok') {
   const out = execFileSync(
@@ -681,6 +686,74 @@ if (ONLY.includes('G')) {
     beside,
     'nix build + spec'
   )
+  rmSync(work, { recursive: true, force: true })
+}
+
+if (ONLY.includes('H')) {
+  const work = mkdtempSync(join(tmpdir(), 'nvv-bench-h-'))
+  const history = join(work, 'history')
+  const key = 'nixos-vm-x86_64-linux-tcg'
+  const seed = () => {
+    rmSync(history, { recursive: true, force: true })
+    mkdirSync(history)
+    const runs = Array.from({ length: 20 }, (_, i) => ({
+      at: new Date(Date.UTC(2026, 10, 1 + i)).toISOString(),
+      metrics: { boot: 15_000 + i * 10, userspace: 18_000, sshReady: 15_000, 'stage:ssh': 2000 }
+    }))
+    writeFileSync(join(history, `${key}.json`), JSON.stringify({ schemaVersion: 1, key, runs }))
+  }
+  const cli = async (extra, out) => {
+    const t = process.hrtime.bigint()
+    await new Promise((done, fail) => {
+      const child = spawn(
+        process.execPath,
+        [
+          CLI,
+          'validate',
+          '--runner',
+          x86.runner,
+          '--ssh-key',
+          x86.key,
+          '--system',
+          'x86_64-linux',
+          '--stages',
+          'boot,ssh,performance',
+          '--accel',
+          'tcg',
+          '--out',
+          out,
+          ...extra
+        ],
+        { stdio: 'ignore' }
+      )
+      child.on('close', (code) => (code === 0 ? done() : fail(new Error(`the CLI exited ${code}`))))
+    })
+    return Number(process.hrtime.bigint() - t) / 1e6
+  }
+  const alone = []
+  const withHistory = []
+  const probeShare = []
+  for (let i = 0; i < RUNS; i++) {
+    alone.push(await cli([], join(work, `a${i}`)))
+    seed()
+    withHistory.push(await cli(['--perf-history', history], join(work, `h${i}`)))
+    const r = JSON.parse(readFileSync(join(work, `h${i}`, 'report.json'), 'utf8'))
+    const perf = r.stages.find((st) => st.name === 'performance')
+    const probe = perf?.checks.find((c) => c.name === 'responsiveness')
+    if (perf !== undefined && probe !== undefined)
+      probeShare.push(probe.durationMs / perf.durationMs)
+  }
+  line(
+    'H. the performance history: boot+ssh+performance alone vs with --perf-history (20 runs)',
+    alone,
+    'no history',
+    withHistory,
+    'compared and recorded'
+  )
+  console.log(
+    `  responsiveness probes: median ${(median(probeShare) * 100).toFixed(0)} % of the performance stage\n`
+  )
+  results.at(-1).probeShareOfPerformanceStage = median(probeShare)
   rmSync(work, { recursive: true, force: true })
 }
 

@@ -3,14 +3,14 @@
  * x86_64 ok guest three times on `main` (push events), each run restoring the performance history
  * from the loopback Actions cache and saving it again with itself added; then pull request runs
  * compare themselves with that history — the ok guest again (not flagged), the slow guest (a
- * oneshot sleeping 12 s during boot: flagged on userspace, `warn` passes, `fail` fails). The pull
+ * oneshot sleeping 20 s during boot, after docker: flagged on userspace, `warn` passes, `fail` fails). The pull
  * request's x86_64 leg and an aarch64 leg then roll up (`mode: roll-up`) with a third, different
  * leg into one check run and one comment against the loopback GitHub API.
  * Build first: npm run package.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DefaultArtifactClient } from '@actions/artifact'
@@ -52,6 +52,7 @@ beforeAll(async () => {
   arm = buildGuest('aarch64', 'ok')
   work = mkdtempSync(join(tmpdir(), 'nvv-matrix-'))
   writeFileSync(join(work, 'checks.yml'), CHECKS)
+  mkdirSync(join(work, 'home'))
   results = new FakeResultsService()
   api = new FakeGitHubApi({}, new OpenApiValidator())
   await results.start()
@@ -95,6 +96,8 @@ async function leg(
     },
     extra: {
       ...results.env(),
+      // The history's directory is under HOME (~/.cache/nixos-vm-validate/perf): the test's own.
+      HOME: join(work, 'home'),
       GITHUB_EVENT_NAME: event,
       GITHUB_RUN_ID: o.runId ?? PR_RUN,
       ...(event === 'push'

@@ -37,6 +37,12 @@ export function metricDef(id: string): MetricDef | undefined {
   return undefined
 }
 
+/**
+ * Stages whose duration is already a metric: boot is the login prompt's time, and ssh is SSH ready
+ * less the boot — a wait for the guest whose split between the two varies from run to run.
+ */
+const TIMED_ELSEWHERE = new Set(['boot', 'ssh'])
+
 const put = (m: Metrics, id: string, v: number | undefined): void => {
   if (v !== undefined && Number.isFinite(v)) m[id] = v
 }
@@ -55,7 +61,9 @@ export function metricsOf(r: Report): Metrics {
   put(m, 'sshRoundTrip', r.responsiveness?.sshRoundTripMs)
   put(m, 'cpuProbe', r.responsiveness?.cpuProbeMs)
   put(m, 'diskProbe', r.responsiveness?.diskProbeMs)
-  for (const s of r.stages) if (s.status !== 'skipped') put(m, `stage:${s.name}`, s.durationMs)
+  for (const s of r.stages)
+    if (s.status !== 'skipped' && !TIMED_ELSEWHERE.has(s.name))
+      put(m, `stage:${s.name}`, s.durationMs)
   for (const u of (r.boot?.blame ?? []).slice(0, SLOWEST_UNITS)) put(m, `unit:${u.unit}`, u.ms)
   return m
 }
