@@ -206,22 +206,39 @@ async function commentStep(p: PublishInput, summaryCtx: SummaryContext): Promise
     core.info('pr-comment: no comment (no github-token, or a local act run)')
     return
   }
+  const written = await stickyComment(p.client, context, p.plan.marker, () =>
+    commentMarkdown(p.report, summaryCtx)
+  )
+  if (written) p.save(STATE_KEYS.commentWritten, 'true')
+}
+
+/**
+ * Creates or updates the pull request's comment carrying `marker` (a leg's, or the roll-up's).
+ * Not about a pull request: said in the log. A failure is a warning. True when it was written.
+ */
+export async function stickyComment(
+  client: GitHubClient,
+  context: RunContext,
+  marker: string,
+  markdown: () => string
+): Promise<boolean> {
   if (context.prNumber === undefined || context.owner === undefined || context.repo === undefined) {
     core.info(
       `pr-comment: no comment (event "${context.eventName ?? 'unknown'}" is not about a pull request)`
     )
-    return
+    return false
   }
   try {
     const res = await upsertComment(
-      p.client,
+      client,
       { owner: context.owner, repo: context.repo, issueNumber: context.prNumber },
-      p.plan.marker,
-      commentMarkdown(p.report, summaryCtx)
+      marker,
+      markdown()
     )
-    p.save(STATE_KEYS.commentWritten, 'true')
     core.info(`pull request comment ${res.created ? 'created' : 'updated'} (id ${res.id})`)
+    return true
   } catch (err) {
     warn(err)
+    return false
   }
 }

@@ -5,7 +5,6 @@ import * as core from '@actions/core'
 import { artifactUrl, sanitizeArtifactName } from '../github/artifact.js'
 import { completeCheckRun, reportingWarning, startCheckRun } from '../github/check-run.js'
 import type { GitHubClient } from '../github/client.js'
-import { upsertComment } from '../github/comment.js'
 import { runUrl, type RunContext } from '../github/context.js'
 import { LIMITS, truncateMarkdown } from '../github/limits.js'
 import { HOME_CONSISTENCY_FILE, type HomeConsistency } from '../home/model.js'
@@ -15,7 +14,7 @@ import type { RollUp } from '../rollup/model.js'
 import { renderRollUp, rollUpTitle } from '../rollup/render.js'
 import { errorMessage } from '../util/errors.js'
 import type { RollUpInputs } from './inputs.js'
-import { githubClientFor } from './publish.js'
+import { githubClientFor, stickyComment } from './publish.js'
 
 /** The one check run of the roll-up (the `check-name` input overrides it). */
 export const ROLL_UP_CHECK_NAME = 'VM validation (all legs)'
@@ -214,21 +213,5 @@ async function rollUpCheckRun(
 }
 
 async function rollUpComment(client: GitHubClient, ctx: RunContext, md: string): Promise<void> {
-  if (ctx.prNumber === undefined || ctx.owner === undefined || ctx.repo === undefined) {
-    core.info(
-      `pr-comment: no comment (event "${ctx.eventName ?? 'unknown'}" is not about a pull request)`
-    )
-    return
-  }
-  try {
-    const res = await upsertComment(
-      client,
-      { owner: ctx.owner, repo: ctx.repo, issueNumber: ctx.prNumber },
-      ROLL_UP_MARKER,
-      md
-    )
-    core.info(`pull request comment ${res.created ? 'created' : 'updated'} (id ${res.id})`)
-  } catch (err) {
-    core.warning(reportingWarning(err, 'GitHub reporting'))
-  }
+  await stickyComment(client, ctx, ROLL_UP_MARKER, () => md)
 }
