@@ -22,8 +22,8 @@ export const METRICS: Record<string, MetricDef> = {
   sshReady: MS('SSH ready'),
   memory: { label: 'memory used after boot', unit: 'MiB', floor: 16 },
   sshRoundTrip: MS('SSH round trip (median)', 20),
-  cpuProbe: MS('CPU probe', 100),
-  diskProbe: MS('disk probe', 100)
+  cpuProbe: MS('CPU probe', 25),
+  diskProbe: MS('disk probe', 25)
 }
 
 /** Units of blame recorded per run (the slowest ones). */
