@@ -78,10 +78,29 @@ describe('stop signals', () => {
       now.mockReturnValue(3000)
       process.emit('SIGUSR2', 'SIGUSR2')
       expect(again).toHaveBeenCalledTimes(1)
-    } finally {
+      // The run ended: a signal now (a forwarded copy after a quick teardown) is taken and
+      // ignored, so Node's default action cannot kill the process and lose its exit code.
       stop()
+      expect(process.listenerCount('SIGUSR2')).toBe(1)
+      now.mockReturnValue(9000)
+      process.emit('SIGUSR2', 'SIGUSR2')
+      expect(again).toHaveBeenCalledTimes(1)
+      expect(first).toHaveBeenCalledTimes(1)
+    } finally {
+      process.removeAllListeners('SIGUSR2')
       now.mockRestore()
     }
+  })
+
+  it('a run that ended without a signal gives the signals back', () => {
+    const stop = onStopSignals({
+      signals: ['SIGUSR2'],
+      controller: new AbortController(),
+      first: jest.fn(),
+      again: jest.fn()
+    })
+    expect(process.listenerCount('SIGUSR2')).toBe(1)
+    stop()
     expect(process.listenerCount('SIGUSR2')).toBe(0)
   })
 })

@@ -1,7 +1,9 @@
 /**
  * Stop signals of a run, as both front ends take them: the first one aborts the run (the VM is
  * stopped, the report written), a later one asks for more force. Returns the function that
- * removes the handlers.
+ * removes the handlers — unless a signal came: then they stay, inert, until the process exits,
+ * since a group signal forwarded again after a quick teardown would otherwise kill the process
+ * by default and lose the run's exit code.
  */
 export function onStopSignals(o: {
   signals: readonly NodeJS.Signals[]
@@ -17,7 +19,9 @@ export function onStopSignals(o: {
   repeatMs?: number
 }): () => void {
   let firstAt: number | undefined
+  let disposed = false
   const handler = (sig: NodeJS.Signals): void => {
+    if (disposed) return
     const now = Date.now()
     if (firstAt === undefined) {
       firstAt = now
@@ -29,6 +33,7 @@ export function onStopSignals(o: {
   }
   for (const sig of o.signals) process.on(sig, handler)
   return () => {
-    for (const sig of o.signals) process.off(sig, handler)
+    disposed = true
+    if (firstAt === undefined) for (const sig of o.signals) process.off(sig, handler)
   }
 }
