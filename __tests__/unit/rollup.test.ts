@@ -13,6 +13,8 @@ import {
   parseLegs,
   type CollectedArtifact
 } from '../../src/rollup/collect.js'
+import { comparePerf } from '../../src/perf/compare.js'
+import type { PerfHistory } from '../../src/perf/model.js'
 import { renderRollUp, rollUpTitle } from '../../src/rollup/render.js'
 import { HOSTILE, expectNeutral } from './markdown-oracle.js'
 
@@ -200,6 +202,52 @@ describe('collectRollUp', () => {
     expect(md).toContain('### Differences between legs')
     expect(md).toContain('📦 **demo**: package jq is found on')
     expect(md).not.toContain('Missing legs')
+  })
+
+  it('each leg’s performance comparison in one column, only when some leg compared', () => {
+    const legs = threeLegs()
+    const history = (boots: number[], userspace: number): PerfHistory => ({
+      schemaVersion: 1,
+      key: 'k',
+      runs: boots.map((boot, i) => ({
+        at: `2026-12-0${i + 1}T00:00:00Z`,
+        metrics: { boot, userspace }
+      }))
+    })
+    const opts = { baseline: 'main', thresholdPct: 20, regression: 'warn' as const }
+    // x86_64: userspace 60 % slower than a steady base; aarch64 emulated: within noise;
+    // the native aarch64 leg has two base runs only.
+    legs[0].report = {
+      ...(legs[0].report as Report),
+      perf: comparePerf(
+        history([12_000, 12_100, 11_900], 5_000),
+        { boot: 12_000, userspace: 8_000 },
+        'k',
+        opts
+      )
+    }
+    legs[1].report = {
+      ...(legs[1].report as Report),
+      perf: comparePerf(
+        history([96_000, 97_000, 95_000, 96_500], 40_000),
+        { boot: 96_200, userspace: 40_500 },
+        'k',
+        opts
+      )
+    }
+    legs[2].report = {
+      ...(legs[2].report as Report),
+      perf: comparePerf(history([15_000, 15_100], 6_000), { boot: 15_000 }, 'k', opts)
+    }
+    const md = renderRollUp(collectRollUp(legs, []))
+    expect(md).toContain('| Leg | Verdict | Boot | Performance | boot | ssh |')
+    expect(md).toContain(
+      '| demo-x86_64 (x86_64-linux) | ✅ passed | 12.0s (KVM) | 🔺 userspace +60.0 % |'
+    )
+    expect(md).toContain('| 1m36s (TCG) | ✅ within noise of 4 runs |')
+    expect(md).toContain('| 15.0s (KVM) | no base yet (2 of 3) |')
+    // Without any comparison the column is not there at all.
+    expect(renderRollUp(collectRollUp(threeLegs(), []))).not.toContain('Performance')
   })
 
   it('a leg listed in legs without an artifact is missing, and fails the roll-up', () => {

@@ -39,6 +39,19 @@ export function perfHeadline(c: PerfComparison): string {
   return `performance vs the last ${c.baseRuns} runs on ${c.baseline} (threshold ${c.thresholdPct} %): ${what}`
 }
 
+/** The comparison in one short table cell (the roll-up's Performance column). */
+export function perfCell(c: PerfComparison): string {
+  if (c.error !== undefined) return '⚠️ no comparison'
+  if (c.baseRuns < c.minRuns) return `no base yet (${c.baseRuns} of ${c.minRuns})`
+  const regressed = c.metrics.filter((m) => m.verdict === 'regression')
+  if (regressed.length === 0) return `✅ within noise of ${c.baseRuns} runs`
+  const shown = regressed
+    .slice(0, 3)
+    .map((m) => `${m.label} ${m.changePct !== undefined ? signed(m.changePct) : ''}`.trim())
+  const more = regressed.length > 3 ? ` and ${regressed.length - 3} more` : ''
+  return `🔺 ${shown.join(', ')}${more}`
+}
+
 /** Regressed metrics in words, for the log and the failure. */
 export function regressionLines(c: PerfComparison): string[] {
   return c.metrics

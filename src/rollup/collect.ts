@@ -1,5 +1,6 @@
 import type { HomeConsistency } from '../home/model.js'
 import type { Report, StageResult, Status } from '../report/model.js'
+import { perfCell } from '../perf/render.js'
 import { diffLegs } from './consistency.js'
 import type { HomeSource, MissingLeg, RollUp, RollUpLeg } from './model.js'
 
@@ -124,6 +125,7 @@ function legOfReport(a: CollectedArtifact, r: Report): RollUpLeg {
     conclusion: r.conclusion,
     ...(failureLine(r) !== undefined ? { failure: failureLine(r) } : {}),
     ...(r.timings.bootMs !== undefined ? { bootMs: r.timings.bootMs } : {}),
+    ...(r.perf !== undefined ? { perf: perfCell(r.perf) } : {}),
     stages,
     checks,
     packages

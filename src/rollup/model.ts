@@ -26,6 +26,8 @@ export interface RollUpLeg {
    */
   failure?: string
   bootMs?: number
+  /** The leg's performance comparison in one cell (perfCell), when the leg compared. */
+  perf?: string
   /** Stage name → its status, in the order the leg ran them. */
   stages: Record<string, Status>
   /** Checks that ran, by `stage/check`, for the comparison between legs. */

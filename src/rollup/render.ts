@@ -39,7 +39,9 @@ function bootCell(l: RollUpLeg): string {
 export function legsTable(r: RollUp): string {
   if (r.legs.length === 0) return ''
   const stages = stageColumns(r.legs)
-  const head = ['Leg', 'Verdict', 'Boot', ...stages, 'Artifact']
+  // The column only when some leg compared itself with its base branch's history.
+  const perf = r.legs.some((l) => l.perf !== undefined)
+  const head = ['Leg', 'Verdict', 'Boot', ...(perf ? ['Performance'] : []), ...stages, 'Artifact']
   const rows = r.legs.map((l) => {
     const cells = stages.map((s) => {
       const st = l.stages[s] as Status | undefined
@@ -49,7 +51,8 @@ export function legsTable(r: RollUp): string {
       l.artifactUrl !== undefined
         ? `[${escapeMarkdown(l.artifactName)}](${l.artifactUrl})`
         : escapeMarkdown(l.artifactName)
-    return [escapeMarkdown(legLabel(l)), verdict(l), bootCell(l), ...cells, artifact]
+    const perfCells = perf ? [l.perf !== undefined ? escapeMarkdown(l.perf) : NO_CELL] : []
+    return [escapeMarkdown(legLabel(l)), verdict(l), bootCell(l), ...perfCells, ...cells, artifact]
   })
   return [head, head.map(() => '---'), ...rows].map((c) => `| ${c.join(' | ')} |`).join('\n')
 }
