@@ -1,4 +1,4 @@
-import { describe, expect, it } from '@jest/globals'
+import { describe, expect, it, jest } from '@jest/globals'
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -276,6 +276,34 @@ describe('every input error at once', () => {
         ' and stay inside it)',
       `input "ssh-key" (${ws}/id.pub): this is a public key; give the private key that logs into the VM`
     ])
+  })
+
+  it('readInputs says that legs (a roll-up input) is ignored when validating, and goes on', async () => {
+    const { ed25519Pair } = await import('../../src/nix/sshkey.js')
+    const ws = mkdtempSync(join(tmpdir(), 'nvv-ws-'))
+    writeFileSync(join(ws, 'id'), ed25519Pair('t').private)
+    writeFileSync(join(ws, 'run-vm'), '#!/bin/sh\n', { mode: 0o755 })
+    const lines: string[] = []
+    const write = jest
+      .spyOn(process.stdout, 'write')
+      .mockImplementation((c: string | Uint8Array) => {
+        lines.push(String(c))
+        return true
+      })
+    try {
+      const values = { 'vm-runner': 'run-vm', 'ssh-key': 'id', 'dry-run': 'true' }
+      await readInputs(reader(values), { GITHUB_WORKSPACE: ws })
+      expect(lines.join('')).not.toContain('legs')
+      const inputs = await readInputs(reader({ ...values, legs: 'x86_64-linux' }), {
+        GITHUB_WORKSPACE: ws
+      })
+      expect(inputs.vmRunner).toBe(join(ws, 'run-vm'))
+    } finally {
+      write.mockRestore()
+    }
+    expect(lines.join('')).toContain(
+      '::warning::input "legs" is only read with mode: roll-up; this step validates one leg and ignores it'
+    )
   })
 
   it('a github-token that is an unevaluated expression (local runners pass the default as text) is none', () => {

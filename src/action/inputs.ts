@@ -486,6 +486,11 @@ export async function readInputs(
   )
     errors.check('flake', () => checkFlakeReference(inputs, workspace))
   errors.throwIfAny()
+  // `legs` belongs to the roll-up; said, not silently dropped (a copied roll-up step, most likely).
+  if (read('legs').trim() !== '')
+    core.warning(
+      'input "legs" is only read with mode: roll-up; this step validates one leg and ignores it'
+    )
   return { ...inputs, checksFile: request.checksFile, request }
 }
 
