@@ -212,6 +212,9 @@ describe('performance history against the loopback Actions cache', () => {
       expect(body).toMatch(/aarch64-linux[^\n]*❌/)
       expect(body).toMatch(/other-vm[^\n]*x86_64-linux/)
       expect(body).toMatch(/tar/)
+      // The pull request's x86_64 leg compared itself with main's three runs; the others did not.
+      expect(body).toContain('| Performance |')
+      expect(body).toMatch(/x86_64-linux\) \| ✅ passed \|[^|\n]*\| ✅ within noise of 3 runs \|/)
       expect(readFileSync(files.summary, 'utf8')).toContain('VM validation: all legs')
       expect(readCommandFile(files.output).conclusion).toBe('failure')
     })
