@@ -1,4 +1,4 @@
-import { describe, expect, it, jest } from '@jest/globals'
+import { describe, expect, it } from '@jest/globals'
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,6 +18,7 @@ import { InputError } from '../../src/util/errors.js'
 import { InputErrors } from '../../src/util/input-errors.js'
 import { ROOT } from '../support/action-runner.js'
 import { checkSshKey, ed25519Pair, openSshKey } from '../../src/nix/sshkey.js'
+import { captureStdout } from '../support/stdout.js'
 import { RUN_DEFAULTS } from '../../src/pipeline/request.js'
 import { STAGES } from '../../src/checks/stages.js'
 
@@ -255,7 +256,6 @@ describe('every input error at once', () => {
   })
 
   it('readInputs refuses a public ssh-key, a directory vm-runner and a malformed checks file (dry runs too)', async () => {
-    const { ed25519Pair } = await import('../../src/nix/sshkey.js')
     const ws = mkdtempSync(join(tmpdir(), 'nvv-ws-'))
     writeFileSync(join(ws, 'id.pub'), ed25519Pair('t').public + '\n')
     writeFileSync(join(ws, 'checks.yml'), 'e2e:\n  - { script: ../../etc/passwd }\n')
@@ -279,17 +279,10 @@ describe('every input error at once', () => {
   })
 
   it('readInputs says that legs (a roll-up input) is ignored when validating, and goes on', async () => {
-    const { ed25519Pair } = await import('../../src/nix/sshkey.js')
     const ws = mkdtempSync(join(tmpdir(), 'nvv-ws-'))
     writeFileSync(join(ws, 'id'), ed25519Pair('t').private)
     writeFileSync(join(ws, 'run-vm'), '#!/bin/sh\n', { mode: 0o755 })
-    const lines: string[] = []
-    const write = jest
-      .spyOn(process.stdout, 'write')
-      .mockImplementation((c: string | Uint8Array) => {
-        lines.push(String(c))
-        return true
-      })
+    const { written: lines, restore } = captureStdout()
     try {
       const values = { 'vm-runner': 'run-vm', 'ssh-key': 'id', 'dry-run': 'true' }
       await readInputs(reader(values), { GITHUB_WORKSPACE: ws })
@@ -299,7 +292,7 @@ describe('every input error at once', () => {
       })
       expect(inputs.vmRunner).toBe(join(ws, 'run-vm'))
     } finally {
-      write.mockRestore()
+      restore()
     }
     expect(lines.join('')).toContain(
       '::warning::input "legs" is only read with mode: roll-up; this step validates one leg and ignores it'

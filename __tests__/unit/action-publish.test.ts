@@ -10,6 +10,7 @@ import { commentMarker } from '../../src/github/comment.js'
 import type { RunContext } from '../../src/github/context.js'
 import type { Report } from '../../src/report/model.js'
 import { FakeGitHubApi } from '../support/github-api.js'
+import { captureStdout } from '../support/stdout.js'
 import { HOSTILE, expectNeutral } from './markdown-oracle.js'
 
 /**
@@ -21,11 +22,7 @@ let api: FakeGitHubApi
 let stdout: string[]
 
 beforeEach(() => {
-  stdout = []
-  jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout.push(String(chunk))
-    return true
-  })
+  stdout = captureStdout().written
 })
 afterEach(async () => {
   jest.restoreAllMocks()

@@ -22,6 +22,7 @@ import { newReport, type Report } from '../../src/report/model.js'
 import { parseLegs } from '../../src/rollup/collect.js'
 import { FakeArtifactService, runtimeToken } from '../support/artifact-service.js'
 import { FakeGitHubApi } from '../support/github-api.js'
+import { captureStdout } from '../support/stdout.js'
 
 /**
  * The roll-up step end to end without a VM: the real @actions/artifact client uploads three legs'
@@ -136,7 +137,7 @@ beforeAll(async () => {
   process.env.ACTIONS_RESULTS_URL = `${artifacts.url}/`
   process.env.GITHUB_SERVER_URL = 'https://github.com'
   process.env.GITHUB_WORKSPACE = work
-  jest.spyOn(process.stdout, 'write').mockImplementation(() => true)
+  captureStdout()
   await uploadLeg('vm-validation-demo-x86_64-x86_64-linux-1', {
     'report.json': JSON.stringify(legReport('demo-x86_64', 'x86_64-linux', false, 'passed')),
     'console.log': 'Welcome to NixOS\n'
@@ -160,11 +161,7 @@ afterAll(async () => {
 })
 
 beforeEach(async () => {
-  stdout = []
-  jest.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout.push(String(chunk))
-    return true
-  })
+  stdout = captureStdout().written
   api = new FakeGitHubApi()
   await api.start()
   github = await createGitHubClient('ghs_unit', api.url, (...a: Parameters<typeof fetch>) =>

@@ -22,6 +22,7 @@ import { plannedAccelerator, renderPlan } from '../../src/pipeline/plan.js'
 import { InputError } from '../../src/util/errors.js'
 import { hostSystem } from '../../src/vm/system.js'
 import { ROOT } from '../support/action-runner.js'
+import { captureStdout } from '../support/stdout.js'
 
 const host = hostSystem() ?? 'x86_64-linux'
 const other = host === 'x86_64-linux' ? 'aarch64-linux' : 'x86_64-linux'
@@ -265,11 +266,7 @@ withNix('with real Nix on tests/fixtures/flake', () => {
       'INPUT_DRY-RUN': 'true'
     }
     const saved = { ...process.env }
-    const printed: string[] = []
-    const write = jest.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
-      printed.push(String(chunk))
-      return true
-    })
+    const { written: printed, restore } = captureStdout()
     try {
       Object.assign(process.env, env)
       process.exitCode = undefined
@@ -293,7 +290,7 @@ withNix('with real Nix on tests/fixtures/flake', () => {
       expect(printed.join('')).not.toMatch(/Plan \(dry run/)
       expect(readFileSync(output, 'utf8')).toBe('')
     } finally {
-      write.mockRestore()
+      restore()
       process.exitCode = undefined
       for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k]
       Object.assign(process.env, saved)
